@@ -1,0 +1,224 @@
+//! APT: the sources rewrite (one-line `.list` and deb822 `.sources` files).
+//!
+//! The suite `FROM` and its derivatives (`FROM-updates`, `FROM/updates`,
+//! `FROM-backports`, flat `FROM/`) become `TO…`; comments, options, URIs,
+//! components, whitespace and unrelated lines stay byte for byte.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+use crate::fsx::{self, Root};
+use crate::paths;
+
+/// The new suite name, when `suite` is `from` or derived from it.
+pub fn rewrite_suite(suite: &str, from: &str, to: &str) -> Option<String> {
+    let rest = suite.strip_prefix(from)?;
+    (rest.is_empty() || rest.starts_with('-') || rest.starts_with('/'))
+        .then(|| format!("{to}{rest}"))
+}
+
+/// Rewrites one line of a one-line-style sources file.
+fn rewrite_list_line(line: &str, from: &str, to: &str) -> Option<String> {
+    let trimmed = line.trim_start();
+    if !(trimmed.starts_with("deb ")
+        || trimmed.starts_with("deb-src ")
+        || trimmed.starts_with("deb\t")
+        || trimmed.starts_with("deb-src\t"))
+    {
+        return None;
+    }
+    // Tokens with their byte offsets; an options block `[ ... ]` is one token.
+    let mut tokens = Vec::new();
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if bytes[i] == b'#' {
+            break;
+        }
+        let start = i;
+        if bytes[i] == b'[' {
+            while i < bytes.len() && bytes[i] != b']' {
+                i += 1;
+            }
+            i = (i + 1).min(bytes.len());
+        } else {
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                i += 1;
+            }
+        }
+        tokens.push((start, i));
+    }
+    let mut index = 1;
+    if tokens.get(index).is_some_and(|(s, _)| bytes[*s] == b'[') {
+        index += 1;
+    }
+    let (start, end) = *tokens.get(index + 1)?; // the suite follows the URI
+    let new = rewrite_suite(&line[start..end], from, to)?;
+    Some(format!("{}{new}{}", &line[..start], &line[end..]))
+}
+
+/// Rewrites the `Suites:` fields of a deb822 sources file.
+fn rewrite_deb822_line(line: &str, from: &str, to: &str) -> Option<String> {
+    let (key, value) = line.split_once(':')?;
+    if !key.trim().eq_ignore_ascii_case("suites") || line.starts_with('#') {
+        return None;
+    }
+    let mut changed = false;
+    let mut out = String::with_capacity(line.len());
+    out.push_str(key);
+    out.push(':');
+    let mut rest = value;
+    while !rest.is_empty() {
+        let ws = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..ws]);
+        rest = &rest[ws..];
+        let word_len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..word_len];
+        match rewrite_suite(word, from, to) {
+            Some(new) => {
+                changed = true;
+                out.push_str(&new);
+            }
+            None => out.push_str(word),
+        }
+        rest = &rest[word_len..];
+    }
+    changed.then_some(out)
+}
+
+/// Rewrites a whole sources file; `None` when nothing changes.
+pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<String> {
+    let mut changed = false;
+    let out: String = text
+        .split_inclusive('\n')
+        .map(|line| {
+            let (body, eol) = match line.strip_suffix('\n') {
+                Some(b) => (b, "\n"),
+                None => (line, ""),
+            };
+            let new = if deb822 {
+                rewrite_deb822_line(body, from, to)
+            } else {
+                rewrite_list_line(body, from, to)
+            };
+            match new {
+                Some(n) => {
+                    changed = true;
+                    format!("{n}{eol}")
+                }
+                None => line.to_string(),
+            }
+        })
+        .collect();
+    changed.then_some(out)
+}
+
+/// Every sources file of the node: `sources.list`, `sources.list.d/*.list` and `*.sources`.
+pub fn source_files(root: &Root) -> Vec<(PathBuf, bool)> {
+    let mut files = vec![(PathBuf::from(paths::APT_SOURCES_LIST), false)];
+    if let Ok(entries) = std::fs::read_dir(root.path(paths::APT_SOURCES_DIR)) {
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let deb822 = name.ends_with(".sources");
+            if deb822 || name.ends_with(".list") {
+                files.push((Path::new(paths::APT_SOURCES_DIR).join(name), deb822));
+            }
+        }
+    }
+    files.retain(|(p, _)| root.path(p).is_file());
+    files
+}
+
+/// Rewrites every sources file, with a backup of each changed one. Returns the changed files.
+pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<PathBuf>> {
+    let mut planned = Vec::new();
+    for (path, deb822) in source_files(root) {
+        let bytes = std::fs::read(root.path(&path))
+            .with_context(|| format!("reading '{}'", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            crate::error::Fatal::BadInput(format!(
+                "{}: not UTF-8 (byte {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        if let Some(new) = rewrite(&text, deb822, from, to) {
+            planned.push((path, new));
+        }
+    }
+    for (path, new) in &planned {
+        fsx::write_file(root, path, new.as_bytes(), 0o644)?;
+    }
+    Ok(planned.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suites_and_derivatives() {
+        assert_eq!(
+            rewrite_suite("wheezy", "wheezy", "jessie").as_deref(),
+            Some("jessie")
+        );
+        assert_eq!(
+            rewrite_suite("wheezy-updates", "wheezy", "jessie").as_deref(),
+            Some("jessie-updates")
+        );
+        assert_eq!(
+            rewrite_suite("wheezy/updates", "wheezy", "jessie").as_deref(),
+            Some("jessie/updates")
+        );
+        assert_eq!(
+            rewrite_suite("wheezy/", "wheezy", "jessie").as_deref(),
+            Some("jessie/")
+        );
+        assert_eq!(rewrite_suite("wheezyish", "wheezy", "jessie"), None);
+        assert_eq!(rewrite_suite("stable", "wheezy", "jessie"), None);
+    }
+
+    #[test]
+    fn list_file_rewrites_only_suites() {
+        let text = "# deb http://ftp.gr.debian.org/debian wheezy main\n\
+deb http://ftp.gr.debian.org/debian wheezy main contrib\n\
+deb-src  http://ftp.gr.debian.org/debian   wheezy-updates main # keep wheezy here\n\
+deb [arch=amd64 trusted=yes] http://apt.dev.grnet.gr wheezy/\n\
+deb http://security.debian.org/ wheezy/updates main\n\
+deb http://ceph.com/debian-firefly/ wheezy main\n\
+deb http://example.org/wheezy stable main\n";
+        let out = rewrite(text, false, "wheezy", "jessie").unwrap();
+        assert_eq!(
+            out,
+            "# deb http://ftp.gr.debian.org/debian wheezy main\n\
+deb http://ftp.gr.debian.org/debian jessie main contrib\n\
+deb-src  http://ftp.gr.debian.org/debian   jessie-updates main # keep wheezy here\n\
+deb [arch=amd64 trusted=yes] http://apt.dev.grnet.gr jessie/\n\
+deb http://security.debian.org/ jessie/updates main\n\
+deb http://ceph.com/debian-firefly/ jessie main\n\
+deb http://example.org/wheezy stable main\n"
+        );
+        assert_eq!(
+            rewrite(&out, false, "wheezy", "jessie"),
+            None,
+            "a second run changes nothing"
+        );
+    }
+
+    #[test]
+    fn deb822_suites_field() {
+        let text = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: wheezy wheezy-updates\nComponents: main\n";
+        assert_eq!(
+            rewrite(text, true, "wheezy", "jessie").unwrap(),
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: jessie jessie-updates\nComponents: main\n"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! The command line (design §3.1, a contract: tests and tooling rely on it).
+//!
+//! Parsing only; `main.rs` dispatches and [`crate::error`] maps exit codes.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit codes, for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a step failed (the report and the journal say which, and what to do)
+  2  bad input or usage (configuration, state or file that cannot be parsed); nothing changed
+  3  preflight inhibited the upgrade; nothing changed";
+
+/// Upgrade a Synnefo 0.18.1 node on Debian wheezy to Synnefo 0.19 on jessie.
+///
+/// Installing the synnefo-upgrade-0.19 package runs `prepare` (arming); after
+/// `apt-get dist-upgrade` and a reboot, synnefo-upgrade-finish.service runs
+/// `finish` on the first boot under systemd. Every step is logged to the journal
+/// (`journalctl -u synnefo-upgrade-finish`) and recorded for `status`.
+#[derive(Debug, Parser)]
+#[command(name = "synnefo-upgrade", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Resolve every path under DIR (like dpkg --root); services are handled
+    /// offline (mask links, recorded state) and nothing running is touched.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Read FILE instead of /etc/synnefo-upgrade/upgrade.toml (drop-ins in
+    /// upgrade.d/ still apply).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More detail (repeat for even more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight report: node facts, findings, inhibitors, the plan. Changes nothing.
+    Check {
+        /// Print the report as JSON (schema in docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Arm the upgrade: stop and mask the Synnefo services, install policy-rc.d,
+    /// switch APT to the new release, enable the finish unit.
+    Prepare {
+        /// List the steps that would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Complete the upgrade on the first boot under systemd (the unit runs this);
+    /// resumes at the failed step when run again.
+    Finish {
+        /// List the steps that would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the state of every step, the managed services and masks, and where the logs are.
+    Status {
+        /// Print the status as JSON (schema in docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The policy-rc.d decision: exit 101 for start-like actions of managed
+    /// services while armed, 0 otherwise. Also runs when invoked as `policy-rc.d`.
+    #[command(name = "policy-rc.d")]
+    PolicyRcd {
+        /// `[--quiet] ID ACTIONS [RUNLEVEL]` or `--list ID`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_anywhere_and_policy_args_verbatim() {
+        let cli = Cli::parse_from([
+            "synnefo-upgrade",
+            "policy-rc.d",
+            "--quiet",
+            "gunicorn",
+            "(start)",
+            "2",
+        ]);
+        match cli.command {
+            Command::PolicyRcd { args } => {
+                assert_eq!(args, ["--quiet", "gunicorn", "(start)", "2"])
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::parse_from([
+            "synnefo-upgrade",
+            "prepare",
+            "--root",
+            "/tmp/x",
+            "-vv",
+            "--dry-run",
+        ]);
+        assert_eq!(cli.root, PathBuf::from("/tmp/x"));
+        assert_eq!(cli.verbose, 2);
+        assert!(matches!(cli.command, Command::Prepare { dry_run: true }));
+    }
+}

@@ -1,0 +1,55 @@
+//! Typed errors for the cases a caller branches on, and their exit codes.
+//!
+//! Everything else is an `anyhow::Error` with context; it maps to exit code 1
+//! ("a step failed"). Only this module decides exit codes.
+
+use std::process::ExitCode;
+
+/// Errors that change the exit code (design §3.1).
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    /// Bad input or usage: a config, changelog or file we cannot parse. Nothing changed.
+    #[error("{0}")]
+    BadInput(String),
+    /// The preflight found inhibitors. Nothing changed.
+    #[error("preflight inhibited the upgrade: {0}")]
+    Inhibited(String),
+}
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a step failed; the report says which and what to do.
+pub const EXIT_STEP_FAILED: u8 = 1;
+/// Exit code: bad input or usage; nothing changed.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: preflight inhibited; nothing changed.
+pub const EXIT_INHIBITED: u8 = 3;
+
+/// The exit code for an error: the first [`Fatal`] in its chain decides, else 1.
+pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    let code = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Fatal>())
+        .map_or(EXIT_STEP_FAILED, |fatal| match fatal {
+            Fatal::BadInput(_) => EXIT_BAD_INPUT,
+            Fatal::Inhibited(_) => EXIT_INHIBITED,
+        });
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn fatal_kind_decides_the_exit_code_through_context() {
+        let bad: anyhow::Result<()> = Err(Fatal::BadInput("x".into()).into());
+        let bad = bad.context("loading config").unwrap_err();
+        assert_eq!(exit_code(&bad), ExitCode::from(EXIT_BAD_INPUT));
+        let inhibited = anyhow::Error::from(Fatal::Inhibited("y".into()));
+        assert_eq!(exit_code(&inhibited), ExitCode::from(EXIT_INHIBITED));
+        let other = anyhow::anyhow!("step failed");
+        assert_eq!(exit_code(&other), ExitCode::from(EXIT_STEP_FAILED));
+    }
+}

@@ -1,0 +1,102 @@
+//! Running external commands: by argv (never through a shell), looked up inside
+//! `--root` first, with their output streamed line by line to the log.
+
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::fsx::Root;
+use crate::logging;
+
+/// Directories searched for commands, inside the root first, then `PATH`.
+const SEARCH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// Finds `name`: under `--root`, inside the root first (so fixture trees carry
+/// their own fakes); then on the live system's search path.
+pub fn find(root: &Root, name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let live = Root::new("/");
+    let roots: &[&Root] = if root.is_live() {
+        &[root]
+    } else {
+        &[root, &live]
+    };
+    for r in roots {
+        for dir in SEARCH {
+            let candidate = r.path(Path::new(dir).join(name));
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    anyhow::bail!("command '{name}' not found in {}", SEARCH.join(":"))
+}
+
+/// Runs `argv`, streaming stdout and stderr to the log as they come,
+/// attributed to `phase`/`step`. Returns the exit status.
+pub fn run_logged(
+    phase: &str,
+    step: &str,
+    argv: &[&str],
+    env: &[(&str, &str)],
+) -> Result<ExitStatus> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let shown = argv.join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting '{shown}'"))?;
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let name = Path::new(program)
+        .file_name()
+        .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
+    std::thread::scope(|scope| {
+        let (p, s, n) = (phase, step, name.as_str());
+        scope.spawn(move || stream(p, s, n, stderr));
+        stream(phase, step, &name, stdout);
+    });
+    child
+        .wait()
+        .with_context(|| format!("waiting for '{shown}'"))
+}
+
+fn stream(phase: &str, step: &str, command: &str, pipe: impl Read) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        logging::command_output(phase, step, command, line.trim_end_matches(['\n', '\r']));
+        buf.clear();
+    }
+}
+
+/// Runs `argv` quietly and returns its status and combined output (for status probes).
+pub fn run_captured(argv: &[&str]) -> Result<(ExitStatus, String)> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running '{}'", argv.join(" ")))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status, text))
+}

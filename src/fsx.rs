@@ -1,0 +1,327 @@
+//! The only module that writes files.
+//!
+//! It owns `--root` resolution ([`Root`]) and every change to the file system:
+//! atomic replace (temporary file in the target's directory, owner and mode set,
+//! `fsync`, `rename`, `fsync` of the directory), a backup of the original first,
+//! symlinks (masks, enable links), removals and the append-only ledger.
+//! Other modules read freely but ask this one to write.
+
+use anyhow::{Context, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::paths;
+
+/// The system root every absolute path is resolved under (`/`, or `--root DIR`).
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    /// A root at `dir`; `/` is the live system.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Root { dir: dir.into() }
+    }
+
+    /// True when this is the running system (no `--root`): services, D-Bus and
+    /// init scripts are only touched then.
+    pub fn is_live(&self) -> bool {
+        self.dir == Path::new("/")
+    }
+
+    /// The host path of `abs`, an absolute path on the node.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let abs = abs.as_ref();
+        let relative: PathBuf = abs
+            .components()
+            .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+            .collect();
+        self.dir.join(relative)
+    }
+
+    /// The node path of a host path under this root (inverse of [`Root::path`]).
+    pub fn node_path(&self, host: &Path) -> PathBuf {
+        match host.strip_prefix(&self.dir) {
+            Ok(rel) => Path::new("/").join(rel),
+            Err(_) => host.to_path_buf(),
+        }
+    }
+}
+
+/// Where the backup of node path `abs` is kept.
+pub fn backup_path(abs: &Path) -> PathBuf {
+    let rel: PathBuf = abs
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+        .collect();
+    Path::new(paths::BACKUP_DIR).join(rel)
+}
+
+/// Creates `abs` (and parents) if missing; new directories get `mode`.
+pub fn ensure_dir(root: &Root, abs: &str, mode: u32) -> Result<()> {
+    let host = root.path(abs);
+    if host.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(&host).with_context(|| format!("creating directory '{abs}'"))?;
+    fs::set_permissions(&host, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode of '{abs}'"))?;
+    Ok(())
+}
+
+fn sync_parent(host: &Path) -> Result<()> {
+    if let Some(parent) = host.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing directory '{}'", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// Copies the current content of `abs` to its backup, once: the first backup
+/// is the original and is never overwritten. Mode and owner are kept.
+/// Returns false when there was nothing to back up.
+pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
+    let host = root.path(abs);
+    let meta = match fs::symlink_metadata(&host) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("reading '{}'", abs.display())),
+    };
+    let dest_abs = backup_path(abs);
+    let dest = root.path(&dest_abs);
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Ok(true);
+    }
+    if let Some(parent) = dest_abs.parent() {
+        ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
+    }
+    if meta.file_type().is_symlink() {
+        let target =
+            fs::read_link(&host).with_context(|| format!("reading link '{}'", abs.display()))?;
+        std::os::unix::fs::symlink(&target, &dest)
+            .with_context(|| format!("backing up link '{}'", abs.display()))?;
+    } else {
+        let content = fs::read(&host).with_context(|| format!("reading '{}'", abs.display()))?;
+        write_new(
+            &dest,
+            &content,
+            meta.mode() & 0o7777,
+            Some((meta.uid(), meta.gid())),
+        )
+        .with_context(|| format!("backing up '{}'", abs.display()))?;
+    }
+    sync_parent(&dest)?;
+    Ok(true)
+}
+
+/// Writes `content` to a new temporary file beside `dest` and renames it over `dest`.
+fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    let dir = dest.parent().context("target has no parent directory")?;
+    let name = dest.file_name().context("target has no file name")?;
+    let tmp = dir.join(format!(".{}.synnefo-upgrade.tmp", name.to_string_lossy()));
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating '{}'", tmp.display()))?;
+    let result = (|| -> Result<()> {
+        file.write_all(content)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        fs::rename(&tmp, dest)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing '{}'", dest.display()))?;
+    sync_parent(dest)
+}
+
+/// Replaces (or creates) node file `abs` atomically. An existing file is backed
+/// up first and keeps its mode and owner; a new file is root-owned with `mode`.
+pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<()> {
+    let host = root.path(abs);
+    let (mode, owner) = match fs::metadata(&host) {
+        Ok(meta) => {
+            backup(root, abs)?;
+            (meta.mode() & 0o7777, Some((meta.uid(), meta.gid())))
+        }
+        Err(_) => (mode, None),
+    };
+    write_new(&host, content, mode, owner).with_context(|| format!("replacing '{}'", abs.display()))
+}
+
+/// Writes a state file of ours (no backup: it is ours), atomically.
+pub fn write_state_file(root: &Root, abs: &str, content: &[u8]) -> Result<()> {
+    ensure_dir(root, paths::STATE_DIR, 0o700)?;
+    write_new(&root.path(abs), content, 0o600, None).with_context(|| format!("writing '{abs}'"))
+}
+
+/// Points node path `abs` at `target` atomically (a mask, an enable link, ...).
+/// An existing non-link file is backed up first.
+pub fn symlink(root: &Root, abs: &Path, target: &Path) -> Result<()> {
+    let host = root.path(abs);
+    if fs::read_link(&host).ok().as_deref() == Some(target) {
+        return Ok(());
+    }
+    if let Some(parent) = abs.parent() {
+        ensure_dir(root, &parent.to_string_lossy(), 0o755)?;
+    }
+    if fs::symlink_metadata(&host).is_ok() {
+        backup(root, abs)?;
+    }
+    let tmp = host.with_file_name(format!(
+        ".{}.synnefo-upgrade.tmp",
+        host.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .and_then(|()| fs::rename(&tmp, &host))
+        .with_context(|| format!("linking '{}' -> '{}'", abs.display(), target.display()))?;
+    sync_parent(&host)
+}
+
+/// Removes node path `abs` (file or link) if present.
+pub fn remove(root: &Root, abs: &Path) -> Result<()> {
+    let host = root.path(abs);
+    match fs::remove_file(&host) {
+        Ok(()) => sync_parent(&host),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing '{}'", abs.display())),
+    }
+}
+
+/// Puts the backup of `abs` back in place, byte for byte with mode and owner,
+/// and drops the backup. Returns false when there is no backup.
+pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
+    let backup_abs = backup_path(abs);
+    let backup_host = root.path(&backup_abs);
+    let meta = match fs::symlink_metadata(&backup_host) {
+        Ok(m) => m,
+        Err(_) => return Ok(false),
+    };
+    let host = root.path(abs);
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(&backup_host)
+            .with_context(|| format!("reading backup of '{}'", abs.display()))?;
+        let _ = fs::remove_file(&host);
+        std::os::unix::fs::symlink(&target, &host)
+            .with_context(|| format!("restoring link '{}'", abs.display()))?;
+    } else {
+        let content = fs::read(&backup_host)
+            .with_context(|| format!("reading backup of '{}'", abs.display()))?;
+        write_new(
+            &host,
+            &content,
+            meta.mode() & 0o7777,
+            Some((meta.uid(), meta.gid())),
+        )
+        .with_context(|| format!("restoring '{}'", abs.display()))?;
+    }
+    fs::remove_file(&backup_host)
+        .with_context(|| format!("dropping backup of '{}'", abs.display()))?;
+    sync_parent(&host)?;
+    Ok(true)
+}
+
+/// Opens an append-only log of ours (the denied-action ledger, the log file),
+/// creating it 0600.
+pub fn open_append(root: &Root, abs: &str) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(root.path(abs))
+        .with_context(|| format!("opening '{abs}'"))
+}
+
+/// Appends one line to an append-only log of ours (see [`open_append`]).
+pub fn append_line(root: &Root, abs: &str, line: &str) -> Result<()> {
+    let mut file = open_append(root, abs)?;
+    writeln!(file, "{line}").with_context(|| format!("appending to '{abs}'"))
+}
+
+/// Opens (creating) the lock file, for the runner's `flock`.
+pub fn open_lock(root: &Root) -> Result<File> {
+    ensure_dir(root, paths::STATE_DIR, 0o700)?;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(root.path(paths::LOCK_FILE))
+        .with_context(|| format!("opening '{}'", paths::LOCK_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_resolves_absolute_paths_under_dir() {
+        let root = Root::new("/tmp/r");
+        assert_eq!(
+            root.path("/etc/apt/sources.list"),
+            Path::new("/tmp/r/etc/apt/sources.list")
+        );
+        assert!(!root.is_live());
+        assert!(Root::new("/").is_live());
+        assert_eq!(Root::new("/").path("/etc/x"), Path::new("/etc/x"));
+    }
+
+    #[test]
+    fn write_file_backs_up_once_and_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let abs = Path::new("/etc/synnefo/10-db.conf");
+        fs::create_dir_all(root.path("/etc/synnefo")).unwrap();
+        fs::write(root.path(abs), b"original\n").unwrap();
+        fs::set_permissions(root.path(abs), fs::Permissions::from_mode(0o640)).unwrap();
+
+        write_file(&root, abs, b"first change\n", 0o644).unwrap();
+        write_file(&root, abs, b"second change\n", 0o644).unwrap();
+
+        assert_eq!(fs::read(root.path(abs)).unwrap(), b"second change\n");
+        let mode = fs::metadata(root.path(abs)).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o640, "mode of the replaced file is kept");
+        let backup = root.path(backup_path(abs));
+        assert_eq!(
+            fs::read(&backup).unwrap(),
+            b"original\n",
+            "first backup is the original"
+        );
+
+        assert!(restore(&root, abs).unwrap());
+        assert_eq!(fs::read(root.path(abs)).unwrap(), b"original\n");
+        assert_eq!(fs::metadata(root.path(abs)).unwrap().mode() & 0o7777, 0o640);
+        assert!(!backup.exists());
+    }
+
+    #[test]
+    fn symlink_is_idempotent_and_remove_tolerates_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let mask = Path::new("/etc/systemd/system/gunicorn.service");
+        symlink(&root, mask, Path::new("/dev/null")).unwrap();
+        symlink(&root, mask, Path::new("/dev/null")).unwrap();
+        assert_eq!(
+            fs::read_link(root.path(mask)).unwrap(),
+            Path::new("/dev/null")
+        );
+        remove(&root, mask).unwrap();
+        remove(&root, mask).unwrap();
+        assert!(fs::symlink_metadata(root.path(mask)).is_err());
+    }
+}

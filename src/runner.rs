@@ -1,0 +1,200 @@
+//! Runs a phase: takes the lock, loads or creates the state, resumes after the
+//! last completed step, records "started" before each step and its outcome
+//! after, logs both to the journal, and offers a failpoint after each step.
+//!
+//! `--dry-run` takes no lock and writes nothing: it lists what would run.
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use std::time::Instant;
+
+use crate::error::Fatal;
+use crate::logging;
+use crate::plan::{self, Ctx};
+use crate::preflight;
+use crate::state::{self, Phase, PhaseKind, State, StepRecord, StepStatus};
+
+/// Holds the run lock until dropped.
+pub struct Lock(#[allow(dead_code)] Flock<std::fs::File>);
+
+/// Takes the run lock, or fails at once naming the other run.
+pub fn lock(ctx: &Ctx) -> Result<Lock> {
+    let file = crate::fsx::open_lock(&ctx.root)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map(Lock)
+        .map_err(|(_, errno)| {
+            anyhow!(
+            "another synnefo-upgrade is running (lock '{}' is held: {errno}); wait for it to end",
+            crate::paths::LOCK_FILE
+        )
+        })
+}
+
+/// `prepare`: arm the node. Already armed is success, with nothing done.
+pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
+    let state = State::load(&ctx.root)?;
+    if state.is_none() {
+        // An inhibited node is left exactly as it was: not even a state file.
+        preflight::ensure_no_inhibitor(&ctx.root, &ctx.config)?;
+    }
+    let _lock = if dry_run { None } else { Some(lock(ctx)?) };
+    match state {
+        Some(state) if state.phase == Phase::Armed => {
+            log::info!("this node is already armed; nothing to do (see 'synnefo-upgrade status')");
+            return Ok(());
+        }
+        Some(state) if state.phase == Phase::Preparing => ctx.state = state,
+        Some(state) => bail!(Fatal::Inhibited(format!(
+            "this node is in phase '{:?}': prepare is for a node that has not been upgraded",
+            state.phase
+        ))),
+        None => ctx.state = State::new(),
+    }
+    run_steps(ctx, PhaseKind::Prepare, dry_run)?;
+    if !dry_run {
+        ctx.state.phase = Phase::Armed;
+        ctx.state.save(&ctx.root)?;
+        logging::phase_done(
+            "prepare",
+            "armed: run 'apt-get update && apt-get dist-upgrade', then reboot",
+        );
+    }
+    Ok(())
+}
+
+/// `finish`: complete the upgrade (resuming a failed or interrupted run).
+pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
+    let _lock = if dry_run { None } else { Some(lock(ctx)?) };
+    let state = State::load(&ctx.root)?.ok_or_else(|| {
+        Fatal::BadInput("this node is not armed: run 'synnefo-upgrade prepare' first".into())
+    })?;
+    match state.phase {
+        Phase::Done => {
+            log::info!("the upgrade of this node is already done; nothing to do");
+            return Ok(());
+        }
+        Phase::Preparing => bail!(Fatal::BadInput(
+            "prepare did not complete on this node: run 'synnefo-upgrade prepare' first".into()
+        )),
+        Phase::Armed | Phase::Finishing => {}
+    }
+    ctx.state = state;
+    if !dry_run {
+        ctx.state.phase = Phase::Finishing;
+        ctx.state.save(&ctx.root)?;
+    }
+    run_steps(ctx, PhaseKind::Finish, dry_run)?;
+    if !dry_run {
+        ctx.state.phase = Phase::Done;
+        ctx.state.save(&ctx.root)?;
+        logging::phase_done("finish", "the upgrade of this node is done");
+    }
+    Ok(())
+}
+
+fn record(
+    ctx: &mut Ctx,
+    phase: PhaseKind,
+    id: &str,
+    status: StepStatus,
+    started: u64,
+    elapsed: Option<u64>,
+    message: Option<String>,
+) -> Result<()> {
+    ctx.state.set_step(StepRecord {
+        phase,
+        id: id.to_string(),
+        status,
+        started,
+        duration_ms: elapsed,
+        message,
+    });
+    ctx.state.save(&ctx.root)
+}
+
+fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
+    let phase_name = phase.name();
+    for step in plan::steps(phase) {
+        let id = step.id();
+        if let Some(done) = ctx
+            .state
+            .step(phase, id)
+            .filter(|r| matches!(r.status, StepStatus::Done | StepStatus::Skipped))
+        {
+            log::debug!(
+                "{phase_name}: {id}: already {:?} in an earlier run",
+                done.status
+            );
+            continue;
+        }
+        let applies = step.applies(ctx);
+        if dry_run {
+            println!(
+                "{phase_name}: {id}: {} — {}",
+                if applies { "would run" } else { "would skip" },
+                step.title()
+            );
+            continue;
+        }
+        let started = state::now();
+        if !applies {
+            record(
+                ctx,
+                phase,
+                id,
+                StepStatus::Skipped,
+                started,
+                Some(0),
+                Some("does not apply to this node".into()),
+            )?;
+            logging::step_ended(
+                phase_name,
+                id,
+                "skipped",
+                std::time::Duration::ZERO,
+                "does not apply to this node",
+            );
+            continue;
+        }
+        // The "about to run" record reaches the disk before the step changes anything.
+        record(ctx, phase, id, StepStatus::Started, started, None, None)?;
+        logging::step_started(phase_name, id, step.title());
+        let clock = Instant::now();
+        let result = step.run(ctx);
+        let elapsed = clock.elapsed();
+        let ms = Some(elapsed.as_millis() as u64);
+        match result {
+            Ok(message) => {
+                record(
+                    ctx,
+                    phase,
+                    id,
+                    StepStatus::Done,
+                    started,
+                    ms,
+                    Some(message.clone()),
+                )?;
+                logging::step_ended(phase_name, id, "done", elapsed, &message);
+            }
+            Err(err) => {
+                let message = format!("{err:#}");
+                record(
+                    ctx,
+                    phase,
+                    id,
+                    StepStatus::Failed,
+                    started,
+                    ms,
+                    Some(message.clone()),
+                )
+                .context("recording a failed step")?;
+                logging::step_ended(phase_name, id, "failed", elapsed, &message);
+                return Err(err.context(format!("{phase_name}: step '{id}' failed")));
+            }
+        }
+        // Crash point after every step that changed the system (FAILPOINTS=NAME=panic).
+        let failpoint = format!("{phase_name}-after-{id}");
+        fail::fail_point!(&failpoint);
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Stopping, starting and masking services: one trait, three implementations
+//! chosen by the init system ([`crate::node::InitSystem`]):
+//!
+//! - [`systemd`]: over D-Bus (zbus) on `org.freedesktop.systemd1.Manager`.
+//! - [`sysv`]: init scripts by argv; masks written offline as `/dev/null` links.
+//! - [`Offline`]: `--root`: nothing runs; masks are links, state is what is enabled.
+//!
+//! Masks are `/etc/systemd/system/NAME.service -> /dev/null`, exactly what
+//! `systemctl mask` writes; whether a unit is masked is read from that link.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use crate::fsx::{self, Root};
+use crate::node::{unit_name, InitSystem};
+use crate::paths;
+
+pub mod systemd;
+pub mod sysv;
+
+/// A service's state before we touch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// Running now.
+    pub active: bool,
+    /// Started at boot.
+    pub enabled: bool,
+}
+
+/// What the phases need from the init system.
+pub trait Services {
+    /// Which implementation this is.
+    fn init(&self) -> InitSystem;
+    /// Current state of `name`.
+    fn status(&self, name: &str) -> Result<ServiceStatus>;
+    /// Stops every service in `names` and verifies each is down.
+    fn stop(&self, names: &[String]) -> Result<()>;
+    /// Starts every service in `names` and waits for each start to complete.
+    fn start(&self, names: &[String]) -> Result<()>;
+    /// Whether `name` is active now.
+    fn is_active(&self, name: &str) -> Result<bool>;
+    /// Masks every service in `names`.
+    fn mask(&self, names: &[String]) -> Result<()>;
+    /// Unmasks every service in `names` and reloads the init system's view.
+    fn unmask(&self, names: &[String]) -> Result<()>;
+}
+
+/// The mask link of a service.
+pub fn mask_path(name: &str) -> PathBuf {
+    Path::new(paths::SYSTEMD_ADMIN_DIR).join(unit_name(name))
+}
+
+/// Whether `name` is masked (its unit in `/etc/systemd/system` links to `/dev/null`).
+pub fn is_masked(root: &Root, name: &str) -> bool {
+    std::fs::read_link(root.path(mask_path(name))).is_ok_and(|t| t == Path::new("/dev/null"))
+}
+
+/// Writes masks as links, the way `systemctl mask` does (used where systemd is not running).
+pub fn mask_offline(root: &Root, names: &[String]) -> Result<()> {
+    names
+        .iter()
+        .try_for_each(|n| fsx::symlink(root, &mask_path(n), Path::new("/dev/null")))
+}
+
+/// Removes mask links (only masks; anything else at that path stays).
+pub fn unmask_offline(root: &Root, names: &[String]) -> Result<()> {
+    names
+        .iter()
+        .filter(|n| is_masked(root, n))
+        .try_for_each(|n| fsx::remove(root, &mask_path(n)))
+}
+
+/// Whether sysvinit starts `name` at boot (an `S` link in rc2.d–rc5.d) or
+/// systemd has it wanted by a target.
+pub fn is_enabled_on_disk(root: &Root, name: &str) -> bool {
+    let sysv = (2..=5).any(|level| {
+        std::fs::read_dir(root.path(format!("/etc/rc{level}.d")))
+            .map(|entries| {
+                entries.filter_map(|e| e.ok()).any(|e| {
+                    let file = e.file_name();
+                    let file = file.to_string_lossy();
+                    file.starts_with('S') && file.get(3..) == Some(name)
+                })
+            })
+            .unwrap_or(false)
+    });
+    let unit = unit_name(name);
+    let systemd = std::fs::read_dir(root.path(paths::SYSTEMD_ADMIN_DIR))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".wants"))
+                .any(|e| {
+                    e.path().join(&unit).exists()
+                        || std::fs::symlink_metadata(e.path().join(&unit)).is_ok()
+                })
+        })
+        .unwrap_or(false);
+    sysv || systemd
+}
+
+/// `--root`: nothing is running. A service counts as active when it is enabled
+/// (it would run after boot); stop and start only log.
+pub struct Offline {
+    root: Root,
+}
+
+impl Offline {
+    /// Offline services of the tree at `root`.
+    pub fn new(root: Root) -> Self {
+        Offline { root }
+    }
+}
+
+impl Services for Offline {
+    fn init(&self) -> InitSystem {
+        InitSystem::Offline
+    }
+    fn status(&self, name: &str) -> Result<ServiceStatus> {
+        let enabled = is_enabled_on_disk(&self.root, name);
+        Ok(ServiceStatus {
+            active: enabled,
+            enabled,
+        })
+    }
+    fn stop(&self, names: &[String]) -> Result<()> {
+        names
+            .iter()
+            .for_each(|n| log::info!("offline (--root): not stopping '{n}'"));
+        Ok(())
+    }
+    fn start(&self, names: &[String]) -> Result<()> {
+        names
+            .iter()
+            .for_each(|n| log::info!("offline (--root): not starting '{n}'"));
+        Ok(())
+    }
+    fn is_active(&self, name: &str) -> Result<bool> {
+        Ok(!is_masked(&self.root, name))
+    }
+    fn mask(&self, names: &[String]) -> Result<()> {
+        mask_offline(&self.root, names)
+    }
+    fn unmask(&self, names: &[String]) -> Result<()> {
+        unmask_offline(&self.root, names)
+    }
+}
+
+/// The implementation for the node under `root`.
+pub fn for_node(root: &Root) -> Result<Box<dyn Services>> {
+    Ok(match InitSystem::detect(root) {
+        InitSystem::Offline => Box::new(Offline::new(root.clone())),
+        InitSystem::Sysv => Box::new(sysv::Sysv::new(root.clone())),
+        InitSystem::Systemd => Box::new(systemd::Systemd::connect()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_masks_are_dev_null_links_and_admin_files_survive_unmask() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let names = vec!["gunicorn".to_string(), "archipelago".to_string()];
+        mask_offline(&root, &names).unwrap();
+        assert!(is_masked(&root, "gunicorn"));
+        assert_eq!(
+            std::fs::read_link(root.path("/etc/systemd/system/gunicorn.service")).unwrap(),
+            Path::new("/dev/null")
+        );
+        // An admin's own unit file at the mask path is not a mask and stays.
+        std::fs::remove_file(root.path("/etc/systemd/system/archipelago.service")).unwrap();
+        std::fs::write(
+            root.path("/etc/systemd/system/archipelago.service"),
+            "[Unit]\n",
+        )
+        .unwrap();
+        unmask_offline(&root, &names).unwrap();
+        assert!(!is_masked(&root, "gunicorn"));
+        assert!(root
+            .path("/etc/systemd/system/archipelago.service")
+            .is_file());
+    }
+
+    #[test]
+    fn enabled_from_rc_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.path("/etc/rc2.d")).unwrap();
+        std::os::unix::fs::symlink("../init.d/gunicorn", root.path("/etc/rc2.d/S02gunicorn"))
+            .unwrap();
+        std::os::unix::fs::symlink(
+            "../init.d/archipelago",
+            root.path("/etc/rc2.d/K01archipelago"),
+        )
+        .unwrap();
+        assert!(is_enabled_on_disk(&root, "gunicorn"));
+        assert!(!is_enabled_on_disk(&root, "archipelago"));
+        assert!(!is_enabled_on_disk(&root, "gunicorn-extra"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The state file `/var/lib/synnefo-upgrade/state.json`: versioned,
+//! `deny_unknown_fields`, written atomically through [`crate::fsx`].
+//!
+//! It records the phase, each managed service's pre-upgrade state and which
+//! masks we made, and every step's outcome — the "about to run X" record is
+//! written before X runs, so a crash leaves a trace and a rerun resumes.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::Fatal;
+use crate::fsx::{self, Root};
+use crate::paths;
+
+/// Version of the state file format.
+pub const SCHEMA: u32 = 1;
+
+/// Where the node is in the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// `prepare` started but has not finished.
+    Preparing,
+    /// `prepare` finished: waiting for dist-upgrade and reboot.
+    Armed,
+    /// `finish` started but has not finished (or failed and waits for a rerun).
+    Finishing,
+    /// The upgrade is complete.
+    Done,
+}
+
+/// The two phases that run steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseKind {
+    /// Arming, on the old system.
+    Prepare,
+    /// First boot under systemd.
+    Finish,
+}
+
+impl PhaseKind {
+    /// The name used in logs, failpoints and the state file.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseKind::Prepare => "prepare",
+            PhaseKind::Finish => "finish",
+        }
+    }
+}
+
+/// A step's last known outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// Recorded before running; still so after a crash.
+    Started,
+    /// Completed.
+    Done,
+    /// Did not apply to this node.
+    Skipped,
+    /// Failed; a rerun retries it.
+    Failed,
+}
+
+/// One step's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    /// The phase.
+    pub phase: PhaseKind,
+    /// Step id, stable across releases.
+    pub id: String,
+    /// Outcome.
+    pub status: StepStatus,
+    /// Unix time when it (last) started.
+    pub started: u64,
+    /// Duration of the last run, when it ended.
+    pub duration_ms: Option<u64>,
+    /// What happened, for the operator.
+    pub message: Option<String>,
+}
+
+/// A managed service as found before the upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRecord {
+    /// Init script name (`gunicorn`); the unit is `NAME.service`.
+    pub name: String,
+    /// Running before the upgrade (so it is started again at the end).
+    pub was_active: bool,
+    /// Enabled at boot before the upgrade.
+    pub was_enabled: bool,
+    /// Already masked before the upgrade (an admin's mask: we neither make
+    /// nor remove it, and never start the service).
+    pub was_masked: bool,
+}
+
+/// The whole state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// Version of the tool that wrote it.
+    pub tool_version: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// Managed services, recorded by `prepare`.
+    pub services: Vec<ServiceRecord>,
+    /// Step records, in the order they first ran.
+    pub steps: Vec<StepRecord>,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl State {
+    /// A fresh state at the start of `prepare`.
+    pub fn new() -> Self {
+        State {
+            schema: SCHEMA,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            phase: Phase::Preparing,
+            services: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Reads the state of the node, `None` when there is none.
+    pub fn load(root: &Root) -> Result<Option<State>> {
+        let host = root.path(paths::STATE_FILE);
+        let text = match std::fs::read_to_string(&host) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading '{}'", paths::STATE_FILE)),
+        };
+        let state: State = serde_json::from_str(&text).map_err(|e| {
+            Fatal::BadInput(format!(
+                "{}:{}:{}: {e}; it was not written by this version of synnefo-upgrade",
+                paths::STATE_FILE,
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if state.schema != SCHEMA {
+            bail!(Fatal::BadInput(format!(
+                "{}: schema {} is not {SCHEMA}; it was written by another version of synnefo-upgrade",
+                paths::STATE_FILE,
+                state.schema
+            )));
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, root: &Root) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self).context("serializing the state")?;
+        text.push('\n');
+        fsx::write_state_file(root, paths::STATE_FILE, text.as_bytes())
+    }
+
+    /// The record of step `id` of `phase`.
+    pub fn step(&self, phase: PhaseKind, id: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.phase == phase && s.id == id)
+    }
+
+    /// Sets the record of step `id` of `phase`, replacing an earlier one.
+    pub fn set_step(&mut self, record: StepRecord) {
+        match self
+            .steps
+            .iter_mut()
+            .find(|s| s.phase == record.phase && s.id == record.id)
+        {
+            Some(existing) => *existing = record,
+            None => self.steps.push(record),
+        }
+    }
+
+    /// Names of the managed services.
+    pub fn managed(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(|s| s.name.as_str())
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_unknown_fields_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        assert!(State::load(&root).unwrap().is_none());
+        let mut state = State::new();
+        state.phase = Phase::Armed;
+        state.set_step(StepRecord {
+            phase: PhaseKind::Prepare,
+            id: "stop-services".into(),
+            status: StepStatus::Started,
+            started: 1,
+            duration_ms: None,
+            message: None,
+        });
+        state.set_step(StepRecord {
+            phase: PhaseKind::Prepare,
+            id: "stop-services".into(),
+            status: StepStatus::Done,
+            started: 1,
+            duration_ms: Some(5),
+            message: None,
+        });
+        state.save(&root).unwrap();
+        let loaded = State::load(&root).unwrap().unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(loaded.steps.len(), 1);
+
+        let host = root.path(paths::STATE_FILE);
+        let text = std::fs::read_to_string(&host).unwrap().replacen(
+            "\"phase\"",
+            "\"surprise\": 1, \"phase\"",
+            1,
+        );
+        std::fs::write(&host, text).unwrap();
+        let err = State::load(&root).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}

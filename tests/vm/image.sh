@@ -1,0 +1,72 @@
+#!/bin/bash
+# Build the VM base image: a minimal Debian bookworm booted by sysvinit, which
+# stands in for a Synnefo 0.18.1 node on wheezy.
+#
+#   tests/vm/image.sh OUTDIR
+#
+# OUTDIR receives:
+#   disk.raw           3 GiB ext4 root filesystem (no partition table, root=/dev/vda)
+#   vmlinuz, initrd.img  kernel and initramfs copied out of the image's /boot
+#   id_ed25519[.pub]   ssh key whose public half is root's authorized_keys
+#   debs/              systemd-sysv, dbus and every dependency the image lacks
+#                      (they become the local repository's `jessie` suite)
+#
+# The harness caches OUTDIR keyed by the hash of this file: any change here
+# rebuilds the image on the next run.
+set -euo pipefail
+
+out=${1:?usage: image.sh OUTDIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+root=$out/root
+rm -rf "$root" "$out/debs"
+mkdir -p "$out/debs"
+
+ssh-keygen -q -t ed25519 -N '' -C synnefo-upgrade-vm -f "$out/id_ed25519" <<<y >/dev/null
+
+# Packages of the "old node": sysvinit as PID 1, no systemd, no dbus.
+include=linux-image-amd64,sysvinit-core,udev,ifupdown,procps,openssh-server,iproute2,kmod,netbase,less
+
+# Each hook gets the chroot directory as "$1".  Hooks run in the order given.
+# shellcheck disable=SC2016 # "$1" in single-quoted hooks is expanded by mmdebstrap's shell
+mmdebstrap --variant=minbase --include="$include" \
+    --customize-hook='
+        # mkinitramfs takes >5 min under TCG: never run it in the guest (the harness
+        # boots the kernel/initrd built here on the host).
+        sed -i "s/^update_initramfs=.*/update_initramfs=no/" "$1/etc/initramfs-tools/update-initramfs.conf"
+        # dpkg without fsync: much faster in an emulated guest.
+        echo force-unsafe-io > "$1/etc/dpkg/dpkg.cfg.d/99vm-unsafe-io"
+        echo snf-vm > "$1/etc/hostname"
+        printf "127.0.0.1 localhost\n127.0.1.1 snf-vm\n" > "$1/etc/hosts"
+        printf "/dev/vda / ext4 rw,errors=remount-ro 0 0\n" > "$1/etc/fstab"
+        # Static address for qemu user networking (net.ifnames=0 keeps the name eth0).
+        printf "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n    address 10.0.2.15/24\n    gateway 10.0.2.2\n" > "$1/etc/network/interfaces"
+        # A login prompt on the serial console (evidence in console.log, debugging).
+        echo "T0:23:respawn:/sbin/getty -L ttyS0 115200 vt100" >> "$1/etc/inittab"
+        echo root:root | chroot "$1" chpasswd
+    ' \
+    --customize-hook="mkdir -p \"\$1/root/.ssh\"; install -m 0600 '$out/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\"; chmod 0700 \"\$1/root/.ssh\"" \
+    --customize-hook="
+        # Pre-download what dist-upgrade to the 0.19 packages will pull in (the guest
+        # has no network).  Resolved against this very image, so exactly the missing
+        # dependencies are fetched, with the guest's default Recommends handling.
+        rm -f \"\$1\"/var/cache/apt/archives/*.deb
+        chroot \"\$1\" apt-get install --download-only -y -q systemd-sysv dbus >&2
+        cp \"\$1\"/var/cache/apt/archives/*.deb '$out/debs/'
+        rm -f \"\$1\"/var/cache/apt/archives/*.deb
+    " \
+    --customize-hook='
+        # The guest only knows the local repository, under the wheezy suite name.
+        rm -f "$1"/etc/apt/sources.list.d/*
+        echo "deb [trusted=yes] file:/srv/repo wheezy main" > "$1/etc/apt/sources.list"
+        mkdir -p "$1/srv/repo"
+    ' \
+    bookworm "$root"
+
+# Kernel and initramfs for -kernel/-initrd boots.
+newest() { printf '%s\n' "$@" | sort -V | tail -n1; }
+cp "$(newest "$root"/boot/vmlinuz-*)" "$out/vmlinuz"
+cp "$(newest "$root"/boot/initrd.img-*)" "$out/initrd.img"
+
+mkfs.ext4 -q -F -L snf-root -d "$root" "$out/disk.raw" 3G
+rm -rf "$root"

@@ -17,8 +17,8 @@ pub fn rewrite_suite(suite: &str, from: &str, to: &str) -> Option<String> {
         .then(|| format!("{to}{rest}"))
 }
 
-/// Rewrites one line of a one-line-style sources file.
-fn rewrite_list_line(line: &str, from: &str, to: &str) -> Option<String> {
+/// The byte span of the suite of a one-line-style `deb`/`deb-src` line.
+fn list_suite_span(line: &str) -> Option<(usize, usize)> {
     let trimmed = line.trim_start();
     if !(trimmed.starts_with("deb ")
         || trimmed.starts_with("deb-src ")
@@ -56,9 +56,135 @@ fn rewrite_list_line(line: &str, from: &str, to: &str) -> Option<String> {
     if tokens.get(index).is_some_and(|(s, _)| bytes[*s] == b'[') {
         index += 1;
     }
-    let (start, end) = *tokens.get(index + 1)?; // the suite follows the URI
+    tokens.get(index + 1).copied() // the suite follows the URI
+}
+
+/// Rewrites one line of a one-line-style sources file.
+fn rewrite_list_line(line: &str, from: &str, to: &str) -> Option<String> {
+    let (start, end) = list_suite_span(line)?;
     let new = rewrite_suite(&line[start..end], from, to)?;
     Some(format!("{}{new}{}", &line[..start], &line[end..]))
+}
+
+/// The APT configuration snippet written by `prepare` and removed by `finish`
+/// and `abort`: unattended conffile handling and the guard hook.
+pub const CONF_SNIPPET: &str = "/etc/apt/apt.conf.d/50synnefo-upgrade";
+/// The jessie-backports source added on service nodes when none exists.
+pub const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/synnefo-upgrade-backports.list";
+/// The pin of gevent and greenlet to the versions the guide requires.
+pub const PIN_FILE: &str = "/etc/apt/preferences.d/synnefo-upgrade-gevent";
+
+/// Content of [`CONF_SNIPPET`].
+pub const CONF_SNIPPET_TEXT: &str = "\
+// Written by 'synnefo-upgrade prepare'; removed when the upgrade finishes or is aborted.
+// A modified conffile (e.g. /etc/synnefo/*.conf) must not stop the dist-upgrade at a
+// prompt: keep the operator's file (the finish phase converts it and reports every
+// *.dpkg-dist left beside it).
+Dpkg::Options { \"--force-confdef\"; \"--force-confold\"; };
+// After every dpkg run, stop a managed Synnefo service that something started
+// behind policy-rc.d's back (it must stay down until the first boot under systemd).
+DPkg::Post-Invoke { \"if [ -x /usr/sbin/synnefo-upgrade ]; then /usr/sbin/synnefo-upgrade guard || true; fi\"; };
+";
+
+/// Content of [`PIN_FILE`]: gevent 1.1.1-2 and greenlet 0.4.10-1 (the
+/// backports builds, `~bpo8+N`), as the 0.19 guide requires.
+pub const PIN_TEXT: &str = "\
+# Written by 'synnefo-upgrade prepare'. Synnefo 0.19 needs gevent 1.1.1-2 and
+# greenlet 0.4.10-1 from jessie-backports (jessie's gevent 1.0.1 has SSL bugs).
+# Kept after the upgrade, so that later upgrades do not go back to jessie's.
+Package: python-gevent
+Pin: version 1.1.1-2*
+Pin-Priority: 990
+
+Package: python-greenlet
+Pin: version 0.4.10-1*
+Pin-Priority: 990
+";
+
+/// The URI of the node's main Debian mirror: the first one-line `deb` source
+/// whose suite is one of `suites` itself, on a Debian archive (not security).
+pub fn debian_mirror(root: &Root, suites: &[&str]) -> Result<Option<String>> {
+    for (path, deb822) in source_files(root) {
+        if deb822 {
+            continue;
+        }
+        let text = std::fs::read_to_string(root.path(&path))
+            .with_context(|| format!("reading '{}'", path.display()))?;
+        for line in text.lines() {
+            if !line.trim_start().starts_with("deb ") {
+                continue;
+            }
+            let Some((start, end)) = list_suite_span(line) else {
+                continue;
+            };
+            if !suites.contains(&&line[start..end]) {
+                continue;
+            }
+            let uri = line[..start].split_whitespace().last().unwrap_or_default();
+            if uri.contains("debian") && !uri.contains("security") {
+                return Ok(Some(uri.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The backports source to add for `to`, unless one exists (as `from-backports`,
+/// rewritten by prepare, or `to-backports`). `None`: nothing to add.
+pub fn backports_source(root: &Root, from: &str, to: &str) -> Result<Option<String>> {
+    let exists = suites(root)?
+        .iter()
+        .any(|(_, _, s)| s == &format!("{from}-backports") || s == &format!("{to}-backports"));
+    if exists {
+        return Ok(None);
+    }
+    // Before or after the rewrite of the sources.
+    Ok(debian_mirror(root, &[from, to])?.map(|uri| {
+        format!("# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb {uri} {to}-backports main\n")
+    }))
+}
+
+/// The suites of every active source line: `(file, line number, suite)`.
+pub fn suites(root: &Root) -> Result<Vec<(PathBuf, usize, String)>> {
+    let mut found = Vec::new();
+    for (path, deb822) in source_files(root) {
+        let text = std::fs::read_to_string(root.path(&path))
+            .with_context(|| format!("reading '{}'", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if deb822 {
+                let Some((key, value)) = line.split_once(':') else {
+                    continue;
+                };
+                if key.trim().eq_ignore_ascii_case("suites") && !line.starts_with('#') {
+                    found.extend(
+                        value
+                            .split_whitespace()
+                            .map(|s| (path.clone(), i + 1, s.to_string())),
+                    );
+                }
+            } else if let Some((start, end)) = list_suite_span(line) {
+                found.push((path.clone(), i + 1, line[start..end].to_string()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Why a suite has no equivalent in the new release, if it has none.
+pub fn unmappable(suite: &str, from: &str) -> Option<String> {
+    const OLDER: &[&str] = &["etch", "lenny", "squeeze"];
+    if let Some(rest) = suite.strip_prefix(from) {
+        if rest == "-lts" {
+            return Some(format!(
+                "'{suite}' has no successor: jessie's long-term support comes from security.debian.org 'jessie/updates'; remove the line"
+            ));
+        }
+        return None;
+    }
+    let codename = suite.split(['-', '/']).next().unwrap_or(suite);
+    OLDER
+        .contains(&codename)
+        .then(|| format!("'{suite}' belongs to an older release than {from}; remove the line or point it at {from} first"))
 }
 
 /// Rewrites the `Suites:` fields of a deb822 sources file.
@@ -211,6 +337,37 @@ deb http://example.org/wheezy stable main\n"
             None,
             "a second run changes nothing"
         );
+    }
+
+    #[test]
+    fn backports_from_the_main_mirror_unless_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.path("/etc/apt/sources.list.d")).unwrap();
+        std::fs::write(
+            root.path(paths::APT_SOURCES_LIST),
+            "deb http://security.debian.org/ wheezy/updates main\ndeb [arch=amd64] http://ftp.gr.debian.org/debian/ wheezy main contrib\n",
+        )
+        .unwrap();
+        assert_eq!(
+            backports_source(&root, "wheezy", "jessie").unwrap().as_deref(),
+            Some("# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb http://ftp.gr.debian.org/debian/ jessie-backports main\n")
+        );
+        std::fs::write(
+            root.path("/etc/apt/sources.list.d/bpo.list"),
+            "deb http://ftp.gr.debian.org/debian/ wheezy-backports main\n",
+        )
+        .unwrap();
+        assert_eq!(backports_source(&root, "wheezy", "jessie").unwrap(), None);
+    }
+
+    #[test]
+    fn unmappable_suites() {
+        assert!(unmappable("wheezy-lts", "wheezy").is_some());
+        assert!(unmappable("squeeze-backports", "wheezy").is_some());
+        assert!(unmappable("wheezy-backports", "wheezy").is_none());
+        assert!(unmappable("stable", "wheezy").is_none());
+        assert!(unmappable("jessie", "wheezy").is_none());
     }
 
     #[test]

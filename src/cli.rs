@@ -53,6 +53,13 @@ pub enum Command {
         /// List the steps that would run; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also run 'apt-get update' and 'apt-get dist-upgrade --download-only'
+        /// (after the sources switch, before the services stop), so that the
+        /// downtime does not include the downloads. Not from the package's
+        /// postinst (APT holds its locks then): install with
+        /// SYNNEFO_UPGRADE_NO_ARM=1, then run 'synnefo-upgrade prepare --download'.
+        #[arg(long, conflicts_with = "dry_run")]
+        download: bool,
     },
     /// Complete the upgrade on the first boot under systemd (the unit runs this);
     /// resumes at the failed step when run again.
@@ -61,11 +68,31 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Before the dist-upgrade only: take back everything prepare changed (files
+    /// byte for byte, masks, policy-rc.d, the finish unit) and start the
+    /// services that ran. Refused, changing nothing, once dpkg changed a package.
+    Abort,
+    /// Stop managed services that came up during a dpkg run (the APT
+    /// DPkg::Post-Invoke hook runs this while the upgrade is armed).
+    Guard,
     /// Show the state of every step, the managed services and masks, and where the logs are.
     Status {
         /// Print the status as JSON (schema in docs/json.md).
         #[arg(long)]
         json: bool,
+    },
+    /// Config conversion alone: Synnefo settings, gunicorn and web server
+    /// files to their 0.19 shape, all or nothing.
+    Convert {
+        /// Print unified diffs of what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a VM owner changelog for fix_ip_history and report every bad line
+    /// (exit 2); a valid file prints a summary. Changes nothing.
+    ValidateChangelog {
+        /// The changelog: `<vmid>|<from_uuid>|<to_uuid>|<%Y-%m-%d %H:%M:%S.%f>` per line.
+        file: PathBuf,
     },
     /// The policy-rc.d decision: exit 101 for start-like actions of managed
     /// services while armed, 0 otherwise. Also runs when invoked as `policy-rc.d`.
@@ -117,6 +144,14 @@ mod tests {
         ]);
         assert_eq!(cli.root, PathBuf::from("/tmp/x"));
         assert_eq!(cli.verbose, 2);
-        assert!(matches!(cli.command, Command::Prepare { dry_run: true }));
+        assert!(matches!(
+            cli.command,
+            Command::Prepare {
+                dry_run: true,
+                download: false
+            }
+        ));
+        let cli = Cli::parse_from(["synnefo-upgrade", "convert", "--dry-run"]);
+        assert!(matches!(cli.command, Command::Convert { dry_run: true }));
     }
 }

@@ -22,6 +22,91 @@ pub struct Config {
     pub services: Services,
     /// Database migrations.
     pub migrations: Migrations,
+    /// Config conversion (`convert`, and the finish phase).
+    pub convert: Convert,
+    /// Preflight thresholds.
+    pub preflight: Preflight,
+    /// The VM owner changelog for `fix_ip_history` (Cyclades).
+    pub fix_ip_history: FixIpHistory,
+    /// Cyclades re-registration on the Astakos node.
+    pub cyclades: Cyclades,
+    /// Backups taken before migrations.
+    pub backups: Backups,
+    /// Checks that must pass after the services start (`[[health]]`).
+    pub health: Vec<HealthCheck>,
+}
+
+/// Preflight thresholds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Preflight {
+    /// MiB added to the estimated space the dist-upgrade needs, in
+    /// `/var/cache/apt/archives` and in `/`.
+    pub space_margin_mib: u64,
+}
+
+impl Default for Preflight {
+    fn default() -> Self {
+        Preflight {
+            space_margin_mib: 512,
+        }
+    }
+}
+
+/// `fix_ip_history`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixIpHistory {
+    /// The changelog (`<vmid>|<from_uuid>|<to_uuid>|<date>` lines); unset: not run.
+    pub changelog: Option<PathBuf>,
+    /// Apply the fix (`--fix`) after a successful dry run; false: dry run only.
+    pub fix: bool,
+}
+
+/// Cyclades re-registration (`snf-component-register cyclades`, non-interactive).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cyclades {
+    /// Base URL; unset: the one currently registered.
+    pub base_url: Option<String>,
+    /// UI URL; unset: the one currently registered.
+    pub ui_url: Option<String>,
+}
+
+/// Backups before the point of no return.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backups {
+    /// Take them (on nodes that run migrations).
+    pub enabled: bool,
+    /// Where they go (mode 0600 files).
+    pub dir: PathBuf,
+    /// Command (argv) whose stdout is the database dump; unset: `pg_dump -Fc`
+    /// with the `DATABASES` settings from /etc/synnefo.
+    pub database_command: Option<Vec<String>>,
+}
+
+impl Default for Backups {
+    fn default() -> Self {
+        Backups {
+            enabled: true,
+            dir: PathBuf::from("/var/backups/synnefo-upgrade"),
+            database_command: None,
+        }
+    }
+}
+
+/// One health check: exactly one of `url` (HTTP GET must answer 2xx/3xx) or
+/// `command` (argv, must exit 0).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// A name for reports.
+    pub name: Option<String>,
+    /// HTTP URL to GET.
+    pub url: Option<String>,
+    /// Command to run (argv, no shell).
+    pub command: Option<Vec<String>>,
 }
 
 /// Release names: OS codenames checked, APT suite names rewritten.
@@ -71,6 +156,15 @@ impl Default for Migrations {
     }
 }
 
+/// Config conversion.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Convert {
+    /// `ALLOWED_HOSTS` to set in the Synnefo settings; unset: left alone (0.19's
+    /// default is `['*']`).
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
 /// Merges `over` into `base`, table by table; other values are replaced.
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
@@ -99,10 +193,60 @@ fn parse_file(root: &Root, abs: &Path) -> Result<toml::Table> {
             .unwrap_or_default();
         Fatal::BadInput(format!("{}{at}: {}", abs.display(), e.message()))
     };
-    toml::from_str::<Config>(&text).map_err(bad)?;
+    let config = toml::from_str::<Config>(&text).map_err(bad)?;
+    validate(&config).map_err(|e| Fatal::BadInput(format!("{}: {e}", abs.display())))?;
     toml::from_str::<toml::Table>(&text)
         .map_err(bad)
         .map_err(Into::into)
+}
+
+/// Checks what the types cannot say.
+fn validate(config: &Config) -> std::result::Result<(), String> {
+    for (i, check) in config.health.iter().enumerate() {
+        let what = check
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("[[health]] #{}", i + 1));
+        match (&check.url, &check.command) {
+            (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {}
+            (Some(url), None) => {
+                return Err(format!("{what}: url '{url}' is not http:// or https://"))
+            }
+            (None, Some(argv)) if !argv.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "{what}: give exactly one of 'url' or a non-empty 'command'"
+                ))
+            }
+        }
+    }
+    for (key, url) in [
+        ("base_url", &config.cyclades.base_url),
+        ("ui_url", &config.cyclades.ui_url),
+    ] {
+        if let Some(url) = url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("[cyclades] {key} '{url}' is not an http(s) URL"));
+            }
+        }
+    }
+    if let Some(changelog) = &config.fix_ip_history.changelog {
+        if !changelog.is_absolute() {
+            return Err(format!(
+                "[fix_ip_history] changelog '{}' is not an absolute path",
+                changelog.display()
+            ));
+        }
+    }
+    if config
+        .backups
+        .database_command
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
+        return Err("[backups] database_command is empty".into());
+    }
+    Ok(())
 }
 
 /// Loads the configuration of the node under `root`. `main` replaces the main
@@ -131,8 +275,10 @@ pub fn load(root: &Root, main: Option<&Path>) -> Result<Config> {
     for file in &files {
         merge(&mut merged, parse_file(root, file)?);
     }
-    Config::deserialize(toml::Value::Table(merged))
-        .map_err(|e| Fatal::BadInput(format!("merged configuration: {e}")).into())
+    let config = Config::deserialize(toml::Value::Table(merged))
+        .map_err(|e| Fatal::BadInput(format!("merged configuration: {e}")))?;
+    validate(&config).map_err(|e| Fatal::BadInput(format!("merged configuration: {e}")))?;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -181,6 +327,20 @@ mod tests {
         assert_eq!(config.release.os_to, "second");
         assert_eq!(config.release.suite_to, "jessie");
         assert!(!config.migrations.run);
+    }
+
+    #[test]
+    fn convert_allowed_hosts() {
+        let dir = tree(&[(
+            "/etc/synnefo-upgrade/upgrade.toml",
+            "[convert]\nallowed_hosts = [\"cloud.example.org\", \".example.org\"]\n",
+        )]);
+        let config = load(&Root::new(dir.path()), None).unwrap();
+        assert_eq!(
+            config.convert.allowed_hosts.as_deref(),
+            Some(&["cloud.example.org".to_string(), ".example.org".to_string()][..])
+        );
+        assert_eq!(Config::default().convert.allowed_hosts, None);
     }
 
     #[test]

@@ -42,6 +42,53 @@ impl Root {
         self.dir.join(relative)
     }
 
+    /// The node path `abs` designates once every symbolic link in it is
+    /// followed, with absolute link targets taken as node paths (so a link
+    /// never leads out of the root). The result need not exist.
+    pub fn resolve(&self, abs: &Path) -> Result<PathBuf> {
+        let mut pending: Vec<PathBuf> = vec![abs.to_path_buf()];
+        let mut out = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(next) = pending.pop() {
+            let mut parts: Vec<Component> = next.components().collect();
+            parts.reverse();
+            while let Some(part) = parts.pop() {
+                match part {
+                    Component::RootDir | Component::Prefix(_) => out = PathBuf::from("/"),
+                    Component::CurDir => {}
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(name) => {
+                        out.push(name);
+                        let host = self.path(&out);
+                        let is_link = fs::symlink_metadata(&host)
+                            .map(|m| m.file_type().is_symlink())
+                            .unwrap_or(false);
+                        if !is_link {
+                            continue;
+                        }
+                        hops += 1;
+                        if hops > 40 {
+                            anyhow::bail!(
+                                "too many levels of symbolic links in '{}'",
+                                abs.display()
+                            );
+                        }
+                        let target = fs::read_link(&host)
+                            .with_context(|| format!("reading link '{}'", out.display()))?;
+                        out.pop();
+                        let rest: PathBuf = parts.drain(..).rev().collect();
+                        pending.push(rest);
+                        pending.push(target);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The node path of a host path under this root (inverse of [`Root::path`]).
     pub fn node_path(&self, host: &Path) -> PathBuf {
         match host.strip_prefix(&self.dir) {
@@ -60,16 +107,70 @@ pub fn backup_path(abs: &Path) -> PathBuf {
     Path::new(paths::BACKUP_DIR).join(rel)
 }
 
-/// Creates `abs` (and parents) if missing; new directories get `mode`.
+/// Directories we created outside our state directory, one node path a line,
+/// so that `abort` can remove them again (when empty).
+pub const CREATED_DIRS: &str = "/var/lib/synnefo-upgrade/created-dirs";
+
+/// Creates `abs` (and parents) if missing; new directories get `mode`. Those
+/// created outside our state directory are recorded in [`CREATED_DIRS`].
 pub fn ensure_dir(root: &Root, abs: &str, mode: u32) -> Result<()> {
     let host = root.path(abs);
     if host.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(&host).with_context(|| format!("creating directory '{abs}'"))?;
-    fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of '{abs}'"))?;
+    let mut missing = Vec::new();
+    let mut dir = Some(Path::new(abs));
+    while let Some(d) = dir.filter(|d| !root.path(d).is_dir()) {
+        missing.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    for d in missing.iter().rev() {
+        // Our state directory and its ancestors are not recorded (the record lives there).
+        if !d.starts_with(paths::STATE_DIR) && !Path::new(paths::STATE_DIR).starts_with(d) {
+            ensure_dir(root, paths::STATE_DIR, 0o700)?;
+            append_line(root, CREATED_DIRS, &d.to_string_lossy())?;
+        }
+        match fs::create_dir(root.path(d)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating directory '{}'", d.display()))
+            }
+        }
+        fs::set_permissions(root.path(d), fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode of '{}'", d.display()))?;
+    }
     Ok(())
+}
+
+/// Removes the directories recorded in [`CREATED_DIRS`] that are empty again,
+/// deepest first. Returns those removed.
+pub fn remove_created_dirs(root: &Root) -> Result<Vec<PathBuf>> {
+    let Ok(text) = fs::read_to_string(root.path(CREATED_DIRS)) else {
+        return Ok(Vec::new());
+    };
+    let mut dirs: Vec<PathBuf> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs.dedup();
+    let mut removed = Vec::new();
+    for d in dirs {
+        let host = root.path(&d);
+        if host.is_dir()
+            && fs::read_dir(&host)
+                .map(|mut e| e.next().is_none())
+                .unwrap_or(false)
+        {
+            fs::remove_dir(&host)
+                .with_context(|| format!("removing directory '{}'", d.display()))?;
+            removed.push(d);
+        }
+    }
+    remove(root, Path::new(CREATED_DIRS))?;
+    Ok(removed)
 }
 
 fn sync_parent(host: &Path) -> Result<()> {
@@ -148,7 +249,8 @@ fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) 
 }
 
 /// Replaces (or creates) node file `abs` atomically. An existing file is backed
-/// up first and keeps its mode and owner; a new file is root-owned with `mode`.
+/// up first and keeps its mode and owner; a new file is root-owned with `mode`
+/// (and missing parent directories are created 0755).
 pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<()> {
     let host = root.path(abs);
     let (mode, owner) = match fs::metadata(&host) {
@@ -156,7 +258,12 @@ pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<
             backup(root, abs)?;
             (meta.mode() & 0o7777, Some((meta.uid(), meta.gid())))
         }
-        Err(_) => (mode, None),
+        Err(_) => {
+            if let Some(parent) = abs.parent() {
+                ensure_dir(root, &parent.to_string_lossy(), 0o755)?;
+            }
+            (mode, None)
+        }
     };
     write_new(&host, content, mode, owner).with_context(|| format!("replacing '{}'", abs.display()))
 }
@@ -201,6 +308,36 @@ pub fn remove(root: &Root, abs: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing '{}'", abs.display())),
     }
+}
+
+/// Renames node path `from` to `to` (a file or a link), after a backup of
+/// `from`; refuses to replace an existing `to`.
+pub fn rename(root: &Root, from: &Path, to: &Path) -> Result<()> {
+    let (host_from, host_to) = (root.path(from), root.path(to));
+    if fs::symlink_metadata(&host_to).is_ok() {
+        anyhow::bail!(
+            "renaming '{}': '{}' already exists",
+            from.display(),
+            to.display()
+        );
+    }
+    backup(root, from)?;
+    fs::rename(&host_from, &host_to)
+        .with_context(|| format!("renaming '{}' to '{}'", from.display(), to.display()))?;
+    sync_parent(&host_to)
+}
+
+/// Makes directory `abs` exist (new: `mode`) and be owned by `uid:gid`
+/// (numeric ids; an existing directory keeps its mode).
+pub fn ensure_dir_owned(root: &Root, abs: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    ensure_dir(root, &abs.to_string_lossy(), mode)?;
+    let host = root.path(abs);
+    let meta = fs::metadata(&host).with_context(|| format!("reading '{}'", abs.display()))?;
+    if (meta.uid(), meta.gid()) != (uid, gid) {
+        std::os::unix::fs::chown(&host, Some(uid), Some(gid))
+            .with_context(|| format!("changing the owner of '{}' to {uid}:{gid}", abs.display()))?;
+    }
+    Ok(())
 }
 
 /// Puts the backup of `abs` back in place, byte for byte with mode and owner,
@@ -251,6 +388,52 @@ pub fn open_append(root: &Root, abs: &str) -> Result<File> {
 pub fn append_line(root: &Root, abs: &str, line: &str) -> Result<()> {
     let mut file = open_append(root, abs)?;
     writeln!(file, "{line}").with_context(|| format!("appending to '{abs}'"))
+}
+
+/// Undoes our change of node path `abs`: the original comes back from its
+/// backup when there is one (we modified or replaced it), otherwise the path
+/// is removed (we created it). Returns what was done, for reports.
+pub fn undo(root: &Root, abs: &Path) -> Result<&'static str> {
+    if restore(root, abs)? {
+        Ok("restored")
+    } else if fs::symlink_metadata(root.path(abs)).is_ok() {
+        remove(root, abs)?;
+        Ok("removed")
+    } else {
+        Ok("absent")
+    }
+}
+
+/// Restores every backup (see [`restore`]); returns the node paths restored.
+pub fn restore_all(root: &Root) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path(), out)?;
+            } else {
+                out.push(entry.path());
+            }
+        }
+        Ok(())
+    }
+    let base = root.path(paths::BACKUP_DIR);
+    let mut found = Vec::new();
+    if base.is_dir() {
+        walk(&base, &mut found).with_context(|| format!("listing '{}'", paths::BACKUP_DIR))?;
+    }
+    found.sort();
+    let mut restored = Vec::new();
+    for host in found {
+        let Ok(rel) = host.strip_prefix(&base) else {
+            continue;
+        };
+        let abs = Path::new("/").join(rel);
+        if restore(root, &abs)? {
+            restored.push(abs);
+        }
+    }
+    Ok(restored)
 }
 
 /// Opens (creating) the lock file, for the runner's `flock`.
@@ -307,6 +490,48 @@ mod tests {
         assert_eq!(fs::read(root.path(abs)).unwrap(), b"original\n");
         assert_eq!(fs::metadata(root.path(abs)).unwrap().mode() & 0o7777, 0o640);
         assert!(!backup.exists());
+    }
+
+    #[test]
+    fn resolve_follows_links_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir_all(root.path("/etc/synnefo")).unwrap();
+        fs::create_dir_all(root.path("/srv/conf")).unwrap();
+        std::os::unix::fs::symlink("/srv/conf/real.conf", root.path("/etc/synnefo/a.conf"))
+            .unwrap();
+        std::os::unix::fs::symlink("a.conf", root.path("/etc/synnefo/b.conf")).unwrap();
+        std::os::unix::fs::symlink("../../srv", root.path("/etc/synnefo/srv")).unwrap();
+        std::os::unix::fs::symlink("loop", root.path("/etc/synnefo/loop")).unwrap();
+        let r = |p: &str| root.resolve(Path::new(p));
+        assert_eq!(
+            r("/etc/synnefo/b.conf").unwrap(),
+            Path::new("/srv/conf/real.conf")
+        );
+        assert_eq!(
+            r("/etc/synnefo/srv/conf/x").unwrap(),
+            Path::new("/srv/conf/x")
+        );
+        assert_eq!(
+            r("/etc/synnefo/none.conf").unwrap(),
+            Path::new("/etc/synnefo/none.conf")
+        );
+        assert!(r("/etc/synnefo/loop").is_err());
+    }
+
+    #[test]
+    fn rename_backs_up_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let (a, b) = (Path::new("/etc/x/site"), Path::new("/etc/x/site.conf"));
+        fs::create_dir_all(root.path("/etc/x")).unwrap();
+        fs::write(root.path(a), b"one\n").unwrap();
+        rename(&root, a, b).unwrap();
+        assert_eq!(fs::read(root.path(b)).unwrap(), b"one\n");
+        assert_eq!(fs::read(root.path(backup_path(a))).unwrap(), b"one\n");
+        fs::write(root.path(a), b"two\n").unwrap();
+        assert!(rename(&root, a, b).is_err());
+        assert_eq!(fs::read(root.path(b)).unwrap(), b"one\n");
     }
 
     #[test]

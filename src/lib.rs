@@ -3,8 +3,10 @@
 //! The binary in `main.rs` only parses the command line and dispatches; everything
 //! else lives here, one module per concern (see `docs/design.md`):
 //!
+//! - [`changelog`]: validation of the VM owner changelog for fix_ip_history.
 //! - [`cli`]: the command line (a contract, design §3.1) and exit codes.
 //! - [`config`]: `/etc/synnefo-upgrade/upgrade.toml` and its drop-ins.
+//! - [`dpkg`]: the dpkg status database and Debian version ordering.
 //! - [`node`]: facts about this node (OS codename, init system).
 //! - [`plan`]: the ordered steps of each phase, as a table.
 //! - [`runner`]: runs a phase: lock, resume, record, log, failpoints.
@@ -14,6 +16,8 @@
 //! - [`preflight`]: the findings that decide whether a node may be armed.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
 //! - [`apt`]: the APT sources rewrite.
+//! - [`convert`]: config conversion (settings, gunicorn, web server), planned
+//!   whole before anything is written.
 //! - [`exec`]: external commands by argv, output streamed to the log.
 //! - [`synnefo`]: Synnefo's own commands (`snf-manage migrate`).
 //! - [`fsx`]: the only module that writes files.
@@ -21,8 +25,11 @@
 #![deny(missing_docs)]
 
 pub mod apt;
+pub mod changelog;
 pub mod cli;
 pub mod config;
+pub mod convert;
+pub mod dpkg;
 pub mod error;
 pub mod exec;
 pub mod fsx;

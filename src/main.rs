@@ -9,7 +9,9 @@ use synnefo_upgrade::error::exit_code;
 use synnefo_upgrade::fsx::Root;
 use synnefo_upgrade::plan::Ctx;
 use synnefo_upgrade::state::State;
-use synnefo_upgrade::{config, logging, policy_rcd, preflight, runner, services, status};
+use synnefo_upgrade::{
+    changelog, config, convert, logging, policy_rcd, preflight, runner, services, status,
+};
 
 fn main() -> ExitCode {
     // Installed as /usr/sbin/policy-rc.d (a link to us): decide and exit, fast.
@@ -47,9 +49,15 @@ fn run(cli: Cli, root: Root) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::ValidateChangelog { file } = &cli.command {
+        print!("{}", changelog::check_file(file)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = config::load(&root, cli.config.as_deref())?;
     if let Command::Check { json } = cli.command {
-        let report = preflight::report(&root, &config);
+        // The services' current state when the init system answers; "unknown" otherwise.
+        let services = services::for_node(&root).ok();
+        let report = preflight::report(&root, &config, services.as_deref());
         match json {
             true => println!("{}", serde_json::to_string_pretty(&report)?),
             false => print!("{}", preflight::render(&report)),
@@ -61,16 +69,27 @@ fn run(cli: Cli, root: Root) -> anyhow::Result<ExitCode> {
             0
         }));
     }
+    if let Command::Convert { dry_run } = cli.command {
+        let conversion = convert::plan(&root, &config)?;
+        if !dry_run {
+            conversion.apply(&root)?;
+        }
+        print!("{}", conversion.report(dry_run));
+        return Ok(ExitCode::SUCCESS);
+    }
     let services = services::for_node(&root)?;
     let mut ctx = Ctx {
         root,
         config,
         services,
         state: State::new(),
+        download: matches!(cli.command, Command::Prepare { download: true, .. }),
     };
     match cli.command {
-        Command::Prepare { dry_run } => runner::prepare(&mut ctx, dry_run)?,
+        Command::Prepare { dry_run, .. } => runner::prepare(&mut ctx, dry_run)?,
         Command::Finish { dry_run } => runner::finish(&mut ctx, dry_run)?,
+        Command::Abort => runner::abort(&mut ctx)?,
+        Command::Guard => runner::guard(&mut ctx)?,
         _ => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

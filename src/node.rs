@@ -176,3 +176,240 @@ mod tests {
         );
     }
 }
+
+/// The `/etc/default` file and variable that gate a service's init script.
+pub fn default_flag_of(service: &str) -> Option<(&'static str, &'static str)> {
+    match service {
+        "snf-dispatcher" => Some(("/etc/default/snf-dispatcher", "SNF_DSPTCH_ENABLE")),
+        "snf-ganeti-eventd" => Some(("/etc/default/snf-ganeti-eventd", "SNF_EVENTD_ENABLE")),
+        _ => None,
+    }
+}
+
+/// The value of a shell variable assignment in an `/etc/default` file (the last one wins).
+pub fn default_flag(root: &Root, service: &str) -> Option<String> {
+    let (file, var) = default_flag_of(service)?;
+    let text = std::fs::read_to_string(root.path(file)).ok()?;
+    text.lines().rev().find_map(|line| {
+        let (k, v) = line.trim().split_once('=')?;
+        (k.trim() == var).then(|| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+    })
+}
+
+/// The binary packages built from Synnefo's source package (their versions move
+/// together). Other `snf-*` packages (snf-image, snf-pithos-webclient, ...)
+/// are separate projects with versions of their own.
+pub const SYNNEFO_PACKAGES: &[&str] = &[
+    "snf-common",
+    "snf-webproject",
+    "snf-django-lib",
+    "snf-branding",
+    "snf-astakos-app",
+    "snf-pithos-backend",
+    "snf-pithos-app",
+    "snf-cyclades-app",
+    "snf-cyclades-gtools",
+    "snf-admin-app",
+    "snf-stats-app",
+    "snf-tools",
+    "python-astakosclient",
+];
+
+/// Whether a present package is part of Synnefo proper.
+pub fn is_synnefo_package(package: &crate::dpkg::Package) -> bool {
+    SYNNEFO_PACKAGES.contains(&package.name.as_str()) || package.source == "synnefo"
+}
+
+/// A role of the node, from its packages and Ganeti's ssconf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// snf-astakos-app.
+    Astakos,
+    /// snf-cyclades-app.
+    Cyclades,
+    /// snf-pithos-app.
+    Pithos,
+    /// snf-cyclades-gtools or ganeti: a Ganeti node.
+    GanetiNode,
+    /// Listed in `ssconf_master_candidates`.
+    MasterCandidate,
+    /// Named in `ssconf_master_node`.
+    GanetiMaster,
+    /// archipelago.
+    Archipelago,
+}
+
+impl Role {
+    /// The name used in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Astakos => "astakos",
+            Role::Cyclades => "cyclades",
+            Role::Pithos => "pithos",
+            Role::GanetiNode => "ganeti-node",
+            Role::MasterCandidate => "master-candidate",
+            Role::GanetiMaster => "ganeti-master",
+            Role::Archipelago => "archipelago",
+        }
+    }
+}
+
+/// Ganeti's ssconf directory.
+pub const SSCONF_DIR: &str = "/var/lib/ganeti";
+
+/// This node's host name: `/etc/hostname` (never a resolver lookup).
+pub fn hostname(root: &Root) -> Option<String> {
+    std::fs::read_to_string(root.path("/etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            root.is_live()
+                .then(|| nix::unistd::gethostname().ok())
+                .flatten()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+}
+
+/// Whether two host names name the same host (FQDN or short name on either side).
+fn same_host(a: &str, b: &str) -> bool {
+    let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+    a.eq_ignore_ascii_case(b) || (short(a) == short(b) && (!a.contains('.') || !b.contains('.')))
+}
+
+/// The node's roles, sorted.
+pub fn roles(root: &Root, packages: &[crate::dpkg::Package]) -> Vec<Role> {
+    let has = |name: &str| packages.iter().any(|p| p.name == name);
+    let mut roles = Vec::new();
+    for (package, role) in [
+        ("snf-astakos-app", Role::Astakos),
+        ("snf-cyclades-app", Role::Cyclades),
+        ("snf-pithos-app", Role::Pithos),
+        ("archipelago", Role::Archipelago),
+    ] {
+        if has(package) {
+            roles.push(role);
+        }
+    }
+    if has("snf-cyclades-gtools") || has("ganeti") || has("ganeti2") {
+        roles.push(Role::GanetiNode);
+    }
+    if let Some(me) = hostname(root) {
+        let ssconf = |name: &str| {
+            std::fs::read_to_string(root.path(Path::new(SSCONF_DIR).join(name))).unwrap_or_default()
+        };
+        if ssconf("ssconf_master_candidates")
+            .lines()
+            .any(|l| same_host(l.trim(), &me))
+        {
+            roles.push(Role::MasterCandidate);
+        }
+        if ssconf("ssconf_master_node")
+            .lines()
+            .any(|l| same_host(l.trim(), &me))
+        {
+            roles.push(Role::GanetiMaster);
+        }
+    }
+    roles.sort();
+    roles
+}
+
+/// Where Ganeti's KVM hypervisor keeps one pid file per running instance.
+pub const KVM_PID_DIR: &str = "/var/run/ganeti/kvm-hypervisor/pid";
+
+/// Ganeti instances running on this node: pid files whose process is alive
+/// (under `--root`, every pid file counts, as no process can be checked).
+pub fn running_instances(root: &Root) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.path(KVM_PID_DIR)) else {
+        return Vec::new();
+    };
+    let mut instances: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            if !root.is_live() {
+                return true;
+            }
+            std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                })
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    instances.sort();
+    instances
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+    use crate::dpkg::Package;
+
+    fn pkg(name: &str) -> Package {
+        Package {
+            name: name.into(),
+            version: "0.18.1-1~wheezy".into(),
+            state: "installed".into(),
+            source: "synnefo".into(),
+            installed_size_kib: 0,
+        }
+    }
+
+    #[test]
+    fn roles_from_packages_and_ssconf() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.path("/var/lib/ganeti")).unwrap();
+        std::fs::create_dir_all(root.path("/etc")).unwrap();
+        std::fs::write(root.path("/etc/hostname"), "node2\n").unwrap();
+        std::fs::write(
+            root.path("/var/lib/ganeti/ssconf_master_candidates"),
+            "node1.example.org\nnode2.example.org\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path("/var/lib/ganeti/ssconf_master_node"),
+            "node1.example.org\n",
+        )
+        .unwrap();
+        let packages = [
+            pkg("snf-cyclades-gtools"),
+            pkg("archipelago"),
+            pkg("snf-common"),
+        ];
+        assert_eq!(
+            roles(&root, &packages),
+            [Role::GanetiNode, Role::MasterCandidate, Role::Archipelago]
+        );
+        std::fs::write(root.path("/etc/hostname"), "node1.example.org\n").unwrap();
+        assert_eq!(
+            roles(&root, &packages),
+            [
+                Role::GanetiNode,
+                Role::MasterCandidate,
+                Role::GanetiMaster,
+                Role::Archipelago
+            ]
+        );
+        std::fs::write(root.path("/etc/hostname"), "node10\n").unwrap();
+        assert_eq!(
+            roles(&root, &packages),
+            [Role::GanetiNode, Role::Archipelago]
+        );
+    }
+
+    #[test]
+    fn synnefo_packages_by_name_or_source() {
+        let mut image = pkg("snf-image");
+        image.source = "snf-image".into();
+        assert!(!is_synnefo_package(&image));
+        assert!(is_synnefo_package(&pkg("snf-cyclades-app")));
+        let mut unknown = pkg("snf-something-new");
+        unknown.source = "synnefo".into();
+        assert!(is_synnefo_package(&unknown));
+    }
+}

@@ -4,18 +4,21 @@
 //! rerun after a crash repeats the step that was running. The work itself is
 //! done by the module of its concern; the step only decides what to ask for.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 use crate::apt;
 use crate::config::Config;
+use crate::dpkg;
+use crate::error::Fatal;
+use crate::exec;
 use crate::fsx::{self, Root};
-use crate::node::{self, InitSystem};
+use crate::node::{self, InitSystem, Role};
 use crate::paths;
 use crate::policy_rcd;
 use crate::preflight;
 use crate::services::{self, Services};
-use crate::state::{PhaseKind, ServiceRecord, State};
+use crate::state::{Phase, PhaseKind, ServiceRecord, State};
 use crate::synnefo;
 
 /// What a step works with.
@@ -28,6 +31,8 @@ pub struct Ctx {
     pub services: Box<dyn Services>,
     /// The state, saved by the runner after each step.
     pub state: State,
+    /// `prepare --download`: fetch the new release's packages before stopping services.
+    pub download: bool,
 }
 
 /// One step of a phase.
@@ -50,10 +55,13 @@ pub fn steps(phase: PhaseKind) -> &'static [&'static dyn Step] {
         PhaseKind::Prepare => &[
             &Preflight,
             &RecordServices,
+            &SnapshotDpkg,
+            &RewriteAptSources,
+            &AptConfig,
+            &Download,
             &InstallPolicyRcd,
             &StopServices,
             &MaskServices,
-            &RewriteAptSources,
             &EnableFinishUnit,
             &Arm,
         ],
@@ -61,10 +69,23 @@ pub fn steps(phase: PhaseKind) -> &'static [&'static dyn Step] {
             &Preconditions,
             &Migrate,
             &UnmaskServices,
+            &RestoreBootState,
             &StartServices,
             &VerifyServices,
+            &RemoveAptConfig,
             &RemovePolicyRcd,
             &DisableFinishUnit,
+        ],
+        PhaseKind::Abort => &[
+            &AbortGate,
+            &RemoveAptConfig,
+            &RestoreBackups,
+            &RemovePolicyRcd,
+            &UnmaskServices,
+            &DisableFinishUnit,
+            &RemoveCreatedDirs,
+            &StartServices,
+            &VerifyServices,
         ],
     }
 }
@@ -112,11 +133,13 @@ impl Step for RecordServices {
         for name in preflight::managed_services(&ctx.root, &ctx.config) {
             let status = ctx.services.status(&name)?;
             let was_masked = services::is_masked(&ctx.root, &name);
+            let default_flag = node::default_flag(&ctx.root, &name);
             ctx.state.services.push(ServiceRecord {
-                name,
                 was_active: status.active && !was_masked,
                 was_enabled: status.enabled,
                 was_masked,
+                default_flag,
+                name,
             });
         }
         let summary: Vec<String> = ctx
@@ -136,6 +159,26 @@ impl Step for RecordServices {
             })
             .collect();
         Ok(format!("managed: {}", list(&summary)))
+    }
+}
+
+/// Where `prepare` keeps dpkg's status as it was, so that `abort` can tell
+/// whether the dist-upgrade has started.
+pub const DPKG_SNAPSHOT: &str = "/var/lib/synnefo-upgrade/dpkg-status.at-prepare";
+
+struct SnapshotDpkg;
+impl Step for SnapshotDpkg {
+    fn id(&self) -> &'static str {
+        "snapshot-dpkg"
+    }
+    fn title(&self) -> &'static str {
+        "remember the installed package versions (abort is refused once they change)"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let status = std::fs::read(ctx.root.path(dpkg::STATUS_FILE))
+            .with_context(|| format!("reading '{}'", dpkg::STATUS_FILE))?;
+        fsx::write_state_file(&ctx.root, DPKG_SNAPSHOT, &status)?;
+        Ok(format!("{} saved", dpkg::STATUS_FILE))
     }
 }
 
@@ -201,6 +244,86 @@ impl Step for RewriteAptSources {
             release.suite_to,
             list(&changed)
         ))
+    }
+}
+
+/// Whether this node serves Astakos, Cyclades or Pithos (gunicorn apps).
+fn is_service_node(root: &Root) -> bool {
+    let packages = dpkg::present_packages(root).unwrap_or_default();
+    node::roles(root, &packages)
+        .iter()
+        .any(|r| matches!(r, Role::Astakos | Role::Cyclades | Role::Pithos))
+}
+
+struct AptConfig;
+impl Step for AptConfig {
+    fn id(&self) -> &'static str {
+        "apt-config"
+    }
+    fn title(&self) -> &'static str {
+        "unattended conffile handling, the guard hook, gevent/greenlet from backports"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let mut done = Vec::new();
+        fsx::write_file(
+            &ctx.root,
+            Path::new(apt::CONF_SNIPPET),
+            apt::CONF_SNIPPET_TEXT.as_bytes(),
+            0o644,
+        )?;
+        done.push(apt::CONF_SNIPPET.to_string());
+        if is_service_node(&ctx.root) {
+            let release = &ctx.config.release;
+            match apt::backports_source(&ctx.root, &release.suite_from, &release.suite_to)? {
+                Some(line) => {
+                    fsx::write_file(&ctx.root, Path::new(apt::BACKPORTS_LIST), line.as_bytes(), 0o644)?;
+                    done.push(apt::BACKPORTS_LIST.to_string());
+                }
+                None if ctx.root.path(apt::BACKPORTS_LIST).exists() => done.push(apt::BACKPORTS_LIST.to_string()),
+                None => log::warn!(
+                    "no {}-backports source added: one exists, or no Debian mirror line was found to derive it from",
+                    release.suite_to
+                ),
+            }
+            fsx::write_file(
+                &ctx.root,
+                Path::new(apt::PIN_FILE),
+                apt::PIN_TEXT.as_bytes(),
+                0o644,
+            )?;
+            done.push(apt::PIN_FILE.to_string());
+        }
+        Ok(format!("written: {}", done.join(", ")))
+    }
+}
+
+struct Download;
+impl Step for Download {
+    fn id(&self) -> &'static str {
+        "download"
+    }
+    fn title(&self) -> &'static str {
+        "download the new release's packages while the services still run"
+    }
+    fn applies(&self, ctx: &Ctx) -> bool {
+        ctx.download
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let apt_get = exec::find(&ctx.root, "apt-get")?;
+        let apt_get = apt_get.to_string_lossy();
+        let env = [("DEBIAN_FRONTEND", "noninteractive")];
+        for args in [&["update"][..], &["-y", "--download-only", "dist-upgrade"]] {
+            let mut argv = vec![apt_get.as_ref()];
+            argv.extend_from_slice(args);
+            let status = exec::run_logged(PhaseKind::Prepare.name(), self.id(), &argv, &env)?;
+            if !status.success() {
+                bail!(
+                    "'{}' failed ({status}); its output is above and in the journal",
+                    argv.join(" ")
+                );
+            }
+        }
+        Ok("packages downloaded to /var/cache/apt/archives".into())
     }
 }
 
@@ -343,6 +466,53 @@ impl Step for VerifyServices {
     }
 }
 
+struct RestoreBootState;
+impl Step for RestoreBootState {
+    fn id(&self) -> &'static str {
+        "restore-boot-state"
+    }
+    fn title(&self) -> &'static str {
+        "keep disabled the services that did not start at boot before (0.19 units ignore /etc/default flags)"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let disable = names(
+            ctx.state
+                .services
+                .iter()
+                .filter(|s| !s.was_masked && !s.ran_at_boot()),
+        );
+        ctx.services.disable(&disable)?;
+        Ok(format!("kept disabled: {}", list(&disable)))
+    }
+}
+
+struct RemoveAptConfig;
+impl Step for RemoveAptConfig {
+    fn id(&self) -> &'static str {
+        "remove-apt-config"
+    }
+    fn title(&self) -> &'static str {
+        "remove the APT snippet and the guard hook (the gevent pin stays)"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let mut undone = vec![format!(
+            "{}: {}",
+            apt::CONF_SNIPPET,
+            fsx::undo(&ctx.root, Path::new(apt::CONF_SNIPPET))?
+        )];
+        // Abort also takes back the backports source and the pin; finish keeps them.
+        if ctx.state.phase == Phase::Aborting {
+            for file in [apt::BACKPORTS_LIST, apt::PIN_FILE] {
+                undone.push(format!(
+                    "{file}: {}",
+                    fsx::undo(&ctx.root, Path::new(file))?
+                ));
+            }
+        }
+        Ok(undone.join(", "))
+    }
+}
+
 struct RemovePolicyRcd;
 impl Step for RemovePolicyRcd {
     fn id(&self) -> &'static str {
@@ -372,6 +542,81 @@ impl Step for DisableFinishUnit {
     }
 }
 
+// ----- abort -----
+
+/// Packages whose version changed since `prepare` (dpkg has unpacked new ones).
+pub fn changed_packages(root: &Root) -> Result<Vec<String>> {
+    let before = std::fs::read_to_string(root.path(DPKG_SNAPSHOT))
+        .with_context(|| format!("reading '{DPKG_SNAPSHOT}' (written by prepare)"))?;
+    let before: std::collections::HashMap<String, String> = dpkg::parse_status(&before)
+        .into_iter()
+        .filter(dpkg::Package::is_present)
+        .map(|p| (p.name, p.version))
+        .collect();
+    let now = dpkg::present_packages(root)?;
+    Ok(now
+        .into_iter()
+        .filter(|p| before.get(&p.name).is_some_and(|v| v != &p.version))
+        .map(|p| format!("{} {} -> {}", p.name, before[&p.name], p.version))
+        .collect())
+}
+
+struct AbortGate;
+impl Step for AbortGate {
+    fn id(&self) -> &'static str {
+        "abort-gate"
+    }
+    fn title(&self) -> &'static str {
+        "check that the dist-upgrade has not started"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let changed = if ctx.root.path(DPKG_SNAPSHOT).exists() {
+            changed_packages(&ctx.root)?
+        } else {
+            Vec::new()
+        };
+        if !changed.is_empty() {
+            bail!(Fatal::Inhibited(format!(
+                "the dist-upgrade has started ({} package(s) changed: {}); abort would leave a half-upgraded node: \
+                 complete the upgrade (apt-get dist-upgrade, reboot) instead",
+                changed.len(),
+                changed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok("no package changed since prepare".into())
+    }
+}
+
+struct RestoreBackups;
+impl Step for RestoreBackups {
+    fn id(&self) -> &'static str {
+        "restore-backups"
+    }
+    fn title(&self) -> &'static str {
+        "put back every file prepare changed, byte for byte with owner and mode"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let restored = fsx::restore_all(&ctx.root)?;
+        let restored: Vec<String> = restored.iter().map(|p| p.display().to_string()).collect();
+        Ok(format!("restored: {}", list(&restored)))
+    }
+}
+
+struct RemoveCreatedDirs;
+impl Step for RemoveCreatedDirs {
+    fn id(&self) -> &'static str {
+        "remove-created-dirs"
+    }
+    fn title(&self) -> &'static str {
+        "remove the directories prepare created, where empty again"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let removed = fsx::remove_created_dirs(&ctx.root)?;
+        let removed: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+        Ok(format!("removed: {}", list(&removed)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +624,7 @@ mod tests {
 
     #[test]
     fn step_ids_are_unique_per_phase() {
-        for phase in [PhaseKind::Prepare, PhaseKind::Finish] {
+        for phase in [PhaseKind::Prepare, PhaseKind::Finish, PhaseKind::Abort] {
             let ids: Vec<&str> = steps(phase).iter().map(|s| s.id()).collect();
             let unique: HashSet<&str> = ids.iter().copied().collect();
             assert_eq!(ids.len(), unique.len(), "{ids:?}");

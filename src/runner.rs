@@ -32,11 +32,14 @@ pub fn lock(ctx: &Ctx) -> Result<Lock> {
 
 /// `prepare`: arm the node. Already armed is success, with nothing done.
 pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
-    let state = State::load(&ctx.root)?;
-    if state.is_none() {
-        // An inhibited node is left exactly as it was: not even a state file.
+    // An aborted node starts over.
+    let loaded = State::load(&ctx.root).map(|s| s.filter(|s| s.phase != Phase::Aborted));
+    if !matches!(loaded, Ok(Some(_))) {
+        // A fresh node (or a foreign state file): an inhibited node is left
+        // exactly as it was, not even a state file written.
         preflight::ensure_no_inhibitor(&ctx.root, &ctx.config)?;
     }
+    let state = loaded?;
     let _lock = if dry_run { None } else { Some(lock(ctx)?) };
     match state {
         Some(state) if state.phase == Phase::Armed => {
@@ -76,6 +79,9 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         Phase::Preparing => bail!(Fatal::BadInput(
             "prepare did not complete on this node: run 'synnefo-upgrade prepare' first".into()
         )),
+        Phase::Aborting | Phase::Aborted => bail!(Fatal::BadInput(
+            "the upgrade of this node was aborted: there is nothing to finish".into()
+        )),
         Phase::Armed | Phase::Finishing => {}
     }
     ctx.state = state;
@@ -88,6 +94,69 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         ctx.state.phase = Phase::Done;
         ctx.state.save(&ctx.root)?;
         logging::phase_done("finish", "the upgrade of this node is done");
+    }
+    Ok(())
+}
+
+/// `abort`: before the dist-upgrade, take back everything `prepare` did and
+/// start the services that ran. Refused (exit 3, nothing changed) once dpkg
+/// has changed a package since `prepare`.
+pub fn abort(ctx: &mut Ctx) -> Result<()> {
+    let _lock = lock(ctx)?;
+    let state = State::load(&ctx.root)?.ok_or_else(|| {
+        Fatal::BadInput("this node is not armed: there is nothing to abort".into())
+    })?;
+    match state.phase {
+        Phase::Preparing | Phase::Armed | Phase::Aborting => {}
+        Phase::Aborted => {
+            log::info!("the upgrade of this node is already aborted; nothing to do");
+            return Ok(());
+        }
+        Phase::Finishing | Phase::Done => bail!(Fatal::Inhibited(format!(
+            "this node is past the dist-upgrade (phase '{}'): abort is only possible before it",
+            format!("{:?}", state.phase).to_lowercase()
+        ))),
+    }
+    ctx.state = state;
+    // The gate changes nothing: run it before the phase is recorded as aborting.
+    if ctx.state.phase != Phase::Aborting {
+        plan::steps(PhaseKind::Abort)[0].run(ctx)?;
+    }
+    ctx.state.phase = Phase::Aborting;
+    ctx.state.save(&ctx.root)?;
+    run_steps(ctx, PhaseKind::Abort, false)?;
+    ctx.state.phase = Phase::Aborted;
+    ctx.state.save(&ctx.root)?;
+    logging::phase_done("abort", "the node is back as it was before prepare");
+    Ok(())
+}
+
+/// `guard` (the APT `DPkg::Post-Invoke` hook): while armed, stop any managed
+/// service that something started behind policy-rc.d's back, and record it.
+pub fn guard(ctx: &mut Ctx) -> Result<()> {
+    let Some(state) = State::load(&ctx.root)? else {
+        return Ok(());
+    };
+    if !matches!(state.phase, Phase::Preparing | Phase::Armed) {
+        return Ok(());
+    }
+    let mut running = Vec::new();
+    for service in state.services.iter().filter(|s| !s.was_masked) {
+        if ctx.services.is_active(&service.name)? {
+            running.push(service.name.clone());
+        }
+    }
+    if running.is_empty() {
+        return Ok(());
+    }
+    log::warn!(
+        "guard: {} came up during a package run; stopping it until the upgrade finishes",
+        running.join(", ")
+    );
+    ctx.services.stop(&running)?;
+    for name in &running {
+        let line = format!("{} {name} guard-stopped -", state::now());
+        crate::fsx::append_line(&ctx.root, crate::paths::DENIED_LEDGER, &line)?;
     }
     Ok(())
 }

@@ -28,6 +28,10 @@ pub enum Phase {
     Finishing,
     /// The upgrade is complete.
     Done,
+    /// `abort` started but has not finished.
+    Aborting,
+    /// `abort` put the node back as it was before `prepare`.
+    Aborted,
 }
 
 /// The two phases that run steps.
@@ -38,6 +42,8 @@ pub enum PhaseKind {
     Prepare,
     /// First boot under systemd.
     Finish,
+    /// Taking back what prepare did, before the dist-upgrade.
+    Abort,
 }
 
 impl PhaseKind {
@@ -46,6 +52,7 @@ impl PhaseKind {
         match self {
             PhaseKind::Prepare => "prepare",
             PhaseKind::Finish => "finish",
+            PhaseKind::Abort => "abort",
         }
     }
 }
@@ -95,6 +102,20 @@ pub struct ServiceRecord {
     /// Already masked before the upgrade (an admin's mask: we neither make
     /// nor remove it, and never start the service).
     pub was_masked: bool,
+    /// The `/etc/default` enable flag of snf-dispatcher (`SNF_DSPTCH_ENABLE`)
+    /// or snf-ganeti-eventd (`SNF_EVENTD_ENABLE`), as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_flag: Option<String>,
+}
+
+impl ServiceRecord {
+    /// Whether the service started at boot before the upgrade: enabled, and
+    /// not switched off by its `/etc/default` flag (0.19's units ignore the flag).
+    pub fn ran_at_boot(&self) -> bool {
+        self.was_enabled
+            && !self.was_masked
+            && self.default_flag.as_deref().is_none_or(|v| v == "true")
+    }
 }
 
 /// The whole state.

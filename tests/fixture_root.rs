@@ -2,136 +2,21 @@
 //! binary on a fixture tree (`--root`), with a fake `snf-manage` inside the
 //! tree, asserting the resulting tree byte for byte.
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::{Node, GRNET_LIST, SOURCES_LIST};
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use synnefo_upgrade::plan::steps;
 use synnefo_upgrade::state::PhaseKind;
 
-const BIN: &str = env!("CARGO_BIN_EXE_synnefo-upgrade");
-
-const SOURCES_LIST: &str = "\
-# Debian wheezy
-deb http://ftp.gr.debian.org/debian/ wheezy main contrib non-free
-deb http://security.debian.org/ wheezy/updates main
-# deb http://ftp.gr.debian.org/debian/ wheezy-proposed-updates main
-deb-src http://ftp.gr.debian.org/debian/ wheezy-updates main
-";
-const GRNET_LIST: &str = "deb [trusted=yes] http://apt.dev.grnet.gr wheezy/\n";
-
-/// A wheezy Synnefo node with gunicorn enabled and archipelago installed but not enabled.
-fn wheezy_node() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let r = dir.path();
-    let write = |p: &str, content: &str, mode: u32| {
-        let host = r.join(p.trim_start_matches('/'));
-        fs::create_dir_all(host.parent().unwrap()).unwrap();
-        fs::write(&host, content).unwrap();
-        fs::set_permissions(&host, fs::Permissions::from_mode(mode)).unwrap();
-    };
-    write("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 7 (wheezy)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"7\"\nVERSION=\"7 (wheezy)\"\nID=debian\n", 0o644);
-    write("/etc/debian_version", "7.11\n", 0o644);
-    write("/etc/init.d/gunicorn", "#!/bin/sh\nexit 0\n", 0o755);
-    write("/etc/init.d/archipelago", "#!/bin/sh\nexit 0\n", 0o755);
-    write("/etc/apt/sources.list", SOURCES_LIST, 0o644);
-    write("/etc/apt/sources.list.d/grnet.list", GRNET_LIST, 0o640);
-    write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\necho \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n",
-        0o755,
-    );
-    fs::create_dir_all(r.join("var/log")).unwrap();
-    fs::create_dir_all(r.join("etc/rc2.d")).unwrap();
-    symlink("../init.d/gunicorn", r.join("etc/rc2.d/S02gunicorn")).unwrap();
-    dir
-}
-
-fn to_jessie(root: &Path) {
-    fs::write(
-        root.join("etc/os-release"),
-        "PRETTY_NAME=\"Debian GNU/Linux 8 (jessie)\"\nVERSION_ID=\"8\"\nVERSION=\"8 (jessie)\"\nID=debian\n",
-    )
-    .unwrap();
-}
-
-fn run(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("FAILPOINTS")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn ok(root: &Path, args: &[&str]) -> Output {
-    let out = run(root, args, &[]);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Every file, link and directory under `root` with its content, target and mode;
-/// our own records with timestamps (state, ledger, lock) are left out.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            if [
-                "var/lib/synnefo-upgrade/state.json",
-                "var/lib/synnefo-upgrade/lock",
-                "var/lib/synnefo-upgrade/denied-actions.log",
-            ]
-            .iter()
-            .any(|skip| rel == Path::new(skip))
-            {
-                continue;
-            }
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            if meta.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    format!("link -> {}", fs::read_link(&path).unwrap().display()),
-                );
-            } else if meta.is_dir() {
-                out.insert(rel.clone(), format!("dir {mode:o}"));
-                walk(root, &path, out);
-            } else {
-                out.insert(
-                    rel,
-                    format!(
-                        "file {mode:o} {}",
-                        String::from_utf8_lossy(&fs::read(&path).unwrap())
-                    ),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn state_json(root: &Path) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(root.join("var/lib/synnefo-upgrade/state.json")).unwrap())
-        .unwrap()
-}
-
 #[test]
 fn prepare_arms_the_node_offline() {
-    let node = wheezy_node();
-    let r = node.path();
-    ok(r, &["prepare"]);
+    let node = Node::wheezy();
+    let r = node.root();
+    node.ok(&["prepare"]);
 
     assert_eq!(
         fs::read_link(r.join("etc/systemd/system/gunicorn.service")).unwrap(),
@@ -191,7 +76,7 @@ fn prepare_arms_the_node_offline() {
         0o700
     );
 
-    let state = state_json(r);
+    let state = node.state_json();
     assert_eq!(state["phase"], "armed");
     let services: Vec<(String, bool)> = state["services"]
         .as_array()
@@ -213,27 +98,27 @@ fn prepare_arms_the_node_offline() {
     );
 
     // A second prepare on an armed node changes nothing.
-    let before = snapshot(r);
-    ok(r, &["prepare"]);
-    assert_eq!(snapshot(r), before);
+    let before = node.snapshot();
+    node.ok(&["prepare"]);
+    assert_eq!(node.snapshot(), before);
 }
 
 #[test]
 fn policy_rcd_denies_managed_starts_in_both_forms_and_records_them() {
-    let node = wheezy_node();
-    let r = node.path();
+    let node = Node::wheezy();
+    let r = node.root();
     // Not armed: everything is allowed.
     assert_eq!(
-        run(r, &["policy-rc.d", "gunicorn", "start"], &[])
+        node.run(&["policy-rc.d", "gunicorn", "start"], &[])
             .status
             .code(),
         Some(0)
     );
-    ok(r, &["prepare"]);
+    node.ok(&["prepare"]);
     let code = |args: &[&str]| {
         let mut all = vec!["policy-rc.d"];
         all.extend_from_slice(args);
-        run(r, &all, &[]).status.code()
+        node.run(&all, &[]).status.code()
     };
     assert_eq!(code(&["gunicorn", "start"]), Some(101));
     assert_eq!(code(&["--quiet", "gunicorn.service", "restart"]), Some(101));
@@ -252,12 +137,12 @@ fn policy_rcd_denies_managed_starts_in_both_forms_and_records_them() {
 
 #[test]
 fn finish_after_prepare_converges_and_migrates_once() {
-    let node = wheezy_node();
-    let r = node.path();
-    let original = snapshot(r);
-    ok(r, &["prepare"]);
-    to_jessie(r);
-    ok(r, &["finish"]);
+    let node = Node::wheezy();
+    let r = node.root();
+    let original = node.snapshot();
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
 
     assert_eq!(
         fs::read_to_string(r.join("var/log/snf-manage.calls")).unwrap(),
@@ -275,7 +160,7 @@ fn finish_after_prepare_converges_and_migrates_once() {
             "{gone} should be gone"
         );
     }
-    let state = state_json(r);
+    let state = node.state_json();
     assert_eq!(state["phase"], "done");
     let finish_steps: Vec<&str> = state["steps"]
         .as_array()
@@ -291,7 +176,7 @@ fn finish_after_prepare_converges_and_migrates_once() {
     );
 
     // Apart from the conversion (sources), the tree is back as it was.
-    let after = snapshot(r);
+    let after = node.snapshot();
     let changed: Vec<&PathBuf> = original
         .keys()
         .filter(|k| original.get(*k) != after.get(*k))
@@ -306,75 +191,74 @@ fn finish_after_prepare_converges_and_migrates_once() {
     );
 
     // Running finish again does nothing, migrates nothing.
-    ok(r, &["finish"]);
-    assert_eq!(snapshot(r), after);
+    node.ok(&["finish"]);
+    assert_eq!(node.snapshot(), after);
 }
 
 #[test]
 fn dry_runs_and_check_write_nothing() {
-    let node = wheezy_node();
-    let r = node.path();
-    let before = snapshot(r);
-    let out = ok(r, &["prepare", "--dry-run"]);
+    let node = Node::wheezy();
+    let r = node.root();
+    let before = node.snapshot();
+    let out = node.ok(&["prepare", "--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("prepare: stop-services: would run"), "{text}");
-    ok(r, &["check"]);
-    ok(r, &["check", "--json"]);
-    ok(r, &["status"]);
-    assert_eq!(snapshot(r), before);
+    node.ok(&["check"]);
+    node.ok(&["check", "--json"]);
+    node.ok(&["status"]);
+    assert_eq!(node.snapshot(), before);
     assert!(!r.join("var/lib/synnefo-upgrade").exists());
 }
 
 #[test]
 fn wrong_release_is_inhibited_and_changes_nothing() {
-    let node = wheezy_node();
-    let r = node.path();
-    to_jessie(r);
-    let before = snapshot(r);
-    let out = run(r, &["check"], &[]);
+    let node = Node::wheezy();
+    node.to_jessie();
+    let before = node.snapshot();
+    let out = node.run(&["check"], &[]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("the OS is 'jessie', not 'wheezy'"));
-    let out = run(r, &["prepare"], &[]);
+    let out = node.run(&["prepare"], &[]);
     assert_eq!(
         out.status.code(),
         Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(snapshot(r), before);
+    assert_eq!(node.snapshot(), before);
 }
 
 #[test]
 fn bad_configuration_exits_2_naming_file_and_line() {
-    let node = wheezy_node();
-    let r = node.path();
+    let node = Node::wheezy();
+    let r = node.root();
     fs::create_dir_all(r.join("etc/synnefo-upgrade")).unwrap();
     fs::write(
         r.join("etc/synnefo-upgrade/upgrade.toml"),
         "[release]\nos_from = \"wheezy\"\n\n[migrations]\nrun = \"yes\"\n",
     )
     .unwrap();
-    let before = snapshot(r);
-    let out = run(r, &["prepare"], &[]);
+    let before = node.snapshot();
+    let out = node.run(&["prepare"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("/etc/synnefo-upgrade/upgrade.toml:5:"),
         "{stderr}"
     );
-    assert_eq!(snapshot(r), before);
+    assert_eq!(node.snapshot(), before);
 }
 
 #[test]
 fn failed_migration_stops_finish_and_a_rerun_resumes() {
-    let node = wheezy_node();
-    let r = node.path();
-    ok(r, &["prepare"]);
-    to_jessie(r);
+    let node = Node::wheezy();
+    let r = node.root();
+    node.ok(&["prepare"]);
+    node.to_jessie();
     let fake = r.join("usr/bin/snf-manage");
     let working = fs::read_to_string(&fake).unwrap();
     fs::write(&fake, "#!/bin/sh\necho 'django.db.utils.OperationalError: could not connect to server' >&2\nexit 1\n").unwrap();
-    let out = run(r, &["finish"], &[]);
+    let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -388,8 +272,8 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
         fs::read_link(r.join("etc/systemd/system/gunicorn.service")).unwrap(),
         Path::new("/dev/null")
     );
-    assert_eq!(state_json(r)["phase"], "finishing");
-    let status = String::from_utf8_lossy(&ok(r, &["status", "--json"]).stdout).to_string();
+    assert_eq!(node.state_json()["phase"], "finishing");
+    let status = String::from_utf8_lossy(&node.ok(&["status", "--json"]).stdout).to_string();
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let migrate = status["steps"]
         .as_array()
@@ -401,12 +285,12 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
     assert_eq!(migrate["status"], "failed");
 
     fs::write(&fake, working).unwrap();
-    ok(r, &["finish"]);
+    node.ok(&["finish"]);
     assert_eq!(
         fs::read_to_string(r.join("var/log/snf-manage.calls")).unwrap(),
         "migrate --noinput\n"
     );
-    assert_eq!(state_json(r)["phase"], "done");
+    assert_eq!(node.state_json()["phase"], "done");
 }
 
 /// A crash (panic = abort) after any step of either phase, then a rerun, ends
@@ -414,31 +298,79 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
 #[test]
 fn crash_after_every_step_then_rerun_converges() {
     let reference = {
-        let node = wheezy_node();
-        ok(node.path(), &["prepare"]);
-        to_jessie(node.path());
-        ok(node.path(), &["finish"]);
-        snapshot(node.path())
+        let node = Node::wheezy();
+        node.ok(&["prepare"]);
+        node.to_jessie();
+        node.ok(&["finish"]);
+        node.snapshot()
     };
     for phase in [PhaseKind::Prepare, PhaseKind::Finish] {
         for step in steps(phase) {
             let failpoint = format!("{}-after-{}", phase.name(), step.id());
-            let node = wheezy_node();
-            let r = node.path();
+            let node = Node::wheezy();
             let crash = format!("{failpoint}=panic");
             if phase == PhaseKind::Finish {
-                ok(r, &["prepare"]);
-                to_jessie(r);
+                node.ok(&["prepare"]);
+                node.to_jessie();
             }
-            let out = run(r, &[phase.name()], &[("FAILPOINTS", &crash)]);
-            assert!(!out.status.success(), "{failpoint} did not crash");
+            let out = node.run(&[phase.name()], &[("FAILPOINTS", &crash)]);
+            if out.status.success() {
+                // Only steps that ran (and so may have changed something) have a crash point.
+                let record = node.state_json()["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["id"] == step.id())
+                    .cloned();
+                assert_eq!(
+                    record.unwrap()["status"],
+                    "skipped",
+                    "{failpoint} did not crash"
+                );
+                continue;
+            }
             if phase == PhaseKind::Prepare {
-                ok(r, &["prepare"]);
-                to_jessie(r);
+                node.ok(&["prepare"]);
+                node.to_jessie();
             }
-            ok(r, &["finish"]);
-            assert_eq!(snapshot(r), reference, "after a crash at {failpoint}");
-            assert_eq!(state_json(r)["phase"], "done", "{failpoint}");
+            node.ok(&["finish"]);
+            assert_eq!(node.snapshot(), reference, "after a crash at {failpoint}");
+            assert_eq!(node.state_json()["phase"], "done", "{failpoint}");
         }
     }
+}
+
+#[test]
+fn prepare_download_fetches_from_the_new_sources_before_stopping_services() {
+    let node = Node::wheezy();
+    node.write(
+        "/usr/bin/apt-get",
+        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$* | $(grep -c jessie \"$root/etc/apt/sources.list\") jessie lines\" >> \"$root/var/log/apt-get.calls\"\n",
+        0o755,
+    );
+    node.ok(&["prepare", "--download"]);
+    assert_eq!(
+        fs::read_to_string(node.path("/var/log/apt-get.calls")).unwrap(),
+        "update | 3 jessie lines\n-y --download-only dist-upgrade | 3 jessie lines\n"
+    );
+    let ids: Vec<String> = node.state_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let at = |id: &str| ids.iter().position(|s| s == id).unwrap();
+    assert!(at("download") < at("stop-services"), "{ids:?}");
+
+    // Without --download the step is skipped.
+    let plain = Node::wheezy();
+    plain.ok(&["prepare"]);
+    let download = plain.state_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "download")
+        .unwrap()
+        .clone();
+    assert_eq!(download["status"], "skipped");
 }

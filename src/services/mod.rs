@@ -43,6 +43,8 @@ pub trait Services {
     fn mask(&self, names: &[String]) -> Result<()>;
     /// Unmasks every service in `names` and reloads the init system's view.
     fn unmask(&self, names: &[String]) -> Result<()>;
+    /// Makes sure systemd does not start `names` at boot (what `systemctl disable` does).
+    fn disable(&self, names: &[String]) -> Result<()>;
 }
 
 /// The mask link of a service.
@@ -68,6 +70,26 @@ pub fn unmask_offline(root: &Root, names: &[String]) -> Result<()> {
         .iter()
         .filter(|n| is_masked(root, n))
         .try_for_each(|n| fsx::remove(root, &mask_path(n)))
+}
+
+/// Removes the `.wants` links of the units, the way `systemctl disable` does
+/// for native units (used where systemd is not running).
+pub fn disable_offline(root: &Root, names: &[String]) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(root.path(paths::SYSTEMD_ADMIN_DIR)) else {
+        return Ok(());
+    };
+    let wants: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".wants"))
+        .map(|n| Path::new(paths::SYSTEMD_ADMIN_DIR).join(n))
+        .collect();
+    for dir in wants {
+        for name in names {
+            fsx::remove(root, &dir.join(unit_name(name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether sysvinit starts `name` at boot (an `S` link in rc2.d–rc5.d) or
@@ -143,6 +165,9 @@ impl Services for Offline {
     }
     fn unmask(&self, names: &[String]) -> Result<()> {
         unmask_offline(&self.root, names)
+    }
+    fn disable(&self, names: &[String]) -> Result<()> {
+        disable_offline(&self.root, names)
     }
 }
 

@@ -42,6 +42,11 @@ trait Manager {
         runtime: bool,
     ) -> zbus::Result<Vec<(String, String, String)>>;
     fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
     fn reload(&self) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
@@ -213,6 +218,18 @@ impl Services for Systemd {
         self.manager
             .unmask_unit_files(&refs, false)
             .with_context(|| format!("unmasking {}", units.join(", ")))?;
+        self.manager.reload().context("reloading systemd")
+    }
+
+    fn disable(&self, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let units: Vec<String> = names.iter().map(|n| unit_name(n)).collect();
+        let refs: Vec<&str> = units.iter().map(String::as_str).collect();
+        self.manager
+            .disable_unit_files(&refs, false)
+            .with_context(|| format!("disabling {}", units.join(", ")))?;
         self.manager.reload().context("reloading systemd")
     }
 }

@@ -4,7 +4,9 @@
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-use super::{is_enabled_on_disk, mask_offline, unmask_offline, ServiceStatus, Services};
+use super::{
+    disable_offline, is_enabled_on_disk, mask_offline, unmask_offline, ServiceStatus, Services,
+};
 use crate::exec;
 use crate::fsx::Root;
 use crate::node::InitSystem;
@@ -99,5 +101,9 @@ impl Services for Sysv {
 
     fn unmask(&self, names: &[String]) -> Result<()> {
         unmask_offline(&self.root, names)
+    }
+
+    fn disable(&self, names: &[String]) -> Result<()> {
+        disable_offline(&self.root, names)
     }
 }

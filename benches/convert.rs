@@ -1,0 +1,114 @@
+//! `convert --dry-run` over a generated 1 MiB settings directory, as a ratio to
+//! merely reading the same files, both measured in this run (issue 5, item 9).
+//!
+//! `cargo bench --bench convert`. Prints medians and ratios; asserts nothing
+//! about time.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use synnefo_upgrade::config::Config;
+use synnefo_upgrade::convert;
+use synnefo_upgrade::fsx::Root;
+
+const TEMPLATE: &str = include_str!(
+    "../tests/fixtures/convert/cyclades-node/etc/synnefo/20-snf-cyclades-app-api.conf"
+);
+const VMAPI: &str = include_str!(
+    "../tests/fixtures/convert/cyclades-node/etc/synnefo/20-snf-cyclades-app-vmapi.conf"
+);
+
+/// Writes about `size` bytes of settings: shipped files with operator
+/// assignments, plus the real cache settings to convert.
+fn generate(root: &Path, size: usize) -> usize {
+    let dir = root.join("etc/synnefo");
+    fs::create_dir_all(&dir).unwrap();
+    let template = TEMPLATE
+        .replace("CACHE_BACKEND = ", "#CACHE_BACKEND = ")
+        .replace(
+            "PUBLIC_STATS_CACHE_POPULATE_INTERVAL = 120L",
+            "#PUBLIC_STATS_CACHE_POPULATE_INTERVAL = 120L",
+        );
+    let mut total = 0;
+    let mut n = 0;
+    while total < size {
+        let text = format!(
+            "{template}\nSETTING_{n} = {{\n    'key': u'value {n}',\n    'list': [1, 2L, 0755, 3.5e2],\n}}\n"
+        );
+        fs::write(dir.join(format!("30-generated-{n:04}.conf")), &text).unwrap();
+        total += text.len();
+        n += 1;
+    }
+    fs::write(dir.join("20-snf-cyclades-app-api.conf"), TEMPLATE).unwrap();
+    fs::write(dir.join("20-snf-cyclades-app-vmapi.conf"), VMAPI).unwrap();
+    total + TEMPLATE.len() + VMAPI.len()
+}
+
+fn median(mut f: impl FnMut(), runs: usize) -> Duration {
+    f(); // warm the page cache
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = generate(dir.path(), 1 << 20);
+    let root = Root::new(dir.path());
+    let config = Config::default();
+    let files: Vec<_> = fs::read_dir(dir.path().join("etc/synnefo"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let runs = 15;
+
+    let read = median(
+        || {
+            let n: usize = files.iter().map(|f| fs::read(f).unwrap().len()).sum();
+            assert_eq!(n, bytes);
+        },
+        runs,
+    );
+    let plan = median(
+        || {
+            let c = convert::plan(&root, &config).unwrap();
+            assert!(!c.diff().is_empty());
+        },
+        runs,
+    );
+    let bin = env!("CARGO_BIN_EXE_synnefo-upgrade");
+    let process = median(
+        || {
+            let out = Command::new(bin)
+                .arg("--root")
+                .arg(dir.path())
+                .args(["convert", "--dry-run"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        },
+        runs,
+    );
+    println!(
+        "convert over {} files, {} bytes of settings (median of {runs} runs):",
+        files.len(),
+        bytes
+    );
+    println!("  reading the files:                 {read:>12?}   1.0x");
+    println!(
+        "  convert::plan + diff (library):    {plan:>12?}   {:.1}x reading",
+        plan.as_secs_f64() / read.as_secs_f64()
+    );
+    println!(
+        "  synnefo-upgrade convert --dry-run: {process:>12?}   {:.1}x reading",
+        process.as_secs_f64() / read.as_secs_f64()
+    );
+}

@@ -1,0 +1,367 @@
+//! The web server in front of gunicorn, and Synnefo's log directory.
+//!
+//! - Apache 2.4 (jessie) includes only `*.conf` from `sites-enabled/`: every
+//!   site in `sites-available/` without the suffix is renamed to `NAME.conf`,
+//!   and every `sites-enabled/` link (or file) follows: `NAME.conf`, pointing at
+//!   the renamed site, in the same relative or absolute form. When `NAME.conf`
+//!   exists already, both are left alone with a warning.
+//! - gunicorn 19 reads `X-Forwarded-Proto`, not `X-Forwarded-Protocol`: the
+//!   header name is rewritten in Apache `RequestHeader` and nginx
+//!   `proxy_set_header` lines (directive and header names case-insensitive;
+//!   comments, values and every other byte kept).
+//! - `/var/log/synnefo` (Synnefo 0.19 logs to `synnefo.log` there) exists and
+//!   belongs to the `synnefo` user, ids read from `/etc/passwd`.
+
+use anyhow::Result;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::{
+    is_leftover, list_dir, owner, passwd_ids, read_through, split_lines, Change, Conversion,
+};
+use crate::error::Fatal;
+use crate::fsx::Root;
+
+/// Apache's sites.
+pub const APACHE_AVAILABLE: &str = "/etc/apache2/sites-available";
+/// Apache's enabled sites (links, as `a2ensite` makes them).
+pub const APACHE_ENABLED: &str = "/etc/apache2/sites-enabled";
+/// Other Apache directories whose files may set the header.
+const APACHE_OTHER: [&str; 3] = [
+    "/etc/apache2/sites-enabled",
+    "/etc/apache2/conf-available",
+    "/etc/apache2/conf.d",
+];
+/// nginx directories whose files may set the header.
+const NGINX: [&str; 3] = [
+    "/etc/nginx/sites-available",
+    "/etc/nginx/sites-enabled",
+    "/etc/nginx/conf.d",
+];
+/// Synnefo's log directory.
+pub const LOG_DIR: &str = "/var/log/synnefo";
+const OLD_HEADER: &[u8] = b"X-Forwarded-Protocol";
+const NEW_HEADER: &[u8] = b"X-Forwarded-Proto";
+
+/// Adds the web server and log directory changes to `out`.
+pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
+    let available = Path::new(APACHE_AVAILABLE);
+    let enabled = Path::new(APACHE_ENABLED);
+    let mut seen = BTreeSet::new();
+    // Sites to rename: name -> name.conf.
+    let mut renamed: BTreeMap<OsString, OsString> = BTreeMap::new();
+    for name in list_dir(root, available)? {
+        if is_leftover(name.as_bytes()) {
+            continue;
+        }
+        let from = available.join(&name);
+        let Some(loaded) = read_through(root, &from)? else {
+            continue;
+        };
+        let mut shown = from.clone();
+        let mut path = loaded.real.clone();
+        if !name.as_bytes().ends_with(b".conf") {
+            let new_name = with_conf(&name);
+            let to = available.join(&new_name);
+            if fs::symlink_metadata(root.path(&to)).is_ok() {
+                both_exist(out, &from, &to);
+            } else {
+                out.changes.push(Change::Rename {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+                renamed.insert(name.clone(), new_name);
+                if path == from {
+                    path = to.clone();
+                }
+                shown = to;
+            }
+        }
+        seen.insert(loaded.real.clone());
+        let (new, n) = rewrite_header(&loaded.bytes, Server::Apache);
+        if n > 0 {
+            out.changes.push(Change::Edit {
+                path,
+                shown,
+                old: loaded.bytes.clone(),
+                new,
+                what: vec!["X-Forwarded-Protocol -> X-Forwarded-Proto".into()],
+            });
+        }
+    }
+    for name in list_dir(root, enabled)? {
+        if is_leftover(name.as_bytes()) {
+            continue;
+        }
+        let from = enabled.join(&name);
+        let to = enabled.join(with_conf(&name));
+        let needs_suffix = !name.as_bytes().ends_with(b".conf");
+        match fs::read_link(root.path(&from)) {
+            Ok(target) => {
+                let points = lexical(&enabled.join(&target));
+                let site = points
+                    .parent()
+                    .filter(|p| *p == available)
+                    .and_then(|_| points.file_name())
+                    .and_then(|n| renamed.get(n));
+                let new_target = match site {
+                    Some(new_name) => target.with_file_name(new_name),
+                    None => target.clone(),
+                };
+                if new_target == target && !needs_suffix {
+                    continue;
+                }
+                let to = if needs_suffix { to } else { from.clone() };
+                if to != from && fs::symlink_metadata(root.path(&to)).is_ok() {
+                    both_exist(out, &from, &to);
+                    continue;
+                }
+                out.changes.push(Change::Relink {
+                    from,
+                    to,
+                    target: new_target,
+                });
+            }
+            Err(_) if needs_suffix && fs::metadata(root.path(&from)).is_ok_and(|m| m.is_file()) => {
+                if fs::symlink_metadata(root.path(&to)).is_ok() {
+                    both_exist(out, &from, &to);
+                    continue;
+                }
+                out.changes.push(Change::Rename { from, to });
+            }
+            Err(_) => {}
+        }
+    }
+    let renames: BTreeMap<PathBuf, PathBuf> = out
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Rename { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    let dirs = APACHE_OTHER
+        .iter()
+        .map(|d| (d, Server::Apache))
+        .chain(NGINX.iter().map(|d| (d, Server::Nginx)));
+    for (dir, server) in dirs {
+        let dir = Path::new(dir);
+        for name in list_dir(root, dir)? {
+            if is_leftover(name.as_bytes()) {
+                continue;
+            }
+            let Some(loaded) = read_through(root, &dir.join(&name))? else {
+                continue;
+            };
+            if !seen.insert(loaded.real.clone()) {
+                continue;
+            }
+            let (new, n) = rewrite_header(&loaded.bytes, server);
+            if n > 0 {
+                let path = renames
+                    .get(&loaded.real)
+                    .cloned()
+                    .unwrap_or(loaded.real.clone());
+                let shown = renames
+                    .get(&loaded.shown)
+                    .cloned()
+                    .unwrap_or(loaded.shown.clone());
+                out.changes.push(Change::Edit {
+                    path,
+                    shown,
+                    old: loaded.bytes,
+                    new,
+                    what: vec!["X-Forwarded-Protocol -> X-Forwarded-Proto".into()],
+                });
+            }
+        }
+    }
+    log_dir(root, out)
+}
+
+/// Warns that `from` stays because `to`, its `.conf` name, exists already.
+fn both_exist(out: &mut Conversion, from: &Path, to: &Path) {
+    out.warnings.push(format!(
+        "'{}' and '{}' both exist; '{}' left alone (Apache 2.4 reads only *.conf)",
+        from.display(),
+        to.display(),
+        from.display()
+    ));
+}
+
+fn with_conf(name: &OsString) -> OsString {
+    let mut bytes = name.as_bytes().to_vec();
+    bytes.extend_from_slice(b".conf");
+    OsString::from_vec(bytes)
+}
+
+/// `p` with `.` and `..` resolved lexically.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Which web server's syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `RequestHeader ACTION HEADER …`.
+    Apache,
+    /// `proxy_set_header HEADER VALUE;`.
+    Nginx,
+}
+
+/// Words of a line with their byte ranges; a quoted word is one word.
+fn words(line: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        if line[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if line[i] == b'"' || line[i] == b'\'' {
+            let q = line[i];
+            i += 1;
+            while i < line.len() && line[i] != q {
+                i += if line[i] == b'\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(line.len());
+        } else {
+            while i < line.len() && !line[i].is_ascii_whitespace() && line[i] != b';' {
+                i += 1;
+            }
+            if i == start {
+                i += 1;
+            }
+        }
+        out.push((start, i));
+    }
+    out
+}
+
+/// `src` with the header renamed; and how many lines changed.
+pub fn rewrite_header(src: &[u8], server: Server) -> (Vec<u8>, usize) {
+    let (directive, index): (&[u8], usize) = match server {
+        Server::Apache => (b"RequestHeader", 2),
+        Server::Nginx => (b"proxy_set_header", 1),
+    };
+    let mut out = Vec::with_capacity(src.len());
+    let mut count = 0;
+    for line in split_lines(src) {
+        let w = words(line);
+        let hit = w
+            .first()
+            .is_some_and(|&(s, e)| line[s..e].eq_ignore_ascii_case(directive))
+            && w.get(index).is_some_and(|&(s, e)| {
+                let word = &line[s..e];
+                let inner = strip_quotes(word);
+                inner.eq_ignore_ascii_case(OLD_HEADER)
+            });
+        if !hit {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let (s, e) = w[index];
+        let quoted = strip_quotes(&line[s..e]).len() != e - s;
+        let (s, e) = if quoted { (s + 1, e - 1) } else { (s, e) };
+        out.extend_from_slice(&line[..s]);
+        out.extend_from_slice(NEW_HEADER);
+        out.extend_from_slice(&line[e..]);
+        count += 1;
+    }
+    (out, count)
+}
+
+fn strip_quotes(word: &[u8]) -> &[u8] {
+    match (word.first(), word.last()) {
+        (Some(a), Some(b)) if word.len() >= 2 && a == b && (*a == b'"' || *a == b'\'') => {
+            &word[1..word.len() - 1]
+        }
+        _ => word,
+    }
+}
+
+/// `/var/log/synnefo` present and owned by the synnefo user.
+fn log_dir(root: &Root, out: &mut Conversion) -> Result<()> {
+    let Some((uid, gid)) = passwd_ids(root, "synnefo")? else {
+        if Path::new(&root.path(super::settings::SETTINGS_DIR)).is_dir() {
+            out.warnings.push(format!(
+                "no 'synnefo' user in /etc/passwd: {LOG_DIR} left as it is"
+            ));
+        }
+        return Ok(());
+    };
+    let path = PathBuf::from(LOG_DIR);
+    match fs::metadata(root.path(&path)) {
+        Ok(m) if !m.is_dir() => {
+            Err(Fatal::BadInput(format!("{LOG_DIR} exists and is not a directory")).into())
+        }
+        Ok(_) if owner(root, &path) == Some((uid, gid)) => Ok(()),
+        Ok(_) => {
+            out.changes.push(Change::OwnDir {
+                path,
+                uid,
+                gid,
+                create: false,
+            });
+            Ok(())
+        }
+        Err(_) => {
+            out.changes.push(Change::OwnDir {
+                path,
+                uid,
+                gid,
+                create: true,
+            });
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apache_and_nginx_headers_any_case_any_quoting() {
+        let src = b"  RequestHeader set X-Forwarded-Protocol \"https\"\r\n#RequestHeader set X-Forwarded-Protocol \"https\"\nrequestheader SET \"x-forwarded-protocol\" https early\nRequestHeader set X-Forwarded-Protocol-Other x\nHeader set X-Forwarded-Protocol x\n";
+        let (out, n) = rewrite_header(src, Server::Apache);
+        assert_eq!(n, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "  RequestHeader set X-Forwarded-Proto \"https\"\r\n#RequestHeader set X-Forwarded-Protocol \"https\"\nrequestheader SET \"X-Forwarded-Proto\" https early\nRequestHeader set X-Forwarded-Protocol-Other x\nHeader set X-Forwarded-Protocol x\n"
+        );
+        let (out, n) = rewrite_header(
+            b"\tproxy_set_header X-FORWARDED-PROTOCOL $scheme;\n\tproxy_set_header Host $host;",
+            Server::Nginx,
+        );
+        assert_eq!(n, 1);
+        assert_eq!(
+            out,
+            b"\tproxy_set_header X-Forwarded-Proto $scheme;\n\tproxy_set_header Host $host;"
+        );
+        let (_, n) = rewrite_header(b"proxy_set_header X-Forwarded-Protocol;\n", Server::Nginx);
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn lexical_paths() {
+        assert_eq!(
+            lexical(Path::new("/etc/apache2/sites-enabled/../sites-available/x")),
+            Path::new("/etc/apache2/sites-available/x")
+        );
+    }
+}

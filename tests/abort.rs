@@ -1,0 +1,245 @@
+//! `prepare` then `abort` on fixture nodes of every role: the tree comes back
+//! byte for byte (content, links, modes), apart from our own records under
+//! /var/lib/synnefo-upgrade. Also: a previous policy-rc.d, an admin's mask,
+//! the refusal once dpkg changed a package, and crashes during abort.
+
+mod common;
+
+use common::Node;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use synnefo_upgrade::plan::steps;
+use synnefo_upgrade::state::PhaseKind;
+
+fn without_our_records(tree: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
+    tree.into_iter()
+        .filter(|(p, _)| !p.starts_with("var/lib/synnefo-upgrade") && p != Path::new("var/lib"))
+        .collect()
+}
+
+fn node_with(packages: &[&str]) -> Node {
+    let mut node = Node::wheezy();
+    for p in packages {
+        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
+    }
+    node
+}
+
+fn round_trip(node: &Node) {
+    let before = without_our_records(node.snapshot());
+    node.ok(&["prepare"]);
+    let armed = node.snapshot();
+    assert_ne!(
+        without_our_records(armed),
+        before,
+        "prepare changed nothing?"
+    );
+    node.ok(&["abort"]);
+    assert_eq!(without_our_records(node.snapshot()), before);
+    assert_eq!(node.state_json()["phase"], "aborted");
+    // Aborted is final for this round: a new prepare starts over and works.
+    node.ok(&["prepare"]);
+    assert_eq!(node.state_json()["phase"], "armed");
+}
+
+#[test]
+fn round_trip_for_every_role() {
+    for packages in [
+        &[
+            "snf-astakos-app",
+            "snf-cyclades-app",
+            "snf-pithos-app",
+            "snf-cyclades-gtools",
+        ][..],
+        &["snf-astakos-app"],
+        &["snf-cyclades-app"],
+        &["snf-pithos-app"],
+        &["snf-cyclades-gtools"],
+    ] {
+        let node = node_with(packages);
+        if packages.contains(&"snf-cyclades-app") {
+            node.write("/etc/init.d/snf-dispatcher", "#!/bin/sh\n", 0o755);
+            node.write(
+                "/etc/default/snf-dispatcher",
+                "SNF_DSPTCH_ENABLE=true\n",
+                0o644,
+            );
+            node.link("../init.d/snf-dispatcher", "/etc/rc2.d/S03snf-dispatcher");
+        }
+        if packages.contains(&"snf-cyclades-gtools") {
+            node.write("/etc/init.d/snf-ganeti-eventd", "#!/bin/sh\n", 0o755);
+            node.write(
+                "/etc/default/snf-ganeti-eventd",
+                "SNF_EVENTD_ENABLE=false\n",
+                0o644,
+            );
+        }
+        round_trip(&node);
+    }
+}
+
+#[test]
+fn service_node_gets_backports_and_pin_and_abort_takes_them_back() {
+    let node = node_with(&["snf-cyclades-app"]);
+    node.ok(&["prepare"]);
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/apt/sources.list.d/synnefo-upgrade-backports.list")).unwrap(),
+        "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb http://ftp.gr.debian.org/debian/ jessie-backports main\n"
+    );
+    let pin =
+        fs::read_to_string(node.path("/etc/apt/preferences.d/synnefo-upgrade-gevent")).unwrap();
+    assert!(
+        pin.contains("Package: python-gevent\nPin: version 1.1.1-2*\n"),
+        "{pin}"
+    );
+    let snippet = fs::read_to_string(node.path("/etc/apt/apt.conf.d/50synnefo-upgrade")).unwrap();
+    assert!(snippet.contains("\"--force-confold\""), "{snippet}");
+    assert!(snippet.contains("DPkg::Post-Invoke"), "{snippet}");
+    node.ok(&["abort"]);
+    for gone in [
+        "/etc/apt/sources.list.d/synnefo-upgrade-backports.list",
+        "/etc/apt/preferences.d/synnefo-upgrade-gevent",
+        "/etc/apt/apt.conf.d/50synnefo-upgrade",
+    ] {
+        assert!(!node.path(gone).exists(), "{gone}");
+    }
+}
+
+#[test]
+fn finish_keeps_the_pin_and_drops_the_snippet() {
+    let node = node_with(&["snf-pithos-app"]);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    assert!(node
+        .path("/etc/apt/preferences.d/synnefo-upgrade-gevent")
+        .exists());
+    assert!(node
+        .path("/etc/apt/sources.list.d/synnefo-upgrade-backports.list")
+        .exists());
+    assert!(!node.path("/etc/apt/apt.conf.d/50synnefo-upgrade").exists());
+}
+
+#[test]
+fn previous_policy_rcd_is_consulted_then_restored_byte_for_byte() {
+    let node = Node::wheezy();
+    let previous = "#!/bin/sh\n# site policy: never start cron during package runs\n[ \"$1\" = cron ] && exit 101\nexit 0\n";
+    node.write("/usr/sbin/policy-rc.d", previous, 0o750);
+    let before = without_our_records(node.snapshot());
+    node.ok(&["prepare"]);
+    let code = |id: &str| node.run(&["policy-rc.d", id, "start"], &[]).status.code();
+    assert_eq!(code("gunicorn"), Some(101), "ours");
+    assert_eq!(code("cron"), Some(101), "the previous policy, consulted");
+    assert_eq!(code("ssh"), Some(0), "the previous policy, consulted");
+    node.ok(&["abort"]);
+    assert_eq!(without_our_records(node.snapshot()), before);
+    assert_eq!(
+        fs::read_to_string(node.path("/usr/sbin/policy-rc.d")).unwrap(),
+        previous
+    );
+}
+
+#[test]
+fn admin_mask_is_never_touched() {
+    let node = Node::wheezy();
+    node.link("/dev/null", "/etc/systemd/system/archipelago.service");
+    node.link("../init.d/archipelago", "/etc/rc2.d/S04archipelago");
+    node.ok(&["prepare"]);
+    let archipelago = node.state_json()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "archipelago")
+        .unwrap()
+        .clone();
+    assert_eq!(archipelago["was_masked"], true);
+    assert_eq!(
+        archipelago["was_active"], false,
+        "a masked service is not started later"
+    );
+    node.to_jessie();
+    node.ok(&["finish"]);
+    assert_eq!(
+        fs::read_link(node.path("/etc/systemd/system/archipelago.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+}
+
+#[test]
+fn eventd_kept_disabled_when_its_flag_was_false() {
+    let mut node = Node::wheezy();
+    node.package("snf-cyclades-gtools", "0.18.1-1~wheezy", Some("synnefo"));
+    node.write("/etc/init.d/snf-ganeti-eventd", "#!/bin/sh\n", 0o755);
+    node.link(
+        "../init.d/snf-ganeti-eventd",
+        "/etc/rc2.d/S05snf-ganeti-eventd",
+    );
+    node.write(
+        "/etc/default/snf-ganeti-eventd",
+        "# Set to true to start\nSNF_EVENTD_ENABLE=false\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // The 0.19 package enables its unit during the dist-upgrade.
+    node.link(
+        "/lib/systemd/system/snf-ganeti-eventd.service",
+        "/etc/systemd/system/multi-user.target.wants/snf-ganeti-eventd.service",
+    );
+    node.ok(&["finish"]);
+    assert!(fs::symlink_metadata(
+        node.path("/etc/systemd/system/multi-user.target.wants/snf-ganeti-eventd.service")
+    )
+    .is_err());
+    let state = node.state_json();
+    let eventd = state["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "snf-ganeti-eventd")
+        .unwrap();
+    assert_eq!(eventd["default_flag"], "false");
+}
+
+#[test]
+fn abort_is_refused_once_dpkg_changed_a_package() {
+    let mut node = Node::wheezy();
+    node.ok(&["prepare"]);
+    // dpkg unpacked a jessie package.
+    node.package("snf-common", "0.19-1~jessie", Some("synnefo"));
+    let status = fs::read_to_string(node.path("/var/lib/dpkg/status")).unwrap();
+    let status = status.replacen("Version: 0.18.1-1~wheezy\n", "Version: 0.19-1~jessie\n", 1);
+    node.write("/var/lib/dpkg/status", &status, 0o644);
+    let before = node.snapshot();
+    let out = node.run(&["abort"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("snf-common 0.18.1-1~wheezy -> 0.19-1~jessie"));
+    assert_eq!(node.snapshot(), before);
+    assert_eq!(node.state_json()["phase"], "armed");
+}
+
+#[test]
+fn crash_during_abort_then_rerun_converges() {
+    for step in steps(PhaseKind::Abort) {
+        let node = Node::wheezy();
+        let before = without_our_records(node.snapshot());
+        node.ok(&["prepare"]);
+        let crash = format!("abort-after-{}=panic", step.id());
+        let out = node.run(&["abort"], &[("FAILPOINTS", &crash)]);
+        assert!(!out.status.success(), "{crash} did not crash");
+        node.ok(&["abort"]);
+        assert_eq!(
+            without_our_records(node.snapshot()),
+            before,
+            "after {crash}"
+        );
+    }
+}

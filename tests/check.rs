@@ -1,0 +1,401 @@
+//! `check` on fixture nodes of every role mix and with every inhibitor: the
+//! findings (ids, inhibitor flag), the exit code (3 when inhibited), the JSON
+//! schema, and that nothing in the tree changes.
+
+mod common;
+
+use common::Node;
+use serde_json::Value;
+
+fn check(node: &Node) -> (Option<i32>, Value) {
+    let before = node.snapshot();
+    let out = node.run(&["check", "--json"], &[]);
+    assert_eq!(node.snapshot(), before, "check must write nothing");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+fn ids(json: &Value, inhibitor: bool) -> Vec<String> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["inhibitor"].as_bool() == Some(inhibitor))
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn roles(json: &Value) -> Vec<&str> {
+    json["node"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect()
+}
+
+fn synnefo(node: &mut Node, packages: &[&str]) {
+    for p in packages {
+        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
+    }
+}
+
+#[test]
+fn all_in_one_node_passes_with_notices() {
+    let mut node = Node::wheezy();
+    synnefo(
+        &mut node,
+        &[
+            "snf-astakos-app",
+            "snf-cyclades-app",
+            "snf-pithos-app",
+            "snf-cyclades-gtools",
+        ],
+    );
+    node.write("/etc/init.d/snf-dispatcher", "#!/bin/sh\n", 0o755);
+    node.write(
+        "/etc/default/snf-dispatcher",
+        "# dispatcher\nSNF_DSPTCH_ENABLE=true\n",
+        0o644,
+    );
+    node.write("/etc/init.d/snf-ganeti-eventd", "#!/bin/sh\n", 0o755);
+    node.write(
+        "/etc/default/snf-ganeti-eventd",
+        "SNF_EVENTD_ENABLE=false\n",
+        0o644,
+    );
+    node.write(
+        "/var/lib/ganeti/ssconf_master_candidates",
+        "node1.example.org\n",
+        0o644,
+    );
+    node.write(
+        "/var/lib/ganeti/ssconf_master_node",
+        "node1.example.org\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["schema"], 1);
+    assert_eq!(
+        roles(&json),
+        [
+            "astakos",
+            "cyclades",
+            "pithos",
+            "ganeti-node",
+            "master-candidate",
+            "ganeti-master",
+            "archipelago"
+        ]
+    );
+    assert_eq!(json["node"]["synnefo"], "0.18.1");
+    assert_eq!(json["node"]["os"], "wheezy");
+    assert_eq!(json["node"]["init"], "offline");
+    let services: Vec<&str> = json["node"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "gunicorn",
+            "snf-dispatcher",
+            "snf-ganeti-eventd",
+            "archipelago"
+        ]
+    );
+    assert!(ids(&json, true).is_empty());
+    let notices = ids(&json, false);
+    for id in [
+        "migrations-here",
+        "kamaki",
+        "allowed-hosts",
+        "eventd-flag",
+        "dispatcher-flag",
+    ] {
+        assert!(
+            notices.contains(&id.to_string()),
+            "{id} missing from {notices:?}"
+        );
+    }
+    let eventd = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "eventd-flag")
+        .unwrap();
+    assert!(
+        eventd["summary"]
+            .as_str()
+            .unwrap()
+            .contains("kept disabled"),
+        "{eventd}"
+    );
+    assert_eq!(json["plan"]["prepare"][0], "preflight");
+    assert_eq!(json["plan"]["finish"][0], "preconditions");
+}
+
+#[test]
+fn role_mixes() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["snf-astakos-app"], &["astakos", "archipelago"]),
+        (&["snf-cyclades-app"], &["cyclades", "archipelago"]),
+        (&["snf-pithos-app"], &["pithos", "archipelago"]),
+        (&["snf-cyclades-gtools"], &["ganeti-node", "archipelago"]),
+    ];
+    for (packages, want) in cases {
+        let mut node = Node::wheezy();
+        synnefo(&mut node, packages);
+        let (code, json) = check(&node);
+        assert_eq!(code, Some(0), "{packages:?}: {json:#}");
+        assert_eq!(roles(&json), *want, "{packages:?}");
+        let migrations = ids(&json, false).contains(&"migrations-here".to_string());
+        assert_eq!(
+            migrations,
+            packages[0] != "snf-cyclades-gtools",
+            "{packages:?}: migrations notice on service nodes only"
+        );
+    }
+    // A master candidate that is not the master; FQDN in ssconf, short name here.
+    let mut node = Node::wheezy();
+    synnefo(&mut node, &["snf-cyclades-gtools"]);
+    node.write(
+        "/var/lib/ganeti/ssconf_master_candidates",
+        "node0.example.org\nnode1.example.org\n",
+        0o644,
+    );
+    node.write(
+        "/var/lib/ganeti/ssconf_master_node",
+        "node0.example.org\n",
+        0o644,
+    );
+    let (_, json) = check(&node);
+    assert_eq!(
+        roles(&json),
+        ["ganeti-node", "master-candidate", "archipelago"]
+    );
+}
+
+fn inhibited_by(node: &Node, id: &str) -> Value {
+    let (code, json) = check(node);
+    assert_eq!(code, Some(3), "{id}: {json:#}");
+    let inhibitors = ids(&json, true);
+    assert!(
+        inhibitors.contains(&id.to_string()),
+        "{id} not in {inhibitors:?}"
+    );
+    // prepare refuses too, and changes nothing.
+    let before = node.snapshot();
+    let out = node.run(&["prepare"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(node.snapshot(), before, "{id}: prepare changed the tree");
+    json.clone()
+}
+
+#[test]
+fn inhibitor_wrong_os_release() {
+    let node = Node::wheezy();
+    node.to_jessie();
+    inhibited_by(&node, "os-release");
+}
+
+#[test]
+fn inhibitor_synnefo_not_0_18_1_but_other_snf_projects_ignored() {
+    let mut node = Node::wheezy();
+    node.package("snf-image", "0.16.2-1", None); // its own project and version
+    node.config_files_package("snf-pithos-app", "0.17-1"); // removed: ignored
+    let (code, _) = check(&node);
+    assert_eq!(code, Some(0));
+    node.package(
+        "snf-cyclades-app",
+        "1:0.17-1~wheezy",
+        Some("synnefo (0.17-1~wheezy)"),
+    );
+    let json = inhibited_by(&node, "synnefo-version");
+    let finding = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "synnefo-version")
+        .unwrap();
+    assert!(
+        finding["summary"]
+            .as_str()
+            .unwrap()
+            .contains("snf-cyclades-app 1:0.17-1~wheezy"),
+        "{finding}"
+    );
+    assert_eq!(json["node"]["synnefo"], "0.17, 0.18.1");
+}
+
+#[test]
+fn inhibitor_ganeti_instances_running() {
+    let mut node = Node::wheezy();
+    synnefo(&mut node, &["snf-cyclades-gtools"]);
+    node.write(
+        "/var/run/ganeti/kvm-hypervisor/pid/vm1.example.org",
+        "4242\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "ganeti-instances");
+    let finding = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "ganeti-instances")
+        .unwrap();
+    assert_eq!(
+        finding["remediation"]["commands"][0],
+        "gnt-node migrate -f node1"
+    );
+    assert!(finding["summary"]
+        .as_str()
+        .unwrap()
+        .contains("vm1.example.org"));
+}
+
+#[test]
+fn inhibitor_not_enough_space() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[preflight]\nspace_margin_mib = 1000000000\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "disk-space");
+    let finding = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "disk-space")
+        .unwrap();
+    assert_eq!(finding["remediation"]["commands"][0], "apt-get clean");
+}
+
+#[test]
+fn inhibitor_apt_source_without_successor() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/apt/sources.list.d/lts.list",
+        "# LTS\ndeb http://ftp.debian.org/debian wheezy-lts main\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "apt-source");
+    let finding = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "apt-source")
+        .unwrap();
+    assert!(
+        finding["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("/etc/apt/sources.list.d/lts.list:2:"),
+        "{finding}"
+    );
+}
+
+#[test]
+fn inhibitor_already_armed_and_foreign_state() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(3));
+    assert!(ids(&json, true).contains(&"already-armed".to_string()));
+    // A state file of another version of the tool.
+    let node = Node::wheezy();
+    node.write(
+        "/var/lib/synnefo-upgrade/state.json",
+        "{\"schema\": 7, \"phase\": \"armed\"}\n",
+        0o600,
+    );
+    inhibited_by(&node, "state-file");
+}
+
+#[test]
+fn inhibitor_bad_changelog() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[fix_ip_history]\nchangelog = \"/root/owners.log\"\n",
+        0o644,
+    );
+    node.write(
+        "/root/owners.log",
+        "12|0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c|7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a|2016-03-01 12:30:00.0\n13|x|y|z\n",
+        0o600,
+    );
+    let json = inhibited_by(&node, "changelog-invalid");
+    let finding = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "changelog-invalid")
+        .unwrap();
+    assert!(
+        finding["summary"].as_str().unwrap().starts_with("line 2: "),
+        "{finding}"
+    );
+}
+
+#[test]
+fn text_report_groups_by_severity() {
+    let node = Node::wheezy();
+    node.to_jessie();
+    let out = node.run(&["check"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let inhibitors = text.find("INHIBITORS").expect("inhibitors section");
+    let info = text.find("\ninfo:").expect("info section");
+    assert!(inhibitors < info, "{text}");
+    assert!(
+        text.contains("[os-release] the OS is 'jessie', not 'wheezy'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_changelog_reports_every_bad_line_or_a_summary() {
+    let node = Node::wheezy();
+    let good = "12|0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c|7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a|2016-03-01 12:30:00.000000\n\
+                14|7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a|0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c|2016-01-02 00:00:00.5\n";
+    node.write("/tmp/good.log", good, 0o644);
+    let out = node.run(
+        &[
+            "validate-changelog",
+            node.path("/tmp/good.log").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid: 2 change(s) of 2 VM(s), from 2016-01-02 00:00:00.5 to 2016-03-01 12:30:00.000000"), "{text}");
+
+    node.write("/tmp/bad.log", &format!("{good}\n12|a|b\n"), 0o644);
+    let out = node.run(
+        &[
+            "validate-changelog",
+            node.path("/tmp/bad.log").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.log:3: blank line"), "{err}");
+    assert!(err.contains("bad.log:4: 3 fields"), "{err}");
+}

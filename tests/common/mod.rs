@@ -1,0 +1,195 @@
+//! Fixture trees for `--root` tests: Synnefo nodes written in the real formats
+//! (dpkg status paragraphs, os-release, init scripts, rc links, APT sources,
+//! Ganeti ssconf), plus the real binary and a byte-for-byte tree snapshot.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_synnefo-upgrade");
+
+/// The Debian sources of a wheezy node.
+pub const SOURCES_LIST: &str = "\
+# Debian wheezy
+deb http://ftp.gr.debian.org/debian/ wheezy main contrib non-free
+deb http://security.debian.org/ wheezy/updates main
+# deb http://ftp.gr.debian.org/debian/ wheezy-proposed-updates main
+deb-src http://ftp.gr.debian.org/debian/ wheezy-updates main
+";
+/// GRNET's flat repository.
+pub const GRNET_LIST: &str = "deb [trusted=yes] http://apt.dev.grnet.gr wheezy/\n";
+
+/// A fixture node.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    packages: Vec<String>,
+}
+
+fn paragraph(name: &str, version: &str, source: Option<&str>, status: &str) -> String {
+    let mut p = format!("Package: {name}\nStatus: {status}\nPriority: optional\nSection: python\nInstalled-Size: 2048\nMaintainer: Synnefo development team <synnefo-devel@googlegroups.com>\nArchitecture: all\n");
+    if let Some(source) = source {
+        p.push_str(&format!("Source: {source}\n"));
+    }
+    p.push_str(&format!("Version: {version}\nDescription: {name}\n Synnefo is a suite of open source cloud software.\n .\n Long description.\n"));
+    p
+}
+
+impl Node {
+    /// A wheezy node with the common Synnefo packages at 0.18.1, gunicorn
+    /// enabled and archipelago installed but not enabled.
+    pub fn wheezy() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Node {
+            dir,
+            packages: Vec::new(),
+        };
+        node.write("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 7 (wheezy)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"7\"\nVERSION=\"7 (wheezy)\"\nID=debian\n", 0o644);
+        node.write("/etc/debian_version", "7.11\n", 0o644);
+        node.write("/etc/hostname", "node1\n", 0o644);
+        node.write("/etc/init.d/gunicorn", "#!/bin/sh\nexit 0\n", 0o755);
+        node.write("/etc/init.d/archipelago", "#!/bin/sh\nexit 0\n", 0o755);
+        node.write("/etc/apt/sources.list", SOURCES_LIST, 0o644);
+        node.write("/etc/apt/sources.list.d/grnet.list", GRNET_LIST, 0o640);
+        node.write(
+            "/usr/bin/snf-manage",
+            "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\necho \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n",
+            0o755,
+        );
+        fs::create_dir_all(node.path("/var/log")).unwrap();
+        fs::create_dir_all(node.path("/var/cache/apt/archives")).unwrap();
+        node.link("../init.d/gunicorn", "/etc/rc2.d/S02gunicorn");
+        node.package("gunicorn", "0.14.5-3+deb7u1", None);
+        node.package("snf-common", "0.18.1-1~wheezy", Some("synnefo"));
+        node.package("snf-webproject", "0.18.1-1~wheezy", Some("synnefo"));
+        node.package("archipelago", "0.4.5-1~wheezy", None);
+        node
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, abs: &str) -> PathBuf {
+        self.dir.path().join(abs.trim_start_matches('/'))
+    }
+
+    pub fn write(&self, abs: &str, content: &str, mode: u32) {
+        let host = self.path(abs);
+        fs::create_dir_all(host.parent().unwrap()).unwrap();
+        fs::write(&host, content).unwrap();
+        fs::set_permissions(&host, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    pub fn link(&self, target: &str, abs: &str) {
+        let host = self.path(abs);
+        fs::create_dir_all(host.parent().unwrap()).unwrap();
+        symlink(target, host).unwrap();
+    }
+
+    /// Adds an installed package to dpkg's status (rewritten each time).
+    pub fn package(&mut self, name: &str, version: &str, source: Option<&str>) {
+        self.packages
+            .push(paragraph(name, version, source, "install ok installed"));
+        self.write_status();
+    }
+
+    /// Adds a removed package whose conffiles remain.
+    pub fn config_files_package(&mut self, name: &str, version: &str) {
+        self.packages.push(paragraph(
+            name,
+            version,
+            Some("synnefo"),
+            "deinstall ok config-files",
+        ));
+        self.write_status();
+    }
+
+    fn write_status(&self) {
+        self.write("/var/lib/dpkg/status", &self.packages.join("\n"), 0o644);
+    }
+
+    /// The node after dist-upgrade to jessie (os-release only: enough for finish).
+    pub fn to_jessie(&self) {
+        self.write("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 8 (jessie)\"\nVERSION_ID=\"8\"\nVERSION=\"8 (jessie)\"\nID=debian\n", 0o644);
+    }
+
+    /// Runs the binary with `--root` on this node.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(BIN)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env_remove("FAILPOINTS")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and requires success.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args, &[]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn state_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.path("/var/lib/synnefo-upgrade/state.json")).unwrap())
+            .unwrap()
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
+        snapshot(self.root())
+    }
+}
+
+/// Every file, link and directory under `root` with its content, target and mode;
+/// our own records with timestamps (state, ledger, lock) are left out.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if [
+                "var/lib/synnefo-upgrade/state.json",
+                "var/lib/synnefo-upgrade/lock",
+                "var/lib/synnefo-upgrade/denied-actions.log",
+            ]
+            .iter()
+            .any(|skip| rel == Path::new(skip))
+            {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link -> {}", fs::read_link(&path).unwrap().display()),
+                );
+            } else if meta.is_dir() {
+                out.insert(rel.clone(), format!("dir {mode:o}"));
+                walk(root, &path, out);
+            } else {
+                out.insert(
+                    rel,
+                    format!(
+                        "file {mode:o} {}",
+                        String::from_utf8_lossy(&fs::read(&path).unwrap())
+                    ),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}

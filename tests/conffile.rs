@@ -1,0 +1,67 @@
+//! The shipped conffile `debian/upgrade.toml`: as shipped it means the compiled
+//! defaults; with every commented example enabled it is still valid — so
+//! every key it documents exists, with the type it shows.
+
+use synnefo_upgrade::config::{self, Config};
+use synnefo_upgrade::fsx::Root;
+
+const SHIPPED: &str = include_str!("../debian/upgrade.toml");
+
+fn load(text: &str) -> anyhow::Result<Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etc/synnefo-upgrade/upgrade.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, text).unwrap();
+    config::load(&Root::new(dir.path()), None)
+}
+
+#[test]
+fn shipped_conffile_is_the_defaults() {
+    assert_eq!(load(SHIPPED).unwrap(), Config::default());
+}
+
+#[test]
+fn every_documented_example_is_valid() {
+    // Uncomment `#key = value` and `#[[table]]` lines (not prose comments).
+    let enabled: String = SHIPPED
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest)
+                if rest.starts_with("[[")
+                    || rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = load(&enabled).unwrap_or_else(|e| panic!("{e:#}\n{enabled}"));
+    assert_eq!(
+        config.services.managed.as_deref(),
+        Some(&["gunicorn".to_string(), "archipelago".to_string()][..])
+    );
+    assert_eq!(config.health.len(), 2);
+    assert!(config.fix_ip_history.changelog.is_some());
+    assert!(config.cyclades.base_url.is_some());
+    assert!(config.convert.allowed_hosts.is_some());
+    assert!(config.backups.database_command.is_some());
+}
+
+#[test]
+fn invalid_values_are_rejected_with_the_file() {
+    let err = load("[[health]]\nname = \"x\"\nurl = \"ftp://x\"\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("upgrade.toml: x: url 'ftp://x' is not http"),
+        "{err:#}"
+    );
+    let err = load("[[health]]\nurl = \"http://x\"\ncommand = [\"true\"]\n").unwrap_err();
+    assert!(format!("{err:#}").contains("exactly one of"), "{err:#}");
+    let err = load("[fix_ip_history]\nchangelog = \"relative.log\"\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not an absolute path"),
+        "{err:#}"
+    );
+}

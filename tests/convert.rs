@@ -1,0 +1,600 @@
+//! `synnefo-upgrade convert` end to end: the real binary on fixture roots
+//! (`--root`), in the real shipped formats (`tests/fixtures/convert/`).
+//!
+//! - `snf-deploy-0.18.1/` and `snf-deploy-0.19/`: upstream's own before/after
+//!   pair (gunicorn, Apache) plus every shipped 0.18.1 / 0.19 settings file.
+//! - `cyclades-node/`: a realistic Cyclades node (memcached caches, explicit
+//!   allocator, database password) and `cyclades-node.expected/`, its converted
+//!   files, byte for byte.
+//! - Hostile inputs are built in the tests themselves.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_synnefo-upgrade");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/convert")
+        .join(name)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let meta = fs::symlink_metadata(&src).unwrap();
+        if meta.file_type().is_symlink() {
+            symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if meta.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+            fs::set_permissions(&dst, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
+/// A copy of fixture `name` whose synnefo user is whoever runs the tests.
+fn node(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture(name), dir.path());
+    let me = fs::metadata(dir.path()).unwrap();
+    let passwd = format!(
+        "root:x:0:0:root:/root:/bin/bash\nsynnefo:x:{}:{}:Synnefo,,,:/var/lib/synnefo:/bin/false\n",
+        me.uid(),
+        me.gid()
+    );
+    write(dir.path(), "/etc/passwd", passwd.as_bytes());
+    dir
+}
+
+fn write(root: &Path, abs: &str, content: &[u8]) {
+    let host = root.join(abs.trim_start_matches('/'));
+    fs::create_dir_all(host.parent().unwrap()).unwrap();
+    fs::write(host, content).unwrap();
+}
+
+fn read(root: &Path, abs: &str) -> Vec<u8> {
+    fs::read(root.join(abs.trim_start_matches('/'))).unwrap_or_else(|e| panic!("{abs}: {e}"))
+}
+
+fn convert(root: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .arg("convert")
+        .args(args)
+        .env_remove("FAILPOINTS")
+        .output()
+        .unwrap()
+}
+
+fn ok(root: &Path, args: &[&str]) -> String {
+    let out = convert(root, args);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Refused: exit 2, nothing written, and the message (returned) on stderr.
+fn refused(root: &Path) -> String {
+    let before = snapshot(root);
+    let out = convert(root, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        snapshot(root),
+        before,
+        "a refused conversion wrote something"
+    );
+    stderr
+}
+
+/// Every entry under `root`: kind, mode, owner, link target or content.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (String, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            let head = format!("{:o} {}:{}", meta.mode(), meta.uid(), meta.gid());
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(rel, (head, target.into_os_string().into_encoded_bytes()));
+            } else if meta.is_dir() {
+                out.insert(rel, (head, Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, (head, fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+const PROTO_FIX: (&str, &str) = ("X-Forwarded-Protocol", "X-Forwarded-Proto");
+
+#[test]
+fn upstream_snf_deploy_pair_converts_to_the_0_19_shape() {
+    let dir = node("snf-deploy-0.18.1");
+    let root = dir.path();
+    fs::create_dir_all(root.join("etc/apache2/sites-enabled")).unwrap();
+    symlink(
+        "../sites-available/synnefo-ssl",
+        root.join("etc/apache2/sites-enabled/synnefo-ssl"),
+    )
+    .unwrap();
+    symlink(
+        "/etc/apache2/sites-available/synnefo",
+        root.join("etc/apache2/sites-enabled/synnefo"),
+    )
+    .unwrap();
+
+    let before = snapshot(root);
+    let dry = ok(root, &["--dry-run"]);
+    assert_eq!(snapshot(root), before, "--dry-run wrote something");
+    assert!(
+        dry.contains("--- /etc/gunicorn.d/synnefo\n+++ /etc/gunicorn.d/synnefo\n"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("- 'mode': 'django',\n+ 'mode': 'wsgi',\n"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("+   'synnefo.webproject.wsgi',\n  ),\n"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("dry run, nothing written; 7 change(s) to make:"),
+        "{dry}"
+    );
+
+    let done = ok(root, &[]);
+    assert!(done.starts_with("converted, 7 change(s) made:\n"), "{done}");
+    let want = fixture("snf-deploy-0.19");
+    for f in [
+        "etc/gunicorn.d/synnefo",
+        "etc/gunicorn.d/synnefo-archip",
+        "etc/apache2/sites-available/synnefo.conf",
+    ] {
+        assert_eq!(read(root, f), fs::read(want.join(f)).unwrap(), "{f}");
+    }
+    // Upstream's 0.19 snf-deploy forgot the header the 0.19 guide renames; we do not.
+    let ssl = String::from_utf8(
+        fs::read(want.join("etc/apache2/sites-available/synnefo-ssl.conf")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(read(root, "etc/apache2/sites-available/synnefo-ssl.conf")).unwrap(),
+        ssl.replace(PROTO_FIX.0, PROTO_FIX.1)
+    );
+    for gone in [
+        "etc/apache2/sites-available/synnefo",
+        "etc/apache2/sites-available/synnefo-ssl",
+        "etc/apache2/sites-enabled/synnefo",
+    ] {
+        assert!(
+            fs::symlink_metadata(root.join(gone)).is_err(),
+            "{gone} still there"
+        );
+    }
+    assert_eq!(
+        fs::read_link(root.join("etc/apache2/sites-enabled/synnefo-ssl.conf")).unwrap(),
+        Path::new("../sites-available/synnefo-ssl.conf")
+    );
+    assert_eq!(
+        fs::read_link(root.join("etc/apache2/sites-enabled/synnefo.conf")).unwrap(),
+        Path::new("/etc/apache2/sites-available/synnefo.conf")
+    );
+    // The shipped settings are commented defaults: untouched, byte for byte.
+    let settings = fixture("snf-deploy-0.18.1/etc/synnefo");
+    for entry in fs::read_dir(&settings).unwrap() {
+        let name = entry.unwrap().file_name();
+        let rel = Path::new("etc/synnefo").join(&name);
+        assert_eq!(
+            read(root, rel.to_str().unwrap()),
+            fs::read(settings.join(&name)).unwrap()
+        );
+    }
+    // Backups of the originals.
+    assert_eq!(
+        read(
+            root,
+            "/var/lib/synnefo-upgrade/backups/etc/gunicorn.d/synnefo"
+        ),
+        fs::read(fixture("snf-deploy-0.18.1/etc/gunicorn.d/synnefo")).unwrap()
+    );
+    assert_eq!(
+        fs::read_link(
+            root.join("var/lib/synnefo-upgrade/backups/etc/apache2/sites-enabled/synnefo-ssl")
+        )
+        .unwrap(),
+        Path::new("../sites-available/synnefo-ssl")
+    );
+    // A second run changes nothing and says so.
+    let converted = snapshot(root);
+    let again = ok(root, &[]);
+    assert_eq!(
+        again,
+        "nothing to convert: the configuration already has the 0.19 shape\n"
+    );
+    assert_eq!(snapshot(root), converted);
+}
+
+#[test]
+fn shipped_0_19_files_only_need_the_header_upstream_forgot() {
+    let dir = node("snf-deploy-0.19");
+    let out = ok(dir.path(), &["--dry-run"]);
+    let me = fs::metadata(dir.path()).unwrap();
+    assert!(
+        out.ends_with(&format!(
+            "dry run, nothing written; 2 change(s) to make:\n  \
+             /etc/apache2/sites-available/synnefo-ssl.conf: X-Forwarded-Protocol -> X-Forwarded-Proto\n  \
+             create /var/log/synnefo owned by {}:{}\n",
+            me.uid(),
+            me.gid()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("-  RequestHeader set X-Forwarded-Protocol \"https\"\n+  RequestHeader set X-Forwarded-Proto \"https\"\n"), "{out}");
+    assert!(
+        !out.contains("/etc/synnefo/"),
+        "0.19 settings need no change: {out}"
+    );
+}
+
+#[test]
+fn cyclades_node_with_memcached_caches_converts_byte_for_byte() {
+    let dir = node("cyclades-node");
+    let root = dir.path();
+    let db = root.join("etc/synnefo/10-snf-webproject-database.conf");
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
+    let vmapi = root.join("etc/synnefo/20-snf-cyclades-app-vmapi.conf");
+    fs::set_permissions(&vmapi, fs::Permissions::from_mode(0o640)).unwrap();
+    fs::create_dir_all(root.join("etc/apache2/sites-enabled")).unwrap();
+    symlink(
+        "../sites-available/synnefo-ssl",
+        root.join("etc/apache2/sites-enabled/synnefo-ssl"),
+    )
+    .unwrap();
+
+    let before = snapshot(root);
+    let dry = ok(root, &["--dry-run"]);
+    assert_eq!(snapshot(root), before, "--dry-run wrote something");
+    assert!(
+        dry.contains("+    \"LOCATION\": [\"10.0.1.11:11211\", \"10.0.1.12:11211\"],\n"),
+        "{dry}"
+    );
+
+    ok(root, &[]);
+    let expected = fixture("cyclades-node.expected");
+    for f in [
+        "etc/synnefo/10-snf-webproject-deploy.conf",
+        "etc/synnefo/20-snf-cyclades-app-api.conf",
+        "etc/synnefo/20-snf-cyclades-app-backend.conf",
+        "etc/synnefo/20-snf-cyclades-app-vmapi.conf",
+        "etc/gunicorn.d/synnefo",
+        "etc/apache2/sites-available/synnefo-ssl.conf",
+        "etc/nginx/sites-available/cyclades-proxy",
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&read(root, f)),
+            String::from_utf8_lossy(&fs::read(expected.join(f)).unwrap()),
+            "{f}"
+        );
+    }
+    // Untouched: the database settings (mode too), the queues, another app's gunicorn config.
+    for f in [
+        "etc/synnefo/10-snf-webproject-database.conf",
+        "etc/synnefo/20-snf-cyclades-app-queues.conf",
+        "etc/gunicorn.d/other-app",
+    ] {
+        assert_eq!(
+            read(root, f),
+            fs::read(fixture("cyclades-node").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(fs::metadata(&db).unwrap().mode() & 0o7777, 0o640);
+    assert_eq!(
+        fs::metadata(&vmapi).unwrap().mode() & 0o7777,
+        0o640,
+        "mode of a converted file is kept"
+    );
+    let log = fs::metadata(root.join("var/log/synnefo")).unwrap();
+    assert!(log.is_dir());
+    let me = fs::metadata(root).unwrap();
+    assert_eq!((log.uid(), log.gid()), (me.uid(), me.gid()));
+
+    let converted = snapshot(root);
+    assert_eq!(
+        ok(root, &[]),
+        "nothing to convert: the configuration already has the 0.19 shape\n"
+    );
+    assert_eq!(snapshot(root), converted);
+}
+
+/// A node with only `/etc/synnefo` files and a synnefo user.
+fn settings_node(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let me = fs::metadata(dir.path()).unwrap();
+    let passwd = format!("synnefo:x:{}:{}::/:/bin/false\n", me.uid(), me.gid());
+    write(dir.path(), "/etc/passwd", passwd.as_bytes());
+    fs::create_dir_all(dir.path().join("var/log/synnefo")).unwrap();
+    for (name, content) in files {
+        write(dir.path(), &format!("/etc/synnefo/{name}"), content);
+    }
+    dir
+}
+
+fn conf(root: &Path, name: &str) -> String {
+    String::from_utf8_lossy(&read(root, &format!("/etc/synnefo/{name}"))).into_owned()
+}
+
+const VMAPI_DICT_LF: &str = "VMAPI_CACHE = {\n    \"BACKEND\": \"django.core.cache.backends.memcached.MemcachedCache\",\n    \"LOCATION\": \"127.0.0.1:11211\",\n    \"KEY_PREFIX\": \"vmapi\",\n    \"TIMEOUT\": 3600,\n}\n";
+
+#[test]
+fn tabs_and_a_multi_line_value_are_edited_in_place() {
+    let dir = settings_node(&[(
+        "20-vmapi.conf",
+        b"A = {\n\t'x': 1,\t# tab\n}\nVMAPI_CACHE_BACKEND\t=\t(\"memcached://\"\n\t\"127.0.0.1:11211/?timeout=3600\")\t# tabs\nB = 2\n",
+    )]);
+    ok(dir.path(), &[]);
+    assert_eq!(
+        conf(dir.path(), "20-vmapi.conf"),
+        format!("A = {{\n\t'x': 1,\t# tab\n}}\n# synnefo-upgrade-0.19: VMAPI_CACHE_BACKEND is obsolete since Synnefo 0.19 (its value is now in VMAPI_CACHE)\n#VMAPI_CACHE_BACKEND\t=\t(\"memcached://\"\n#\t\"127.0.0.1:11211/?timeout=3600\")\t# tabs\n{VMAPI_DICT_LF}B = 2\n")
+    );
+}
+
+#[test]
+fn crlf_files_stay_crlf() {
+    let dir = settings_node(&[(
+        "20-vmapi.conf",
+        b"## comment\r\nVMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\r\nX = 1\r\n",
+    )]);
+    ok(dir.path(), &[]);
+    assert_eq!(
+        conf(dir.path(), "20-vmapi.conf"),
+        format!(
+            "## comment\r\n# synnefo-upgrade-0.19: VMAPI_CACHE_BACKEND is obsolete since Synnefo 0.19 (its value is now in VMAPI_CACHE)\r\n#VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\r\n{}X = 1\r\n",
+            VMAPI_DICT_LF.replace('\n', "\r\n")
+        )
+    );
+}
+
+#[test]
+fn non_utf8_bytes_are_carried_unchanged() {
+    let dir = settings_node(&[(
+        "20-x.conf",
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\nNAME = 'caf\xe9'\nBACKEND_ALLOCATOR_MODULE = 'synnefo.logic.allocators.default_allocator.DefaultAllocator'  # \xff\n",
+    )]);
+    ok(dir.path(), &[]);
+    assert_eq!(
+        read(dir.path(), "/etc/synnefo/20-x.conf"),
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\nNAME = 'caf\xe9'\nBACKEND_ALLOCATOR_MODULE = 'synnefo.logic.allocators.filter_allocator.FilterAllocator'  # \xff\n"
+    );
+}
+
+#[test]
+fn a_symlinked_conf_file_is_written_through_and_stays_a_link() {
+    let dir = settings_node(&[]);
+    let root = dir.path();
+    write(
+        root,
+        "/srv/synnefo/vmapi.conf",
+        b"VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\n",
+    );
+    fs::create_dir_all(root.join("etc/synnefo")).unwrap();
+    symlink(
+        "/srv/synnefo/vmapi.conf",
+        root.join("etc/synnefo/20-vmapi.conf"),
+    )
+    .unwrap();
+    // Synnefo skips what is not a regular file: a dangling link, a directory named x.conf.
+    symlink("/nowhere.conf", root.join("etc/synnefo/30-dangling.conf")).unwrap();
+    write(
+        root,
+        "/etc/synnefo/40-dir.conf/inner.conf",
+        b"CACHE_BACKEND = 'x'\n",
+    );
+    let out = ok(root, &[]);
+    assert!(
+        out.contains("/etc/synnefo/20-vmapi.conf: VMAPI_CACHE added"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_link(root.join("etc/synnefo/20-vmapi.conf")).unwrap(),
+        Path::new("/srv/synnefo/vmapi.conf")
+    );
+    assert!(String::from_utf8(read(root, "/srv/synnefo/vmapi.conf"))
+        .unwrap()
+        .ends_with(VMAPI_DICT_LF));
+    assert_eq!(
+        read(
+            root,
+            "/var/lib/synnefo-upgrade/backups/srv/synnefo/vmapi.conf"
+        ),
+        b"VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\n"
+    );
+    assert_eq!(
+        read(root, "/etc/synnefo/40-dir.conf/inner.conf"),
+        b"CACHE_BACKEND = 'x'\n"
+    );
+}
+
+#[test]
+fn duplicate_assignments_the_last_wins_and_all_are_commented_out() {
+    let dir = settings_node(&[
+        ("10-a.conf", b"CACHE_BACKEND = 'locmem://'\n"),
+        ("20-b.conf", b"CACHE_BACKEND = 'db://cache_table'\nCACHE_BACKEND = 'file:///var/tmp/django_cache?max_entries=1000'\n"),
+    ]);
+    let root = dir.path();
+    ok(root, &[]);
+    assert_eq!(
+        conf(root, "10-a.conf"),
+        "# synnefo-upgrade-0.19: CACHE_BACKEND is obsolete since Synnefo 0.19 (overridden by a later assignment)\n#CACHE_BACKEND = 'locmem://'\n"
+    );
+    let b = conf(root, "20-b.conf");
+    assert!(b.starts_with("# synnefo-upgrade-0.19: CACHE_BACKEND is obsolete since Synnefo 0.19 (overridden by a later assignment)\n#CACHE_BACKEND = 'db://cache_table'\n# synnefo-upgrade-0.19: CACHE_BACKEND is obsolete since Synnefo 0.19 (its value is now in VMAPI_CACHE, PUBLIC_STATS_CACHE, VM_PASSWORD_CACHE)\n#CACHE_BACKEND = 'file:///var/tmp/django_cache?max_entries=1000'\nVMAPI_CACHE = {\n    \"BACKEND\": \"django.core.cache.backends.filebased.FileBasedCache\",\n    \"LOCATION\": \"/var/tmp/django_cache\",\n    \"KEY_PREFIX\": \"vmapi\",\n    \"OPTIONS\": {\n        \"MAX_ENTRIES\": 1000,\n    },\n}\n"), "{b}");
+    assert!(
+        b.contains("\"KEY_PREFIX\": \"publicstats\",\n    \"TIMEOUT\": 300,\n"),
+        "{b}"
+    );
+    assert!(b.ends_with("\"KEY_PREFIX\": \"vmpassword\",\n    \"TIMEOUT\": None,\n    \"OPTIONS\": {\n        \"MAX_ENTRIES\": 1000,\n    },\n}\n"), "{b}");
+}
+
+#[test]
+fn a_custom_allocator_is_kept_with_a_warning_and_new_settings_already_set_win() {
+    let dir = settings_node(&[(
+        "20-x.conf",
+        b"BACKEND_ALLOCATOR_MODULE = 'mycloud.allocator.Mine'\nVMAPI_CACHE = {'BACKEND': 'django.core.cache.backends.dummy.DummyCache'}\nVMAPI_CACHE_BACKEND = 'locmem://'\n",
+    )]);
+    let out = convert(dir.path(), &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "BACKEND_ALLOCATOR_MODULE = 'mycloud.allocator.Mine' at /etc/synnefo/20-x.conf:1 kept"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("VMAPI_CACHE is already set at /etc/synnefo/20-x.conf:2"),
+        "{stderr}"
+    );
+    assert_eq!(
+        conf(dir.path(), "20-x.conf"),
+        "BACKEND_ALLOCATOR_MODULE = 'mycloud.allocator.Mine'\nVMAPI_CACHE = {'BACKEND': 'django.core.cache.backends.dummy.DummyCache'}\n# synnefo-upgrade-0.19: VMAPI_CACHE_BACKEND is obsolete since Synnefo 0.19 (not converted, see the warning of the conversion)\n#VMAPI_CACHE_BACKEND = 'locmem://'\n"
+    );
+}
+
+#[test]
+fn allowed_hosts_follows_the_commented_default_and_is_replaced_when_set() {
+    let dir = settings_node(&[
+        (
+            "10-snf-webproject-deploy.conf",
+            b"## hosts\n#ALLOWED_HOSTS = ['*']\n#\n#USE_X_FORWARDED_HOST = False\n",
+        ),
+        ("99-local.conf", b"X = 1"),
+    ]);
+    let root = dir.path();
+    write(
+        root,
+        "/etc/synnefo-upgrade/upgrade.toml",
+        b"[convert]\nallowed_hosts = [\"a.example.org\"]\n",
+    );
+    ok(root, &[]);
+    assert_eq!(
+        conf(root, "10-snf-webproject-deploy.conf"),
+        "## hosts\n#ALLOWED_HOSTS = ['*']\n# synnefo-upgrade-0.19: ALLOWED_HOSTS from /etc/synnefo-upgrade/upgrade.toml\nALLOWED_HOSTS = [\"a.example.org\"]\n#\n#USE_X_FORWARDED_HOST = False\n"
+    );
+    write(
+        root,
+        "/etc/synnefo-upgrade/upgrade.toml",
+        b"[convert]\nallowed_hosts = [\"a.example.org\", \"b\"]\n",
+    );
+    ok(root, &[]);
+    assert!(conf(root, "10-snf-webproject-deploy.conf")
+        .contains("\nALLOWED_HOSTS = [\"a.example.org\", \"b\"]\n#\n"));
+    assert_eq!(conf(root, "99-local.conf"), "X = 1");
+}
+
+#[test]
+fn an_unterminated_dict_is_refused_with_file_and_line() {
+    let dir = settings_node(&[
+        (
+            "10-db.conf",
+            b"DATABASES = {\n    'default': {\n        'NAME': 'x',\n    },\n",
+        ),
+        ("20-vmapi.conf", b"VMAPI_CACHE_BACKEND = 'locmem://'\n"),
+    ]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("/etc/synnefo/10-db.conf:1: '{' is never closed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_assignment_inside_an_if_is_refused() {
+    let dir = settings_node(&[(
+        "20-x.conf",
+        b"import socket\nVMAPI_CACHE_BACKEND = 'locmem://'\nif socket.gethostname() == 'c1':\n    VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\n",
+    )]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains(
+            "/etc/synnefo/20-x.conf:4: VMAPI_CACHE_BACKEND is assigned here inside a block"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_value_computed_from_another_setting_is_refused() {
+    let dir = settings_node(&[
+        ("10-a.conf", b"MEMCACHED = '10.0.0.1:11211'\n"),
+        (
+            "20-b.conf",
+            b"# cache\nCACHE_BACKEND = 'memcached://%s/?timeout=60' % MEMCACHED\n",
+        ),
+    ]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("/etc/synnefo/20-b.conf:2: CACHE_BACKEND: '%' is not part of a literal"),
+        "{err}"
+    );
+    let dir = settings_node(&[(
+        "20-b.conf",
+        b"CACHE_BACKEND = 'locmem://'\nVMAPI_CACHE_BACKEND = CACHE_BACKEND\n",
+    )]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("20-b.conf:2: VMAPI_CACHE_BACKEND: 'CACHE_BACKEND' is not a literal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_obsolete_setting_read_elsewhere_or_sharing_a_line_is_refused() {
+    let dir = settings_node(&[
+        ("20-a.conf", b"CACHE_BACKEND = 'locmem://'\n"),
+        ("30-b.conf", b"\nMY_CACHE = CACHE_BACKEND\n"),
+    ]);
+    let err = refused(dir.path());
+    assert!(
+        err.contains("/etc/synnefo/30-b.conf:2: this statement reads CACHE_BACKEND"),
+        "{err}"
+    );
+    let dir = settings_node(&[("20-a.conf", b"X = 1; CACHE_BACKEND = 'locmem://'\n")]);
+    assert!(refused(dir.path()).contains("20-a.conf:1: CACHE_BACKEND shares its line"));
+}
+
+#[test]
+fn unknown_cache_scheme_and_broken_gunicorn_config_are_refused() {
+    let dir = settings_node(&[(
+        "20-a.conf",
+        b"\n\nCACHE_BACKEND = 'redis://127.0.0.1:6379/1'\n",
+    )]);
+    assert!(refused(dir.path())
+        .contains("20-a.conf:3: cache URI 'redis://127.0.0.1:6379/1': unknown scheme 'redis'"));
+    let dir = settings_node(&[]);
+    write(dir.path(), "/etc/gunicorn.d/synnefo", b"CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': ('--workers=4',\n}\n");
+    let err = refused(dir.path());
+    assert!(
+        err.contains("/etc/gunicorn.d/synnefo:5: '}' does not close the '(' opened on line 4"),
+        "{err}"
+    );
+}

@@ -135,11 +135,22 @@ impl Default for Release {
 }
 
 /// The managed services.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Services {
     /// Overrides the services derived from the node (init script names).
     pub managed: Option<Vec<String>>,
+    /// After starting them, how long every started service must stay active.
+    pub settle_seconds: u64,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            managed: None,
+            settle_seconds: 5,
+        }
+    }
 }
 
 /// Database migrations.
@@ -148,11 +159,20 @@ pub struct Services {
 pub struct Migrations {
     /// Run `snf-manage migrate` on this node (one node per service).
     pub run: bool,
+    /// How long `migrate` is retried while the database cannot be reached.
+    pub retry_seconds: u64,
+    /// On a node that does not migrate: how long to wait for the designated
+    /// node to apply every migration (`snf-manage migrate --list`).
+    pub wait_seconds: u64,
 }
 
 impl Default for Migrations {
     fn default() -> Self {
-        Migrations { run: true }
+        Migrations {
+            run: true,
+            retry_seconds: 300,
+            wait_seconds: 1800,
+        }
     }
 }
 

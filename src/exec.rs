@@ -22,6 +22,15 @@ const SEARCH: &[&str] = &[
 /// Finds `name`: under `--root`, inside the root first (so fixture trees carry
 /// their own fakes); then on the live system's search path.
 pub fn find(root: &Root, name: &str) -> Result<PathBuf> {
+    if name.starts_with('/') {
+        // An absolute path: the root's own copy first (fixture trees), then as is.
+        let inside = root.path(name);
+        return Ok(if inside.is_file() {
+            inside
+        } else {
+            PathBuf::from(name)
+        });
+    }
     if name.contains('/') {
         return Ok(PathBuf::from(name));
     }
@@ -42,14 +51,25 @@ pub fn find(root: &Root, name: &str) -> Result<PathBuf> {
     anyhow::bail!("command '{name}' not found in {}", SEARCH.join(":"))
 }
 
+/// What a logged command did.
+#[derive(Debug)]
+pub struct Logged {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its output lines (stdout and stderr, in arrival order).
+    pub lines: Vec<String>,
+}
+
+impl Logged {
+    /// Whether any output line contains `needle`.
+    pub fn said(&self, needle: &str) -> bool {
+        self.lines.iter().any(|l| l.contains(needle))
+    }
+}
+
 /// Runs `argv`, streaming stdout and stderr to the log as they come,
-/// attributed to `phase`/`step`. Returns the exit status.
-pub fn run_logged(
-    phase: &str,
-    step: &str,
-    argv: &[&str],
-    env: &[(&str, &str)],
-) -> Result<ExitStatus> {
+/// attributed to `phase`/`step`. Returns the exit status and the lines.
+pub fn run_logged(phase: &str, step: &str, argv: &[&str], env: &[(&str, &str)]) -> Result<Logged> {
     let (program, args) = argv.split_first().context("empty command")?;
     let shown = argv.join(" ");
     let mut child = Command::new(program)
@@ -65,25 +85,39 @@ pub fn run_logged(
     let name = Path::new(program)
         .file_name()
         .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
+    let lines = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        let (p, s, n) = (phase, step, name.as_str());
-        scope.spawn(move || stream(p, s, n, stderr));
-        stream(phase, step, &name, stdout);
+        let (p, s, n, l) = (phase, step, name.as_str(), &lines);
+        scope.spawn(move || stream(p, s, n, stderr, l));
+        stream(phase, step, &name, stdout, &lines);
     });
-    child
+    let status = child
         .wait()
-        .with_context(|| format!("waiting for '{shown}'"))
+        .with_context(|| format!("waiting for '{shown}'"))?;
+    let lines = lines.into_inner().unwrap_or_default();
+    Ok(Logged { status, lines })
 }
 
-fn stream(phase: &str, step: &str, command: &str, pipe: impl Read) {
+fn stream(
+    phase: &str,
+    step: &str,
+    command: &str,
+    pipe: impl Read,
+    lines: &std::sync::Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
     while let Ok(n) = reader.read_until(b'\n', &mut buf) {
         if n == 0 {
             break;
         }
-        let line = String::from_utf8_lossy(&buf);
-        logging::command_output(phase, step, command, line.trim_end_matches(['\n', '\r']));
+        let line = String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
+        logging::command_output(phase, step, command, &line);
+        if let Ok(mut l) = lines.lock() {
+            l.push(line);
+        }
         buf.clear();
     }
 }

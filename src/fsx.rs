@@ -436,6 +436,51 @@ pub fn restore_all(root: &Root) -> Result<Vec<PathBuf>> {
     Ok(restored)
 }
 
+/// Writes what `command` prints on stdout to node file `abs` (mode 0600,
+/// root-owned, atomically: nothing appears unless the command succeeds).
+/// Used for backups (database dumps, tarballs).
+pub fn write_from_command(
+    root: &Root,
+    abs: &Path,
+    command: &mut std::process::Command,
+) -> Result<()> {
+    let host = root.path(abs);
+    if let Some(parent) = abs.parent() {
+        ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
+    }
+    let tmp = host.with_file_name(format!(
+        ".{}.synnefo-upgrade.tmp",
+        host.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating '{}'", tmp.display()))?;
+    let result = (|| -> Result<()> {
+        let status = command
+            .stdout(file.try_clone()?)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("running {command:?}"))?;
+        if !status.success() {
+            anyhow::bail!("{command:?} failed ({status})");
+        }
+        file.sync_all()?;
+        fs::rename(&tmp, &host)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing '{}'", abs.display()))?;
+    sync_parent(&host)
+}
+
 /// Opens (creating) the lock file, for the runner's `flock`.
 pub fn open_lock(root: &Root) -> Result<File> {
     ensure_dir(root, paths::STATE_DIR, 0o700)?;

@@ -5,6 +5,7 @@
 //!
 //! - [`changelog`]: validation of the VM owner changelog for fix_ip_history.
 //! - [`cli`]: the command line (a contract, design §3.1) and exit codes.
+//! - [`commands`]: what each command does, between the CLI and the modules.
 //! - [`config`]: `/etc/synnefo-upgrade/upgrade.toml` and its drop-ins.
 //! - [`dpkg`]: the dpkg status database and Debian version ordering.
 //! - [`node`]: facts about this node (OS codename, init system).
@@ -15,6 +16,7 @@
 //!   sysvinit init scripts, or offline under `--root`).
 //! - [`preflight`]: the findings that decide whether a node may be armed.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
+//! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`apt`]: the APT sources rewrite.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
@@ -25,8 +27,10 @@
 #![deny(missing_docs)]
 
 pub mod apt;
+pub mod backup;
 pub mod changelog;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod convert;
 pub mod dpkg;

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 use crate::apt;
+use crate::backup;
 use crate::config::Config;
+use crate::convert;
 use crate::dpkg;
 use crate::error::Fatal;
 use crate::exec;
@@ -67,13 +69,19 @@ pub fn steps(phase: PhaseKind) -> &'static [&'static dyn Step] {
         ],
         PhaseKind::Finish => &[
             &Preconditions,
+            &Backups,
             &Migrate,
+            &FixIpHistory,
+            &Convert,
+            &RegisterCyclades,
             &UnmaskServices,
             &RestoreBootState,
             &StartServices,
             &VerifyServices,
+            &HealthChecks,
             &RemoveAptConfig,
             &RemovePolicyRcd,
+            &ReportDpkgDist,
             &DisableFinishUnit,
         ],
         PhaseKind::Abort => &[
@@ -247,6 +255,12 @@ impl Step for RewriteAptSources {
     }
 }
 
+/// Whether this node has `role`.
+fn has_role(root: &Root, role: Role) -> bool {
+    let packages = dpkg::present_packages(root).unwrap_or_default();
+    node::roles(root, &packages).contains(&role)
+}
+
 /// Whether this node serves Astakos, Cyclades or Pithos (gunicorn apps).
 fn is_service_node(root: &Root) -> bool {
     let packages = dpkg::present_packages(root).unwrap_or_default();
@@ -315,11 +329,12 @@ impl Step for Download {
         for args in [&["update"][..], &["-y", "--download-only", "dist-upgrade"]] {
             let mut argv = vec![apt_get.as_ref()];
             argv.extend_from_slice(args);
-            let status = exec::run_logged(PhaseKind::Prepare.name(), self.id(), &argv, &env)?;
-            if !status.success() {
+            let run = exec::run_logged(PhaseKind::Prepare.name(), self.id(), &argv, &env)?;
+            if !run.status.success() {
                 bail!(
-                    "'{}' failed ({status}); its output is above and in the journal",
-                    argv.join(" ")
+                    "'{}' failed ({}); its output is above and in the journal",
+                    argv.join(" "),
+                    run.status
                 );
             }
         }
@@ -375,7 +390,7 @@ impl Step for Preconditions {
         "preconditions"
     }
     fn title(&self) -> &'static str {
-        "check that the node runs the new release under systemd"
+        "check the node runs the new release under systemd, with Synnefo 0.19"
     }
     fn run(&self, ctx: &mut Ctx) -> Result<String> {
         let codename = node::os_codename(&ctx.root)?;
@@ -386,10 +401,59 @@ impl Step for Preconditions {
         if ctx.services.init() == InitSystem::Sysv {
             bail!("systemd is not PID 1: reboot into {want}'s systemd first");
         }
+        let packages = dpkg::present_packages(&ctx.root)?;
+        let old: Vec<String> = packages
+            .iter()
+            .filter(|p| node::is_synnefo_package(p) && p.upstream_version() != TO_VERSION)
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect();
+        if !old.is_empty() {
+            bail!(
+                "Synnefo packages are not {TO_VERSION}: {}; finish the dist-upgrade ('apt-get dist-upgrade'), then run \
+                 'synnefo-upgrade finish'",
+                old.join(", ")
+            );
+        }
+        if is_service_node(&ctx.root) {
+            for (package, version) in [
+                ("python-gevent", "1.1.1-2"),
+                ("python-greenlet", "0.4.10-1"),
+            ] {
+                match packages.iter().find(|p| p.name == package) {
+                    Some(p) if p.version.starts_with(version) => {}
+                    Some(p) => bail!(
+                        "{package} is {}, not {version} from {}-backports (see /etc/apt/preferences.d/synnefo-upgrade-gevent): \
+                         'apt-get install {package}={version}*', then run 'synnefo-upgrade finish'",
+                        p.version,
+                        ctx.config.release.suite_to
+                    ),
+                    None => {}
+                }
+            }
+        }
         Ok(format!(
-            "OS is {codename}, init is {}",
+            "OS is {codename}, init is {}, Synnefo is {TO_VERSION}",
             ctx.services.init().name()
         ))
+    }
+}
+
+/// The Synnefo version `finish` expects.
+pub const TO_VERSION: &str = "0.19";
+
+struct Backups;
+impl Step for Backups {
+    fn id(&self) -> &'static str {
+        "backups"
+    }
+    fn title(&self) -> &'static str {
+        "dump the database and archive the configuration (before migrations)"
+    }
+    fn applies(&self, ctx: &Ctx) -> bool {
+        ctx.config.backups.enabled && ctx.config.migrations.run
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        backup::take(&ctx.root, &ctx.config)
     }
 }
 
@@ -399,13 +463,66 @@ impl Step for Migrate {
         "migrate"
     }
     fn title(&self) -> &'static str {
-        "run the database migrations (snf-manage migrate)"
-    }
-    fn applies(&self, ctx: &Ctx) -> bool {
-        ctx.config.migrations.run
+        "run the database migrations (snf-manage migrate), or wait for the node that runs them"
     }
     fn run(&self, ctx: &mut Ctx) -> Result<String> {
-        synnefo::migrate(&ctx.root, PhaseKind::Finish.name(), self.id())
+        if ctx.config.migrations.run {
+            synnefo::migrate(&ctx.root, &ctx.config, PhaseKind::Finish.name(), self.id())
+        } else {
+            synnefo::wait_for_migrations(
+                &ctx.root,
+                &ctx.config,
+                PhaseKind::Finish.name(),
+                self.id(),
+            )
+        }
+    }
+}
+
+struct FixIpHistory;
+impl Step for FixIpHistory {
+    fn id(&self) -> &'static str {
+        "fix-ip-history"
+    }
+    fn title(&self) -> &'static str {
+        "repair the IP history from the VM owner changelog (fix_ip_history)"
+    }
+    fn applies(&self, ctx: &Ctx) -> bool {
+        ctx.config.fix_ip_history.changelog.is_some() && has_role(&ctx.root, Role::Cyclades)
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        synnefo::fix_ip_history(&ctx.root, &ctx.config, PhaseKind::Finish.name(), self.id())
+    }
+}
+
+struct Convert;
+impl Step for Convert {
+    fn id(&self) -> &'static str {
+        "convert"
+    }
+    fn title(&self) -> &'static str {
+        "convert the Synnefo, gunicorn and web server configuration to 0.19"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let conversion = convert::plan(&ctx.root, &ctx.config)?;
+        conversion.apply(&ctx.root)?;
+        Ok(conversion.summary())
+    }
+}
+
+struct RegisterCyclades;
+impl Step for RegisterCyclades {
+    fn id(&self) -> &'static str {
+        "register-cyclades"
+    }
+    fn title(&self) -> &'static str {
+        "re-register the Cyclades component (its endpoints changed in 0.19)"
+    }
+    fn applies(&self, ctx: &Ctx) -> bool {
+        has_role(&ctx.root, Role::Astakos)
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        synnefo::register_cyclades(&ctx.root, &ctx.config, PhaseKind::Finish.name(), self.id())
     }
 }
 
@@ -445,24 +562,117 @@ impl Step for VerifyServices {
         "verify-services"
     }
     fn title(&self) -> &'static str {
-        "check that the started services are active"
+        "check that the started services are active, and stay active"
     }
     fn run(&self, ctx: &mut Ctx) -> Result<String> {
         let started = names(ctx.state.services.iter().filter(|s| s.was_active));
-        let mut down = Vec::new();
-        for name in &started {
-            if !ctx.services.is_active(name)? {
-                down.push(node::unit_name(name));
+        let down = |ctx: &Ctx| -> Result<Vec<String>> {
+            let mut down = Vec::new();
+            for name in &started {
+                if !ctx.services.is_active(name)? {
+                    down.push(node::unit_name(name));
+                }
             }
+            Ok(down)
+        };
+        let mut inactive = down(ctx)?;
+        // A service that dies right after starting must not pass: look again after the settle period.
+        let settle = ctx.config.services.settle_seconds;
+        if inactive.is_empty()
+            && !started.is_empty()
+            && settle > 0
+            && ctx.services.init() != InitSystem::Offline
+        {
+            std::thread::sleep(std::time::Duration::from_secs(settle));
+            inactive = down(ctx)?;
         }
-        if !down.is_empty() {
+        if !inactive.is_empty() {
             bail!(
-                "not active after start: {}; see 'systemctl status {}'",
-                down.join(", "),
-                down.join(" ")
+                "not active after start{}: {}; see 'systemctl status {}' and 'journalctl -u {}'",
+                if settle > 0 {
+                    format!(" (or within {settle}s of it)")
+                } else {
+                    String::new()
+                },
+                inactive.join(", "),
+                inactive.join(" "),
+                inactive[0]
             );
         }
         Ok(format!("active: {}", list(&started)))
+    }
+}
+
+struct HealthChecks;
+impl Step for HealthChecks {
+    fn id(&self) -> &'static str {
+        "health-checks"
+    }
+    fn title(&self) -> &'static str {
+        "run the configured [[health]] checks"
+    }
+    fn applies(&self, ctx: &Ctx) -> bool {
+        !ctx.config.health.is_empty()
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let mut failed = Vec::new();
+        for (i, check) in ctx.config.health.iter().enumerate() {
+            let name = check
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("check {}", i + 1));
+            let argv: Vec<String> = match (&check.url, &check.command) {
+                (Some(url), _) => [
+                    "curl",
+                    "--fail",
+                    "--silent",
+                    "--show-error",
+                    "--max-time",
+                    "30",
+                    "--output",
+                    "/dev/null",
+                    url,
+                ]
+                .map(String::from)
+                .to_vec(),
+                (None, Some(argv)) => argv.clone(),
+                (None, None) => continue,
+            };
+            let program = exec::find(&ctx.root, &argv[0])?;
+            let program = program.to_string_lossy();
+            let mut full: Vec<&str> = vec![&program];
+            full.extend(argv[1..].iter().map(String::as_str));
+            let run = exec::run_logged(PhaseKind::Finish.name(), self.id(), &full, &[])?;
+            if !run.status.success() {
+                failed.push(format!("{name} ({})", run.status));
+            }
+        }
+        if !failed.is_empty() {
+            bail!("health checks failed: {}; their output is in 'journalctl SYNNEFO_UPGRADE_STEP=health-checks'", failed.join(", "));
+        }
+        Ok(format!("{} check(s) passed", ctx.config.health.len()))
+    }
+}
+
+struct ReportDpkgDist;
+impl Step for ReportDpkgDist {
+    fn id(&self) -> &'static str {
+        "report-dpkg-dist"
+    }
+    fn title(&self) -> &'static str {
+        "list the new conffile versions dpkg left beside kept ones (*.dpkg-dist, *.dpkg-new)"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        let found = crate::status::dpkg_leftovers(&ctx.root);
+        if found.is_empty() {
+            return Ok("none".into());
+        }
+        let found: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+        log::warn!(
+            "kept your configuration; the package's new versions are beside it, compare them: {}",
+            found.join(", ")
+        );
+        Ok(format!("to review: {}", found.join(", ")))
     }
 }
 

@@ -18,8 +18,8 @@ use crate::state::{self, Phase, PhaseKind, State, StepRecord, StepStatus};
 pub struct Lock(#[allow(dead_code)] Flock<std::fs::File>);
 
 /// Takes the run lock, or fails at once naming the other run.
-pub fn lock(ctx: &Ctx) -> Result<Lock> {
-    let file = crate::fsx::open_lock(&ctx.root)?;
+pub fn lock(root: &crate::fsx::Root) -> Result<Lock> {
+    let file = crate::fsx::open_lock(root)?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map(Lock)
         .map_err(|(_, errno)| {
@@ -40,7 +40,11 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         preflight::ensure_no_inhibitor(&ctx.root, &ctx.config)?;
     }
     let state = loaded?;
-    let _lock = if dry_run { None } else { Some(lock(ctx)?) };
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(lock(&ctx.root)?)
+    };
     match state {
         Some(state) if state.phase == Phase::Armed => {
             log::info!("this node is already armed; nothing to do (see 'synnefo-upgrade status')");
@@ -67,7 +71,11 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
 
 /// `finish`: complete the upgrade (resuming a failed or interrupted run).
 pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
-    let _lock = if dry_run { None } else { Some(lock(ctx)?) };
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(lock(&ctx.root)?)
+    };
     let state = State::load(&ctx.root)?.ok_or_else(|| {
         Fatal::BadInput("this node is not armed: run 'synnefo-upgrade prepare' first".into())
     })?;
@@ -102,7 +110,7 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
 /// start the services that ran. Refused (exit 3, nothing changed) once dpkg
 /// has changed a package since `prepare`.
 pub fn abort(ctx: &mut Ctx) -> Result<()> {
-    let _lock = lock(ctx)?;
+    let _lock = lock(&ctx.root)?;
     let state = State::load(&ctx.root)?.ok_or_else(|| {
         Fatal::BadInput("this node is not armed: there is nothing to abort".into())
     })?;

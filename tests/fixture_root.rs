@@ -162,20 +162,27 @@ fn finish_after_prepare_converges_and_migrates_once() {
     }
     let state = node.state_json();
     assert_eq!(state["phase"], "done");
-    let finish_steps: Vec<&str> = state["steps"]
+    let finish_steps: Vec<(&str, &str)> = state["steps"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["phase"] == "finish")
-        .map(|s| s["status"].as_str().unwrap())
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
         .collect();
     assert_eq!(finish_steps.len(), steps(PhaseKind::Finish).len());
-    assert!(
-        finish_steps.iter().all(|s| *s == "done"),
-        "{finish_steps:?}"
-    );
+    // Role-bound steps do not apply to this node (no Cyclades, no Astakos, no [[health]]).
+    let skipped = ["fix-ip-history", "register-cyclades", "health-checks"];
+    for (id, status) in &finish_steps {
+        let want = if skipped.contains(id) {
+            "skipped"
+        } else {
+            "done"
+        };
+        assert_eq!(*status, want, "{id}: {finish_steps:?}");
+    }
 
-    // Apart from the conversion (sources), the tree is back as it was.
+    // Apart from the sources switch and the dist-upgrade itself (os-release,
+    // dpkg status), the tree is back as it was.
     let after = node.snapshot();
     let changed: Vec<&PathBuf> = original
         .keys()
@@ -186,7 +193,8 @@ fn finish_after_prepare_converges_and_migrates_once() {
         [
             Path::new("etc/apt/sources.list"),
             Path::new("etc/apt/sources.list.d/grnet.list"),
-            Path::new("etc/os-release")
+            Path::new("etc/os-release"),
+            Path::new("var/lib/dpkg/status"),
         ],
     );
 
@@ -257,13 +265,18 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
     node.to_jessie();
     let fake = r.join("usr/bin/snf-manage");
     let working = fs::read_to_string(&fake).unwrap();
-    fs::write(&fake, "#!/bin/sh\necho 'django.db.utils.OperationalError: could not connect to server' >&2\nexit 1\n").unwrap();
+    fs::write(&fake, "#!/bin/sh\necho 'django.db.utils.ProgrammingError: relation \"db_vm\" already exists' >&2\nexit 1\n").unwrap();
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("could not connect to server"),
+        stderr.contains("relation \"db_vm\" already exists"),
         "output streamed: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("already exists").count(),
+        1,
+        "a real error is not retried: {stderr}"
     );
     assert!(stderr.contains("step 'migrate' failed"), "{stderr}");
     // The safe state: still masked, policy-rc.d in place, still armed.
@@ -373,4 +386,100 @@ fn prepare_download_fetches_from_the_new_sources_before_stopping_services() {
         .unwrap()
         .clone();
     assert_eq!(download["status"], "skipped");
+}
+
+#[test]
+fn migrate_is_retried_while_the_database_is_unreachable_then_gives_up() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[migrations]\nretry_seconds = 2\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // Unreachable twice (PostgreSQL still starting), then it works.
+    node.write(
+        "/usr/bin/snf-manage",
+        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
+         n=$(grep -c migrate \"$root/var/log/snf-manage.calls\")\n\
+         if [ \"$n\" -le 2 ]; then echo 'OperationalError: could not connect to server: Connection refused' >&2; exit 1; fi\n\
+         echo 'Running migrations: OK'\n",
+        0o755,
+    );
+    let fast = [("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")];
+    let out = node.run(&["finish"], &fast);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(node.path("/var/log/snf-manage.calls"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    let migrate = node.state_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "migrate")
+        .unwrap()
+        .clone();
+    assert!(
+        migrate["message"].as_str().unwrap().contains("attempt 3"),
+        "{migrate}"
+    );
+
+    // A database that never comes back: bounded, then the step fails.
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[migrations]\nretry_seconds = 1\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.write(
+        "/usr/bin/snf-manage",
+        "#!/bin/sh\necho 'could not connect to server' >&2\nexit 1\n",
+        0o755,
+    );
+    let out = node.run(&["finish"], &fast);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the database stayed unreachable"));
+}
+
+#[test]
+fn a_node_that_does_not_migrate_waits_for_the_one_that_does() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[migrations]\nrun = false\nwait_seconds = 30\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // The other node finishes after two polls.
+    node.write(
+        "/usr/bin/snf-manage",
+        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
+         echo db\necho ' [X] 0001_initial'\n\
+         if [ $(wc -l < \"$root/var/log/snf-manage.calls\") -le 2 ]; then echo ' [ ] 0002_ipaddresshistory'; else echo ' [X] 0002_ipaddresshistory'; fi\n",
+        0o755,
+    );
+    let out = node.run(&["finish"], &[("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(node.path("/var/log/snf-manage.calls")).unwrap(),
+        "migrate --list\nmigrate --list\nmigrate --list\n"
+    );
+    // No backup where migrations do not run.
+    assert!(!node.path("/var/backups/synnefo-upgrade").exists());
 }

@@ -136,6 +136,13 @@ impl Settings {
             .collect()
     }
 
+    /// The literal value Synnefo sees for `name` (its winning top-level
+    /// assignment), `None` when no file assigns it; a non-literal is an error
+    /// naming file and line.
+    pub fn literal(&self, name: &str) -> Result<Option<Expr>> {
+        self.effective(name).map(|at| self.value(at)).transpose()
+    }
+
     /// The assignment that wins.
     fn effective(&self, name: &str) -> Option<At> {
         self.simple(name).pop()

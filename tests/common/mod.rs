@@ -112,9 +112,16 @@ impl Node {
         self.write("/var/lib/dpkg/status", &self.packages.join("\n"), 0o644);
     }
 
-    /// The node after dist-upgrade to jessie (os-release only: enough for finish).
+    /// The node after the dist-upgrade to jessie: os-release, and Synnefo's
+    /// packages at 0.19 in dpkg's status.
     pub fn to_jessie(&self) {
         self.write("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 8 (jessie)\"\nVERSION_ID=\"8\"\nVERSION=\"8 (jessie)\"\nID=debian\n", 0o644);
+        let status = fs::read_to_string(self.path("/var/lib/dpkg/status")).unwrap();
+        let status = status.replace(
+            "Source: synnefo\nVersion: 0.18.1-1~wheezy\n",
+            "Source: synnefo\nVersion: 0.19-1~jessie\n",
+        );
+        self.write("/var/lib/dpkg/status", &status, 0o644);
     }
 
     /// Runs the binary with `--root` on this node.

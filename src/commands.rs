@@ -1,0 +1,90 @@
+//! What each command does, between the parsed command line and the modules
+//! that do the work. `main.rs` calls [`run`]; the exit code comes from here
+//! on success and from [`crate::error::exit_code`] on error.
+
+use anyhow::Result;
+use serde::Serialize;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config};
+use crate::error::EXIT_INHIBITED;
+use crate::fsx::Root;
+use crate::plan::Ctx;
+use crate::state::State;
+use crate::{changelog, convert, policy_rcd, preflight, runner, services, status};
+
+fn print(json: bool, report: &impl Serialize, text: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
+}
+
+/// Runs the command of `cli` on the node under `root`.
+pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
+    match cli.command {
+        Command::PolicyRcd { args } => Ok(ExitCode::from(policy_rcd::run(&root, &args) as u8)),
+        Command::Status { json } => {
+            let report = status::report(&root)?;
+            print(json, &report, || status::render(&report))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ValidateChangelog { file } => {
+            print!("{}", changelog::check_file(&file)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { json } => {
+            let config = config::load(&root, cli.config.as_deref())?;
+            // The services' current state when the init system answers; "unknown" otherwise.
+            let services = services::for_node(&root).ok();
+            let report = preflight::report(&root, &config, services.as_deref());
+            print(json, &report, || preflight::render(&report))?;
+            let inhibited = report.findings.iter().any(|f| f.inhibitor);
+            Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))
+        }
+        Command::Convert { dry_run } => {
+            let config = config::load(&root, cli.config.as_deref())?;
+            let conversion = convert::plan(&root, &config)?;
+            if !dry_run {
+                // Locked only once there is something to write: a refused
+                // conversion leaves the tree exactly as it was. `apply`
+                // re-checks every file against the plan.
+                let _lock = runner::lock(&root)?;
+                conversion.apply(&root)?;
+            }
+            print!("{}", conversion.report(dry_run));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prepare { dry_run, download } => phase(&root, cli.config, download, |ctx| {
+            runner::prepare(ctx, dry_run)
+        }),
+        Command::Finish { dry_run } => {
+            phase(&root, cli.config, false, |ctx| runner::finish(ctx, dry_run))
+        }
+        Command::Abort => phase(&root, cli.config, false, runner::abort),
+        Command::Guard => phase(&root, cli.config, false, runner::guard),
+    }
+}
+
+/// Builds the context of a phase (configuration, init system) and runs it.
+fn phase(
+    root: &Root,
+    config_file: Option<std::path::PathBuf>,
+    download: bool,
+    run: impl FnOnce(&mut Ctx) -> Result<()>,
+) -> Result<ExitCode> {
+    let config: Config = config::load(root, config_file.as_deref())?;
+    let services = services::for_node(root)?;
+    let mut ctx = Ctx {
+        root: root.clone(),
+        config,
+        services,
+        state: State::new(),
+        download,
+    };
+    run(&mut ctx)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,274 @@
+//! The finish phase on fixture nodes of each role: backups, fix_ip_history,
+//! conversion, the Cyclades re-registration (with the pipe between
+//! snf-service-export and snf-manage service-import), health checks, and the
+//! report of conffiles dpkg left beside the kept ones. Fakes of Synnefo's
+//! commands live inside the fixture tree and record how they were called.
+
+mod common;
+
+use common::Node;
+use std::fs;
+
+const A: &str = "0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c";
+const B: &str = "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a";
+
+fn node_with(packages: &[&str]) -> Node {
+    let mut node = Node::wheezy();
+    for p in packages {
+        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
+    }
+    node
+}
+
+fn calls(node: &Node) -> String {
+    fs::read_to_string(node.path("/var/log/snf-manage.calls")).unwrap_or_default()
+}
+
+fn step<'a>(state: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id && s["phase"] == "finish")
+        .unwrap()
+}
+
+#[test]
+fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
+    let node = node_with(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[fix_ip_history]\nchangelog = \"/root/owners.log\"\nfix = true\n",
+        0o644,
+    );
+    node.write(
+        "/root/owners.log",
+        &format!("42|{A}|{B}|2016-03-01 12:30:00.000000\n"),
+        0o600,
+    );
+    // Like the real tool: a dry run raises CommandError and exits 1.
+    node.write(
+        "/usr/lib/synnefo/tools/fix_ip_history",
+        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../../../..\"\necho \"fix_ip_history $*\" >> \"$root/var/log/snf-manage.calls\"\n\
+         if [ \"$1\" = --fix ]; then echo 'Processing change'; exit 0; fi\n\
+         echo 'Running in dry run mode.'\necho 'CommandError: Aborting due to dry run mode.' >&2\nexit 1\n",
+        0o755,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let log = calls(&node);
+    let root = node.root().display().to_string();
+    assert!(
+        log.contains(&format!(
+            "fix_ip_history {root}/root/owners.log\nfix_ip_history --fix {root}/root/owners.log\n"
+        )),
+        "{log}"
+    );
+    let state = node.state_json();
+    assert_eq!(
+        step(&state, "fix-ip-history")["message"],
+        "IP history fixed for 1 owner change(s)"
+    );
+}
+
+#[test]
+fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
+    let node = node_with(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[fix_ip_history]\nchangelog = \"/root/owners.log\"\n",
+        0o644,
+    );
+    node.write(
+        "/root/owners.log",
+        &format!("42|{A}|{B}|2016-03-01 12:30:00.000000\n"),
+        0o600,
+    );
+    node.write(
+        "/usr/lib/synnefo/tools/fix_ip_history",
+        "#!/bin/sh\necho 'Traceback (most recent call last):' >&2\nexit 1\n",
+        0o755,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let state = node.state_json();
+    assert_eq!(step(&state, "fix-ip-history")["status"], "failed");
+    assert!(step(&state, "fix-ip-history")["message"]
+        .as_str()
+        .unwrap()
+        .contains("dry run of fix_ip_history failed"));
+    assert!(node.path("/var/lib/synnefo-upgrade/armed").exists());
+    assert_eq!(
+        fs::read_link(node.path("/etc/systemd/system/gunicorn.service"))
+            .unwrap()
+            .to_str(),
+        Some("/dev/null")
+    );
+}
+
+#[test]
+fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
+    let node = node_with(&["snf-astakos-app"]);
+    node.write(
+        "/usr/bin/snf-manage",
+        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
+         case \"$1\" in\n\
+         component-list) echo 'astakos,https://accounts.example.org/astakos,https://accounts.example.org/astakos/ui'; \
+         echo 'cyclades,https://compute.example.org/cyclades,https://compute.example.org/cyclades/ui' ;;\n\
+         service-import) cat > \"$root/var/log/service-import.stdin\" ;;\n\
+         esac\n",
+        0o755,
+    );
+    node.write(
+        "/usr/bin/snf-service-export",
+        "#!/bin/sh\necho \"{\\\"cyclades\\\": {\\\"component\\\": \\\"$1\\\", \\\"base\\\": \\\"$2\\\"}}\"\n",
+        0o755,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let log = calls(&node);
+    assert!(
+        log.contains("component-modify cyclades --base-url https://compute.example.org/cyclades --ui-url https://compute.example.org/cyclades/ui --purge-services\nservice-import --json -\n"),
+        "{log}"
+    );
+    assert_eq!(
+        fs::read_to_string(node.path("/var/log/service-import.stdin")).unwrap(),
+        "{\"cyclades\": {\"component\": \"cyclades\", \"base\": \"https://compute.example.org/cyclades\"}}\n"
+    );
+
+    // Configured URLs win over the registered ones.
+    let node = node_with(&["snf-astakos-app"]);
+    node.write("/etc/synnefo-upgrade/upgrade.toml", "[cyclades]\nbase_url = \"https://new.example.org/cyclades\"\nui_url = \"https://new.example.org/cyclades/ui\"\n", 0o644);
+    node.write("/usr/bin/snf-manage", "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\ncat >/dev/null\n", 0o755);
+    node.write(
+        "/usr/bin/snf-service-export",
+        "#!/bin/sh\necho '{}'\n",
+        0o755,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    assert!(calls(&node).contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
+}
+
+#[test]
+fn health_checks_gate_done() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[[health]]\nname = \"always\"\ncommand = [\"true\"]\n[[health]]\nname = \"api\"\ncommand = [\"/usr/local/bin/api-check\"]\n",
+        0o644,
+    );
+    node.write(
+        "/usr/local/bin/api-check",
+        "#!/bin/sh\necho 'HTTP 502 from gunicorn'\nexit 1\n",
+        0o755,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let state = node.state_json();
+    assert_eq!(state["phase"], "finishing");
+    assert!(step(&state, "health-checks")["message"]
+        .as_str()
+        .unwrap()
+        .contains("health checks failed: api (exit status: 1)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 502 from gunicorn"));
+    // Fixed: the rerun resumes at the health checks and completes.
+    node.write("/usr/local/bin/api-check", "#!/bin/sh\nexit 0\n", 0o755);
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+}
+
+#[test]
+fn backups_and_dpkg_leftovers() {
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/srv/snf.sqlite'}}\n", 0o640);
+    node.write("/srv/snf.sqlite", "SQLite format 3\0fake", 0o600);
+    node.write(
+        "/etc/gunicorn.d/synnefo",
+        "CONFIG = {'mode': 'wsgi', 'args': ('synnefo.webproject.wsgi',)}\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist",
+        "# new default\n",
+        0o644,
+    );
+    node.ok(&["finish"]);
+    let dump = node.path("/var/backups/synnefo-upgrade/database.sqlite");
+    assert_eq!(fs::read(&dump).unwrap(), b"SQLite format 3\0fake");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&dump).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let tarball = node.path("/var/backups/synnefo-upgrade/config.tar.gz");
+    assert_eq!(
+        fs::metadata(&tarball).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let listing = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("etc/synnefo/10-snf-webproject-database.conf"),
+        "{listing}"
+    );
+    assert!(listing.contains("etc/gunicorn.d/synnefo"), "{listing}");
+    let state = node.state_json();
+    assert_eq!(
+        step(&state, "report-dpkg-dist")["message"],
+        "to review: /etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"
+    );
+}
+
+#[test]
+fn conversion_runs_in_finish_and_a_bad_setting_stops_it_with_file_and_line() {
+    let node = Node::wheezy();
+    node.write("/etc/gunicorn.d/synnefo", "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': (\n   '--bind=127.0.0.1:8080',\n ),\n}\n", 0o644);
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-api.conf",
+        "VMAPI_CACHE_BACKEND = BASE + '/cache'\n",
+        0o640,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "bad input is exit 2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("/etc/synnefo/20-snf-cyclades-app-api.conf:1"));
+    assert_eq!(fs::read_to_string(node.path("/etc/gunicorn.d/synnefo")).unwrap(), "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': (\n   '--bind=127.0.0.1:8080',\n ),\n}\n");
+    // Fixed by the operator: the rerun converts.
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-api.conf",
+        "VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\n",
+        0o640,
+    );
+    node.ok(&["finish"]);
+    let gunicorn = fs::read_to_string(node.path("/etc/gunicorn.d/synnefo")).unwrap();
+    assert!(
+        gunicorn.contains("'mode': 'wsgi'") && gunicorn.contains("'synnefo.webproject.wsgi'"),
+        "{gunicorn}"
+    );
+    let api = fs::read_to_string(node.path("/etc/synnefo/20-snf-cyclades-app-api.conf")).unwrap();
+    assert!(
+        api.contains("VMAPI_CACHE = {") && api.contains("MemcachedCache"),
+        "{api}"
+    );
+}

@@ -382,6 +382,43 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             format!("set {var}=true before arming if {service} should run on this node"),
         ));
     }
+    // What finish's conversion will make of this node's files, read-only now:
+    // a refusal here would stop finish later, with the services down.
+    match crate::convert::plan(root, config) {
+        Err(e) => found.push(Finding::inhibitor(
+            "convert-refused",
+            "the configuration cannot be converted to 0.19 automatically",
+            format!("{e:#}"),
+            "fix or convert the named file by hand ('synnefo-upgrade convert --dry-run' shows the rest)",
+        )),
+        Ok(conversion) => {
+            for warning in &conversion.warnings {
+                found.push(Finding::new(
+                    "convert-warning",
+                    "low",
+                    "the conversion will leave something for you to check",
+                    warning.clone(),
+                    "see 'synnefo-upgrade convert --dry-run'",
+                ));
+            }
+        }
+    }
+    if let Ok(Some(module)) = crate::convert::settings::Settings::load(root)
+        .and_then(|s| s.literal("BACKEND_ALLOCATOR_MODULE"))
+    {
+        let module = module.as_str().unwrap_or_default().to_string();
+        if module != crate::convert::settings::OLD_ALLOCATOR
+            && module != crate::convert::settings::NEW_ALLOCATOR
+        {
+            found.push(Finding::new(
+                "custom-allocator",
+                "medium",
+                format!("BACKEND_ALLOCATOR_MODULE is a custom '{module}'"),
+                "it is kept as it is; 0.19's default is the FilterAllocator, with the new project-backend policy",
+                format!("consider '{}'", crate::convert::settings::NEW_ALLOCATOR),
+            ));
+        }
+    }
     if service_node && config.convert.allowed_hosts.is_none() {
         found.push(Finding::new(
             "allowed-hosts",

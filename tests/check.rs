@@ -399,3 +399,42 @@ fn validate_changelog_reports_every_bad_line_or_a_summary() {
     assert!(err.contains("bad.log:3: blank line"), "{err}");
     assert!(err.contains("bad.log:4: 3 fields"), "{err}");
 }
+
+#[test]
+fn conversion_problems_surface_before_arming() {
+    // A custom allocator: kept, with a notice.
+    let mut node = Node::wheezy();
+    synnefo(&mut node, &["snf-cyclades-app"]);
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-backend.conf",
+        "BACKEND_ALLOCATOR_MODULE = 'grnet.allocators.RackAware'\n",
+        0o640,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0));
+    let notices = ids(&json, false);
+    assert!(
+        notices.contains(&"custom-allocator".to_string()),
+        "{notices:?}"
+    );
+    // A setting the converter must refuse: an inhibitor now, not a failed finish later.
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-api.conf",
+        "VMAPI_CACHE_BACKEND = BASE_URL + 'x'\n",
+        0o640,
+    );
+    let json = inhibited_by(&node, "convert-refused");
+    let finding = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "convert-refused")
+        .unwrap();
+    assert!(
+        finding["summary"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/synnefo/20-snf-cyclades-app-api.conf:1"),
+        "{finding}"
+    );
+}

@@ -50,6 +50,13 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
             log::info!("this node is already armed; nothing to do (see 'synnefo-upgrade status')");
             return Ok(());
         }
+        Some(state) if state.phase == Phase::Done => {
+            // E.g. a later version of this package installed on an upgraded node.
+            log::info!(
+                "the upgrade of this node is done; nothing to arm (see 'synnefo-upgrade status')"
+            );
+            return Ok(());
+        }
         Some(state) if state.phase == Phase::Preparing => ctx.state = state,
         Some(state) => bail!(Fatal::Inhibited(format!(
             "this node is in phase '{:?}': prepare is for a node that has not been upgraded",

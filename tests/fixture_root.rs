@@ -198,8 +198,10 @@ fn finish_after_prepare_converges_and_migrates_once() {
         ],
     );
 
-    // Running finish again does nothing, migrates nothing.
+    // Running finish again does nothing, migrates nothing; nor does prepare
+    // (as when a later version of the package is installed on the upgraded node).
     node.ok(&["finish"]);
+    node.ok(&["prepare"]);
     assert_eq!(node.snapshot(), after);
 }
 

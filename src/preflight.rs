@@ -435,7 +435,12 @@ pub fn ensure_no_inhibitor(root: &Root, config: &Config) -> anyhow::Result<()> {
     let blocking: Vec<String> = findings(root, config)
         .into_iter()
         .filter(|f| f.inhibitor)
-        .map(|f| format!("{} (what to do: {})", f.title, f.remediation.hint))
+        .map(|f| {
+            format!(
+                "{}: {} (what to do: {})",
+                f.title, f.summary, f.remediation.hint
+            )
+        })
         .collect();
     if blocking.is_empty() {
         Ok(())

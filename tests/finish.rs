@@ -237,13 +237,14 @@ fn backups_and_dpkg_leftovers() {
 fn conversion_runs_in_finish_and_a_bad_setting_stops_it_with_file_and_line() {
     let node = Node::wheezy();
     node.write("/etc/gunicorn.d/synnefo", "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': (\n   '--bind=127.0.0.1:8080',\n ),\n}\n", 0o644);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // Changed after arming (check would have refused to arm with it).
     node.write(
         "/etc/synnefo/20-snf-cyclades-app-api.conf",
         "VMAPI_CACHE_BACKEND = BASE + '/cache'\n",
         0o640,
     );
-    node.ok(&["prepare"]);
-    node.to_jessie();
     let out = node.run(&["finish"], &[]);
     assert_eq!(
         out.status.code(),

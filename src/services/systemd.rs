@@ -175,10 +175,14 @@ impl Services for Systemd {
         let unit = unit_name(name);
         let active = self.is_active(name)?;
         let file_state = self.manager.get_unit_file_state(&unit).unwrap_or_default();
-        Ok(ServiceStatus {
-            active,
-            enabled: file_state == "enabled",
-        })
+        // Units that systemd-sysv-generator made from an init script are
+        // "generated": whether they start at boot is told by the rc links.
+        let enabled = match file_state.as_str() {
+            "enabled" | "enabled-runtime" => true,
+            "generated" | "" => super::is_enabled_on_disk(&crate::fsx::Root::new("/"), name),
+            _ => false,
+        };
+        Ok(ServiceStatus { active, enabled })
     }
 
     fn stop(&self, names: &[String]) -> Result<()> {

@@ -23,7 +23,13 @@
 #   journal_count F MATCH.. host-side count of journal entries (FIELD=V, FIELD~TEXT)
 # and the stages of the upgrade story, each with its assertions:
 #   stage_old_node, stage_install_tool [ENV], assert_armed, stage_dist_upgrade,
-#   stage_first_systemd_boot [reset], vm_wait_finish_unit, assert_finished
+#   stage_first_systemd_boot [reset], vm_wait_finish_unit, assert_finished [MIGRATE_RUNS]
+# and for the failure/power-loss/systemd scenarios:
+#   vm_wait_guest DESC TIMEOUT CMD, vm_status_json NAME, json_check DESC FILE EXPR,
+#   vm_wait_status DESC TIMEOUT NAME EXPR,
+#   vm_export_journal FILE [ARGS], journal_phase_events F PHASE [BOOT],
+#   vm_wait_finish_settled, assert_finish_failed STEP, stage_old_node_systemd,
+#   assert_armed_systemd
 # Evidence (journal.json, console.log, fetched files) lands in $VM_OUT.
 
 VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -385,7 +391,8 @@ stage_first_systemd_boot() {
     if [ "${1:-}" = reset ]; then vm_reset; else vm_reboot; fi
     timing first-systemd-boot "$VM_REBOOT_SECONDS"
     check "PID 1 is systemd" "$GUEST_IS_SYSTEMD"
-    vm_wait_finish_unit
+    # ssh can come up before the finish unit's start job runs: wait for its end.
+    vm_wait_finish_settled
 }
 
 # Wait (bounded) until the finish unit is no longer activating; save its status.
@@ -397,8 +404,11 @@ vm_wait_finish_unit() {
 }
 
 # Everything a successful `finish` must have done, journal included.
+#   $1: how many `snf-manage migrate` runs the fake's log must show (default 1;
+#       2 after a failed migration that was fixed and resumed).
 assert_finished() {
-    local steps migrate_lines
+    local steps migrate_lines migrate_runs=${1:-1} migrate_desc="snf-manage migrate ran exactly once"
+    [ "$migrate_runs" = 1 ] || migrate_desc="snf-manage migrate ran exactly $migrate_runs times"
     check_eq "finish unit succeeded" Result=success \
         'systemctl show -p Result synnefo-upgrade-finish.service'
     # RemainAfterExit=yes: the oneshot stays "active (exited)" after success.
@@ -412,7 +422,7 @@ assert_finished() {
     check "finish unit disabled" '! test -e /etc/systemd/system/multi-user.target.wants/synnefo-upgrade-finish.service'
     check "state.json says done" \
         'grep -Eq "\"phase\"[[:space:]]*:[[:space:]]*\"done\"" /var/lib/synnefo-upgrade/state.json'
-    check_eq "snf-manage migrate ran exactly once" 1 \
+    check_eq "$migrate_desc" "$migrate_runs" \
         'grep -c migrate /var/lib/fake-synnefo/snf-manage.log'
     # The shipped unit as the real systemd reads it: no warning at all.
     check "systemd-analyze verify: finish unit clean (no output)" \
@@ -429,6 +439,218 @@ assert_finished() {
     migrate_lines=$(journal_count "$VM_OUT/journal.json" _SYSTEMD_UNIT=synnefo-upgrade-finish.service MESSAGE~Applying)
     [ "$migrate_lines" -gt 0 ] || fail "journal: snf-manage migrate output not found in the finish unit's journal"
     printf '[%s]   ok: migrate output streamed to the journal (%s lines)\n' "$SCENARIO" "$migrate_lines" >&2
+}
+
+# ---------------------------------------------------------------- more stages and checks
+# Used by the failure, power-loss and systemd-before-arming scenarios.
+
+# vm_wait_guest DESC TIMEOUT CMD: poll (every 2 s, bounded by TIMEOUT seconds)
+# until the guest shell string CMD succeeds; fail the scenario otherwise.
+vm_wait_guest() {
+    local desc=$1 timeout=$2 cmd=$3 deadline
+    deadline=$((SECONDS + timeout))
+    until VM_CMD_TIMEOUT=60 vm_ssh "$cmd" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${timeout}s waiting for: $desc (\`$cmd\`)"
+        sleep 2
+    done
+    printf '[%s]   ok: %s\n' "$SCENARIO" "$desc" >&2
+}
+
+# vm_status_json NAME: save `synnefo-upgrade status --json` as $VM_OUT/status-NAME.json
+# (evidence, and the input of json_check).  Prints the file's path.
+vm_status_json() {
+    local file=$VM_OUT/status-$1.json
+    vm_ssh 'synnefo-upgrade status --json' >"$file" 2>"$VM_OUT/status-$1.stderr" ||
+        fail "synnefo-upgrade status --json failed (see $file, ${file%.json}.stderr)"
+    echo "$file"
+}
+
+# json_check DESC FILE EXPR: host-side check of a JSON document (e.g. a
+# `status --json` output).  EXPR is a Python expression over `s` (the document);
+# `step(PHASE, ID)` gives that step's status in a status/state document (None if
+# absent) and `steps(PHASE)` the ids of its recorded steps, in order.
+json_check() {
+    local desc=$1 file=$2 expr=$3 out
+    if ! out=$(json_holds "$file" "$expr" 2>&1); then
+        fail "$desc: \`$expr\` does not hold for $file ($out)"
+    fi
+    printf '[%s]   ok: %s\n' "$SCENARIO" "$desc" >&2
+}
+
+# json_holds FILE EXPR: succeeds when EXPR (as in json_check) holds for FILE.
+json_holds() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1], encoding="utf-8"))
+def step(phase, id):
+    for r in s.get("steps", []):
+        if r.get("phase") == phase and r.get("id") == id:
+            return r.get("status")
+    return None
+def steps(phase):
+    return [r.get("id") for r in s.get("steps", []) if r.get("phase") == phase]
+if not eval(sys.argv[2]):
+    sys.exit("false")
+PY
+}
+
+# vm_wait_status DESC TIMEOUT NAME EXPR: poll `synnefo-upgrade status --json`
+# (saved as status-NAME.json; every 2 s, bounded by TIMEOUT seconds) until EXPR
+# (as in json_check) holds.
+vm_wait_status() {
+    local desc=$1 timeout=$2 name=$3 expr=$4 deadline file=$VM_OUT/status-$3.json
+    deadline=$((SECONDS + timeout))
+    until vm_ssh 'synnefo-upgrade status --json' >"$file" 2>/dev/null && json_holds "$file" "$expr" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${timeout}s waiting for: $desc (\`$expr\` on $file)"
+        sleep 2
+    done
+    printf '[%s]   ok: %s\n' "$SCENARIO" "$desc" >&2
+}
+
+# vm_export_journal FILE [JOURNALCTL ARGS...]: the guest's journal as JSON into FILE.
+vm_export_journal() {
+    local file=$1
+    shift
+    VM_CMD_TIMEOUT=120 vm_ssh "journalctl -o json --no-pager $*" >"$file" ||
+        fail "could not export the journal ($*) to $file"
+}
+
+# The guest's current boot id as journald writes it (_BOOT_ID: no dashes).
+vm_boot_id_journal() {
+    printf '%s' "${VM_BOOT_ID//-/}"
+}
+
+# Wait (bounded) until the finish unit has run to an end on this boot: it is
+# "active" (exited) or "failed".  ssh can be up before the unit's start job even
+# began (ActiveState still "inactive"), which vm_wait_finish_unit does not wait
+# out.  Saves the unit's status like vm_wait_finish_unit.
+vm_wait_finish_settled() {
+    vm_wait_guest "finish unit ran to an end on this boot (active or failed)" 420 \
+        'case "$(systemctl show -p ActiveState --value synnefo-upgrade-finish.service)" in active|failed) ;; *) exit 1;; esac'
+    vm_wait_finish_unit
+}
+
+# A `finish` that failed at step $1 (the unit's run on boot, or a rerun): the node
+# is left in the safe state and every channel says what failed and what to do.
+# Evidence: status-failed-STEP.json, journal-failed-STEP.json, journal-x-failed-STEP.txt.
+assert_finish_failed() {
+    local failed=$1 status n
+    check_eq "finish unit failed" failed 'systemctl show -p ActiveState --value synnefo-upgrade-finish.service'
+    check "finish unit Result is not success" \
+        'r=$(systemctl show -p Result --value synnefo-upgrade-finish.service); echo "Result=$r" >&2; [ -n "$r" ] && [ "$r" != success ]'
+    check_not "gunicorn.service not active" 'systemctl is-active --quiet gunicorn.service'
+    check "gunicorn process not running" "$GUEST_GUNICORN_DOWN"
+    check_eq "gunicorn still masked (link to /dev/null)" /dev/null 'readlink /etc/systemd/system/gunicorn.service'
+    check_eq "systemctl is-enabled gunicorn.service says masked" masked 'systemctl is-enabled gunicorn.service'
+    check "policy-rc.d still installed" 'test -x /usr/sbin/policy-rc.d'
+    check_eq "policy-rc.d still denies gunicorn.service start" 101 '/usr/sbin/policy-rc.d gunicorn.service start >/dev/null 2>&1; echo $?'
+    check "armed marker still present" 'test -e /var/lib/synnefo-upgrade/armed'
+    check "finish unit still enabled" 'test -L /etc/systemd/system/multi-user.target.wants/synnefo-upgrade-finish.service'
+    status=$(vm_status_json "failed-$failed")
+    json_check "status --json: phase finishing" "$status" 's["phase"] == "finishing"'
+    json_check "status --json: step $failed failed" "$status" "step('finish', '$failed') == 'failed'"
+    json_check "status --json: no finish step recorded after $failed" "$status" "steps('finish')[-1] == '$failed'"
+    json_check "status --json: gunicorn masked, policy-rc.d installed" "$status" \
+        '"gunicorn" in s["masked"] and s["policy_rcd_installed"] is True'
+    vm_export_journal "$VM_OUT/journal-failed-$failed.json"
+    n=$(journal_count "$VM_OUT/journal-failed-$failed.json" SYNNEFO_UPGRADE_PHASE=finish \
+        "SYNNEFO_UPGRADE_STEP=$failed" SYNNEFO_UPGRADE_OUTCOME=failed MESSAGE_ID=3f3d36b1587241fca98792f016b3c9f4)
+    [ "$n" -ge 1 ] || fail "journal: no entry SYNNEFO_UPGRADE_STEP=$failed SYNNEFO_UPGRADE_OUTCOME=failed with the failed-step MESSAGE_ID"
+    printf '[%s]   ok: journal: %s entry with STEP=%s OUTCOME=failed\n' "$SCENARIO" "$n" "$failed" >&2
+    # journalctl -x adds the shipped catalog's explanation to that entry.
+    vm_ssh 'journalctl -x --no-pager -u synnefo-upgrade-finish.service' >"$VM_OUT/journal-x-failed-$failed.txt" 2>&1 ||
+        fail "journalctl -x -u synnefo-upgrade-finish failed"
+    grep -qF "Fix the cause, then run 'synnefo-upgrade finish'" "$VM_OUT/journal-x-failed-$failed.txt" ||
+        fail "journalctl -x -u synnefo-upgrade-finish shows no catalog explanation (see journal-x-failed-$failed.txt)"
+    grep -qF "step $failed of finish FAILED" "$VM_OUT/journal-x-failed-$failed.txt" ||
+        fail "journalctl -x: no catalog subject 'step $failed of finish FAILED' (see journal-x-failed-$failed.txt)"
+    printf '[%s]   ok: journalctl -x shows the catalog explanation of the failed step\n' "$SCENARIO" >&2
+}
+
+# The old node already runs systemd before it is armed (jessie's systemd-sysv
+# installed on wheezy, as some operators did): boot the sysvinit overlay, install
+# systemd-sysv and dbus from the repository's jessie suite through a temporary
+# source (removed again: only the wheezy line is left for prepare to rewrite),
+# reboot into systemd, then install the 0.18.1 stack: gunicorn.service, generated
+# from the init script, runs under systemd.
+stage_old_node_systemd() {
+    local t0=$SECONDS
+    step "booting sysvinit guest..."
+    vm_start
+    timing boot-sysvinit "$((SECONDS - t0))"
+    check "PID 1 is sysvinit, systemd not running" "$GUEST_IS_SYSVINIT"
+    vm_mount_repo
+    step "switching the old node to systemd (systemd-sysv dbus through a temporary jessie source)"
+    evidence_files /root/switch-to-systemd.log
+    check "apt-get install systemd-sysv dbus" \
+        'echo "deb [trusted=yes] file:/srv/repo jessie main" >/etc/apt/sources.list.d/vm-systemd-only.list &&
+         apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd-sysv dbus >/root/switch-to-systemd.log 2>&1; rc=$?
+         rm -f /etc/apt/sources.list.d/vm-systemd-only.list; apt-get update -q >/dev/null || rc=1
+         tail -n 20 /root/switch-to-systemd.log; exit $rc'
+    check "only the wheezy source is left" \
+        '! grep -rqs jessie /etc/apt/sources.list /etc/apt/sources.list.d && grep -q "file:/srv/repo wheezy main" /etc/apt/sources.list'
+    check "no Synnefo package came from jessie" '! dpkg-query -W snf-common gunicorn 2>/dev/null | grep -q .'
+    vm_reboot
+    timing boot-systemd-before-arming "$VM_REBOOT_SECONDS"
+    check "PID 1 is systemd" "$GUEST_IS_SYSTEMD"
+    vm_wait_guest "dbus system bus up" 120 'test -S /run/dbus/system_bus_socket'
+    step "installing the 0.18.1 stack under systemd (snf-common snf-webproject gunicorn)"
+    vm_mount_repo
+    check "apt-get install of the 0.18.1 stack" \
+        'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q snf-common snf-webproject gunicorn'
+    check "snf packages are 0.18.1" \
+        'for p in snf-common snf-webproject; do [ "$(dpkg-query -W -f="\${Version}" $p)" = 0.18.1-1~wheezy ] || exit 1; done'
+    check_eq "gunicorn.service active under systemd" active 'systemctl is-active gunicorn.service'
+    check "gunicorn.service generated from the init script" \
+        'systemctl show -p SourcePath --value gunicorn.service | grep -qx /etc/init.d/gunicorn'
+    check "gunicorn enabled at boot (rc2.d S link)" 'ls /etc/rc2.d/S*gunicorn >/dev/null'
+    check "gunicorn process running" "$GUEST_GUNICORN_RUNNING"
+}
+
+# What `prepare` must have done where systemd was PID 1 (over D-Bus), in addition
+# to assert_armed: the systemd view of the mask, deb-systemd-invoke refused, and
+# the prepare steps in the journal (journald runs now).  Evidence:
+# status-armed.json, journal-armed.json, deb-systemd-invoke-gunicorn-start.txt.
+assert_armed_systemd() {
+    local status missing
+    check_eq "gunicorn.service inactive" inactive 'systemctl is-active gunicorn.service'
+    check_eq "systemctl is-enabled gunicorn.service says masked" masked 'systemctl is-enabled gunicorn.service'
+    check_eq "the mask is the /dev/null link" /dev/null 'readlink /etc/systemd/system/gunicorn.service'
+    check_eq "systemd sees the mask (LoadState)" masked 'systemctl show -p LoadState --value gunicorn.service'
+    vm_ssh 'deb-systemd-invoke start gunicorn.service; echo "exit status $?"' \
+        >"$VM_OUT/deb-systemd-invoke-gunicorn-start.txt" 2>&1 || true
+    grep -q 'policy-rc.d returned 101' "$VM_OUT/deb-systemd-invoke-gunicorn-start.txt" ||
+        fail "deb-systemd-invoke start gunicorn.service was not refused by policy-rc.d (see deb-systemd-invoke-gunicorn-start.txt)"
+    check_not "deb-systemd-invoke start did not start gunicorn.service" 'systemctl is-active --quiet gunicorn.service'
+    check "gunicorn process still down" "$GUEST_GUNICORN_DOWN"
+    vm_ssh 'invoke-rc.d gunicorn start; echo "exit status $?"' >"$VM_OUT/invoke-rc.d-gunicorn-start-systemd.txt" 2>&1 || true
+    check_not "invoke-rc.d gunicorn start did not start gunicorn.service" 'systemctl is-active --quiet gunicorn.service'
+    check "gunicorn process still down" "$GUEST_GUNICORN_DOWN"
+    status=$(vm_status_json armed)
+    json_check "status --json: armed, gunicorn masked, policy-rc.d installed" "$status" \
+        's["phase"] == "armed" and "gunicorn" in s["masked"] and s["policy_rcd_installed"] is True'
+    json_check "status --json: every prepare step done" "$status" \
+        'steps("prepare") and all(step("prepare", i) == "done" for i in steps("prepare"))'
+    vm_export_journal "$VM_OUT/journal-armed.json"
+    journal_steps_done "$VM_OUT/journal-armed.json" prepare >"$VM_OUT/journal-check-prepare.txt" 2>&1 ||
+        fail "journal: prepare steps not all done: $(cat "$VM_OUT/journal-check-prepare.txt")"
+    # Every prepare step the state records has its OUTCOME=done entry.
+    missing=$(python3 - "$status" "$VM_OUT/journal-armed.json" <<'PY'
+import json, sys
+status = json.load(open(sys.argv[1], encoding="utf-8"))
+done = set()
+for line in open(sys.argv[2], encoding="utf-8", errors="replace"):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("SYNNEFO_UPGRADE_PHASE") == "prepare" and e.get("SYNNEFO_UPGRADE_OUTCOME") == "done":
+        done.add(e.get("SYNNEFO_UPGRADE_STEP"))
+print(" ".join(r["id"] for r in status["steps"] if r["phase"] == "prepare" and r["id"] not in done))
+PY
+    )
+    [ -z "$missing" ] || fail "journal: prepare steps without a SYNNEFO_UPGRADE_OUTCOME=done entry: $missing"
+    step "prepare steps per journal: $(cat "$VM_OUT/journal-check-prepare.txt")"
 }
 
 # ---------------------------------------------------------------- evidence
@@ -512,5 +734,27 @@ for line in open(path, encoding="utf-8", errors="replace"):
             break
     n += ok
 print(n)
+PY
+}
+
+# journal_phase_events FILE PHASE [BOOT_ID]: the PHASE's step entries of a
+# `journalctl -o json` export (only those of boot BOOT_ID, journald's dashless
+# form, when given), in journal order, one line each: "STEP OUTCOME", where
+# OUTCOME is "-" for entries without one (a step's start, command output).
+journal_phase_events() {
+    python3 - "$@" <<'PY'
+import json, sys
+path, phase = sys.argv[1], sys.argv[2]
+boot = sys.argv[3] if len(sys.argv) > 3 else None
+for line in open(path, encoding="utf-8", errors="replace"):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("SYNNEFO_UPGRADE_PHASE") != phase or "SYNNEFO_UPGRADE_STEP" not in e:
+        continue
+    if boot is not None and e.get("_BOOT_ID") != boot:
+        continue
+    print(e["SYNNEFO_UPGRADE_STEP"], e.get("SYNNEFO_UPGRADE_OUTCOME") or "-")
 PY
 }

@@ -14,6 +14,7 @@ n=${1:-64}
 
 # shellcheck source=../tests/vm/lib.sh
 . tests/vm/lib.sh
+# shellcheck disable=SC2034 # read by lib.sh
 SCENARIO=bench-stop-mask
 VM_OUT=$VM_TARGET/bench-stop-mask
 rm -rf "$VM_OUT"

@@ -5,7 +5,7 @@
 //! This module reads only; it never writes.
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::error::Fatal;
@@ -13,7 +13,7 @@ use crate::fsx::Root;
 use crate::paths;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Release names.
@@ -37,7 +37,7 @@ pub struct Config {
 }
 
 /// Preflight thresholds.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Preflight {
     /// MiB added to the estimated space the dist-upgrade needs, in
@@ -54,7 +54,7 @@ impl Default for Preflight {
 }
 
 /// `fix_ip_history`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FixIpHistory {
     /// The changelog (`<vmid>|<from_uuid>|<to_uuid>|<date>` lines); unset: not run.
@@ -64,7 +64,7 @@ pub struct FixIpHistory {
 }
 
 /// Cyclades re-registration (`snf-component-register cyclades`, non-interactive).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cyclades {
     /// Base URL; unset: the one currently registered.
@@ -74,7 +74,7 @@ pub struct Cyclades {
 }
 
 /// Backups before the point of no return.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backups {
     /// Take them (on nodes that run migrations).
@@ -98,7 +98,7 @@ impl Default for Backups {
 
 /// One health check: exactly one of `url` (HTTP GET must answer 2xx/3xx) or
 /// `command` (argv, must exit 0).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// A name for reports.
@@ -110,7 +110,7 @@ pub struct HealthCheck {
 }
 
 /// Release names: OS codenames checked, APT suite names rewritten.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Release {
     /// OS codename `prepare` requires.
@@ -135,7 +135,7 @@ impl Default for Release {
 }
 
 /// The managed services.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Services {
     /// Overrides the services derived from the node (init script names).
@@ -154,7 +154,7 @@ impl Default for Services {
 }
 
 /// Database migrations.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Migrations {
     /// Run `snf-manage migrate` on this node (one node per service).
@@ -177,7 +177,7 @@ impl Default for Migrations {
 }
 
 /// Config conversion.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Convert {
     /// `ALLOWED_HOSTS` to set in the Synnefo settings; unset: left alone (0.19's

@@ -65,3 +65,41 @@ fn invalid_values_are_rejected_with_the_file() {
         "{err:#}"
     );
 }
+
+/// Every key of the configuration appears in the shipped conffile (as a
+/// commented example) and in docs/configuration.md.
+#[test]
+fn every_key_is_documented() {
+    let docs = include_str!("../docs/configuration.md");
+    let mut config = Config::default();
+    // Optional keys only serialize when set: give each a value.
+    config.services.managed = Some(vec![]);
+    config.fix_ip_history.changelog = Some("/x".into());
+    config.cyclades.base_url = Some("http://x".into());
+    config.cyclades.ui_url = Some("http://x".into());
+    config.convert.allowed_hosts = Some(vec![]);
+    config.backups.database_command = Some(vec!["x".into()]);
+    let table = toml::Value::try_from(&config).unwrap();
+    let mut missing = Vec::new();
+    for (section, keys) in table.as_table().unwrap() {
+        let Some(keys) = keys.as_table() else {
+            continue;
+        };
+        for key in keys.keys() {
+            if !SHIPPED.contains(&format!("#{key} = ")) {
+                missing.push(format!("debian/upgrade.toml: [{section}] {key}"));
+            }
+            if !docs.contains(&format!("`{section}.{key}`"))
+                && !docs.contains(&format!("`{section}.{key}`,"))
+            {
+                missing.push(format!("docs/configuration.md: {section}.{key}"));
+            }
+        }
+    }
+    for key in ["name", "url", "command"] {
+        if !SHIPPED.contains(&format!("#{key} = ")) {
+            missing.push(format!("debian/upgrade.toml: [[health]] {key}"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+}

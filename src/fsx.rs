@@ -173,6 +173,18 @@ pub fn remove_created_dirs(root: &Root) -> Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
+/// A temporary path beside `host` (same directory, so the rename is atomic),
+/// cleared of a leftover from an interrupted earlier run.
+fn temp_beside(host: &Path) -> PathBuf {
+    let name = host
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = host.with_file_name(format!(".{name}.synnefo-upgrade.tmp"));
+    let _ = fs::remove_file(&tmp);
+    tmp
+}
+
 fn sync_parent(host: &Path) -> Result<()> {
     if let Some(parent) = host.parent() {
         File::open(parent)
@@ -221,10 +233,7 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
 
 /// Writes `content` to a new temporary file beside `dest` and renames it over `dest`.
 fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
-    let dir = dest.parent().context("target has no parent directory")?;
-    let name = dest.file_name().context("target has no file name")?;
-    let tmp = dir.join(format!(".{}.synnefo-upgrade.tmp", name.to_string_lossy()));
-    let _ = fs::remove_file(&tmp);
+    let tmp = temp_beside(dest);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -287,13 +296,7 @@ pub fn symlink(root: &Root, abs: &Path, target: &Path) -> Result<()> {
     if fs::symlink_metadata(&host).is_ok() {
         backup(root, abs)?;
     }
-    let tmp = host.with_file_name(format!(
-        ".{}.synnefo-upgrade.tmp",
-        host.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let _ = fs::remove_file(&tmp);
+    let tmp = temp_beside(&host);
     std::os::unix::fs::symlink(target, &tmp)
         .and_then(|()| fs::rename(&tmp, &host))
         .with_context(|| format!("linking '{}' -> '{}'", abs.display(), target.display()))?;
@@ -448,13 +451,7 @@ pub fn write_from_command(
     if let Some(parent) = abs.parent() {
         ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
     }
-    let tmp = host.with_file_name(format!(
-        ".{}.synnefo-upgrade.tmp",
-        host.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let _ = fs::remove_file(&tmp);
+    let tmp = temp_beside(&host);
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -199,8 +199,16 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// Parses one file, validating it alone so that an error points into it.
 fn parse_file(root: &Root, abs: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(root.path(abs))
-        .with_context(|| format!("reading '{}'", abs.display()))?;
+    let bytes =
+        std::fs::read(root.path(abs)).with_context(|| format!("reading '{}'", abs.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        Fatal::BadInput(format!(
+            "{}:{line}: not UTF-8 text (TOML must be UTF-8)",
+            abs.display()
+        ))
+    })?;
     let bad = |e: toml::de::Error| {
         let at = e
             .span()
@@ -222,6 +230,34 @@ fn parse_file(root: &Root, abs: &Path) -> Result<toml::Table> {
 
 /// Checks what the types cannot say.
 fn validate(config: &Config) -> std::result::Result<(), String> {
+    let release = &config.release;
+    for (key, name) in [
+        ("os_from", &release.os_from),
+        ("os_to", &release.os_to),
+        ("suite_from", &release.suite_from),
+        ("suite_to", &release.suite_to),
+    ] {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "[release] {key} '{name}' is not a release name (letters, digits, '.', '_', '-')"
+            ));
+        }
+    }
+    // A suite rewritten into its own derivative (or back) would not stay rewritten.
+    if crate::apt::rewrite_suite(&release.suite_to, &release.suite_from, &release.suite_to)
+        .is_some()
+        || crate::apt::rewrite_suite(&release.suite_from, &release.suite_to, &release.suite_from)
+            .is_some()
+    {
+        return Err(format!(
+            "[release] suite_from '{}' and suite_to '{}' must be different release names",
+            release.suite_from, release.suite_to
+        ));
+    }
     for (i, check) in config.health.iter().enumerate() {
         let what = check
             .name

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
         .file_name()
         .is_some_and(|n| n == "policy-rc.d")
     {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        // Lossy: a non-UTF-8 argument is a syntax error for parse, not a panic.
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         return ExitCode::from(policy_rcd::run(&Root::new("/"), &args) as u8);
     }
     let cli = Cli::parse();

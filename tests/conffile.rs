@@ -103,3 +103,30 @@ fn every_key_is_documented() {
     }
     assert!(missing.is_empty(), "undocumented keys: {missing:?}");
 }
+
+#[test]
+fn release_names_and_encoding_are_checked() {
+    let err = load("[release]\nsuite_to = \"wheezy-backports\"\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("must be different release names"),
+        "{err:#}"
+    );
+    let err = load("[release]\nos_to = \"\"\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("is not a release name"),
+        "{err:#}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etc/synnefo-upgrade/upgrade.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, b"[release]\n# caf\xe9\n").unwrap();
+    let err = config::load(&Root::new(dir.path()), None).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("upgrade.toml:2: not UTF-8"),
+        "{err:#}"
+    );
+    assert_eq!(
+        synnefo_upgrade::error::exit_code(&err),
+        std::process::ExitCode::from(2)
+    );
+}

@@ -231,8 +231,10 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Writes `content` to a new temporary file beside `dest` and renames it over `dest`.
-fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+/// Creates a temporary file beside `dest` (0600), lets `fill` write it, then
+/// `fsync`s and renames it over `dest` and `fsync`s the directory. On any
+/// error the temporary file is removed and `dest` is untouched.
+fn replace_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let tmp = temp_beside(dest);
     let mut file = OpenOptions::new()
         .write(true)
@@ -241,11 +243,7 @@ fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) 
         .open(&tmp)
         .with_context(|| format!("creating '{}'", tmp.display()))?;
     let result = (|| -> Result<()> {
-        file.write_all(content)?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-        }
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        fill(&mut file)?;
         file.sync_all()?;
         fs::rename(&tmp, dest)?;
         Ok(())
@@ -255,6 +253,18 @@ fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) 
     }
     result.with_context(|| format!("writing '{}'", dest.display()))?;
     sync_parent(dest)
+}
+
+/// Writes `content` to a new temporary file beside `dest` and renames it over `dest`.
+fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    replace_atomically(dest, |file| {
+        file.write_all(content)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&*file, Some(uid), Some(gid))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        Ok(())
+    })
 }
 
 /// Replaces (or creates) node file `abs` atomically. An existing file is backed
@@ -451,14 +461,7 @@ pub fn write_from_command(
     if let Some(parent) = abs.parent() {
         ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
     }
-    let tmp = temp_beside(&host);
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating '{}'", tmp.display()))?;
-    let result = (|| -> Result<()> {
+    replace_atomically(&host, |file| {
         let status = command
             .stdout(file.try_clone()?)
             .stdin(std::process::Stdio::null())
@@ -467,15 +470,9 @@ pub fn write_from_command(
         if !status.success() {
             anyhow::bail!("{command:?} failed ({status})");
         }
-        file.sync_all()?;
-        fs::rename(&tmp, &host)?;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing '{}'", abs.display()))?;
-    sync_parent(&host)
+    })
+    .with_context(|| format!("writing '{}'", abs.display()))
 }
 
 /// Opens (creating) the lock file, for the runner's `flock`.

@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2016 # guest commands are single-quoted on purpose: they expand in the guest
+# shellcheck disable=SC2034 # VM_* values set here are read by stages and scenarios
+# qemu and ssh: booting guests, running commands in them, moving files, reboots
+# and power loss, the journal export and the evidence collected at the end. Sourced by ../lib.sh.
+
+vm_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Boot a fresh copy-on-write overlay of the base image.  Sets VM_PID, VM_PORT.
+vm_start() {
+    local base
+    base=$(vm_base_dir)
+    VM_KEY=$base/id_ed25519
+    qemu-img create -q -f qcow2 -b "$base/disk.raw" -F raw "$VM_OUT/overlay.qcow2"
+    VM_PORT=$(vm_free_port)
+    VM_MONITOR=$VM_OUT/monitor.sock
+    rm -f "$VM_MONITOR"
+    # TCG only: KVM guests hang on these machines.  The kernel/initrd come from the
+    # image (the guest never rebuilds its initramfs).  vda = root, vdb = APT repository.
+    qemu-system-x86_64 -accel tcg -m 1024 -smp 2 \
+        -display none -vga none \
+        -kernel "$base/vmlinuz" -initrd "$base/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
+        -drive "file=$VM_OUT/overlay.qcow2,format=qcow2,if=virtio" \
+        -drive "file=$VM_TARGET/repo.img,format=raw,if=virtio,readonly=on" \
+        -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$VM_PORT-:22" \
+        -serial "file:$VM_OUT/console.log" \
+        -monitor "unix:$VM_MONITOR,server=on,wait=off" \
+        >"$VM_OUT/qemu.log" 2>&1 &
+    VM_PID=$!
+    echo "$VM_PID" >"$VM_OUT/qemu.pid"
+    vm_wait_ssh
+}
+
+vm_alive() {
+    [ -n "${VM_PID:-}" ] && kill -0 "$VM_PID" 2>/dev/null
+}
+
+# Kill qemu (no clean shutdown: the overlay is thrown away anyway).
+vm_kill() {
+    if vm_alive; then
+        kill "$VM_PID" 2>/dev/null || true
+        wait "$VM_PID" 2>/dev/null || true
+    fi
+    VM_PID=
+    rm -f "$VM_OUT/qemu.pid"
+}
+
+vm_ssh_opts() {
+    VM_SSH_OPTS=(-i "$VM_KEY" -p "$VM_PORT"
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+        -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=10
+        -o ServerAliveInterval=10 -o ServerAliveCountMax=6)
+}
+
+# vm_ssh CMD: run CMD in the guest (bounded by VM_CMD_TIMEOUT).
+vm_ssh() {
+    local VM_SSH_OPTS
+    vm_ssh_opts
+    timeout "$VM_CMD_TIMEOUT" ssh "${VM_SSH_OPTS[@]}" root@127.0.0.1 "$@"
+}
+
+# Wait (bounded) until ssh answers.  $1: previous boot id; when given, wait until
+# the guest reports a different one (i.e. it really rebooted).
+vm_wait_ssh() {
+    local old=${1:-} deadline=$((SECONDS + VM_BOOT_TIMEOUT)) id
+    while :; do
+        vm_alive || fail "qemu exited (see $VM_OUT/qemu.log, console.log)"
+        if id=$(VM_CMD_TIMEOUT=30 vm_ssh 'cat /proc/sys/kernel/random/boot_id' 2>/dev/null) &&
+            [ -n "$id" ] && [ "$id" != "$old" ]; then
+            VM_BOOT_ID=$id
+            return 0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "guest not reachable over ssh after ${VM_BOOT_TIMEOUT}s (see console.log)"
+        sleep 3
+    done
+}
+
+# Clean reboot through the guest's own reboot command; returns once ssh is
+# back on the new boot.  Sets VM_REBOOT_SECONDS.
+vm_reboot() {
+    local t0=$SECONDS old=$VM_BOOT_ID
+    # Detached so the ssh session ends cleanly before shutdown kills it.
+    vm_ssh 'sync; (sleep 1; reboot) >/dev/null 2>&1 </dev/null &' || true
+    vm_wait_ssh "$old"
+    VM_REBOOT_SECONDS=$((SECONDS - t0))
+}
+
+# Hard reset (power loss) through the qemu monitor: the guest gets no chance to
+# flush or shut down.  Returns once ssh is back.  Sets VM_REBOOT_SECONDS.
+vm_reset() {
+    local t0=$SECONDS old=$VM_BOOT_ID
+    vm_monitor system_reset
+    vm_wait_ssh "$old"
+    VM_REBOOT_SECONDS=$((SECONDS - t0))
+}
+
+# vm_monitor CMD: one human-monitor command over the unix socket.
+vm_monitor() {
+    python3 - "$VM_MONITOR" "$1" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(5)
+time.sleep(0.2)
+s.recv(65536)                      # banner and prompt
+s.sendall(sys.argv[2].encode() + b"\n")
+time.sleep(0.5)
+s.close()
+PY
+}
+
+# The repository disk is /dev/vdb; mounted on demand (idempotent).
+vm_mount_repo() {
+    vm_ssh 'mountpoint -q /srv/repo || mount -o ro /dev/vdb /srv/repo'
+}
+
+# vm_write FILE MODE < content
+vm_write() {
+    vm_ssh "mkdir -p \"\$(dirname '$1')\" && cat >'$1' && chmod $2 '$1'"
+}
+
+# vm_fetch PATH...: copy guest files/dirs (missing ones skipped) under $VM_OUT/guest/.
+vm_fetch() {
+    vm_fetch_to "$VM_OUT/guest" "$@"
+}
+
+# vm_fetch_to DIR PATH...: same, under DIR (guest paths kept: DIR/etc/apt/...).
+vm_fetch_to() {
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    # tar's complaints (vanished files...) go to fetch.log, not to the scenario result.
+    vm_ssh "cd / && for p in $*; do [ -e \"\$p\" ] || [ -L \"\$p\" ] && echo \"\${p#/}\"; done | tar --ignore-failed-read -cf - -T -" 2>>"$VM_OUT/fetch.log" |
+        tar -C "$dir" -xf - 2>>"$VM_OUT/fetch.log" || true
+}
+
+# vm_export_journal FILE [JOURNALCTL ARGS...]: the guest's journal as JSON into FILE.
+vm_export_journal() {
+    local file=$1
+    shift
+    VM_CMD_TIMEOUT=120 vm_ssh "journalctl -o json --no-pager $*" >"$file" ||
+        fail "could not export the journal ($*) to $file"
+}
+
+# The guest's current boot id as journald writes it (_BOOT_ID: no dashes).
+vm_boot_id_journal() {
+    printf '%s' "${VM_BOOT_ID//-/}"
+}
+
+# Called on scenario exit (pass or fail): journal export, listed files, qemu down.
+vm_collect_evidence() {
+    if vm_alive && [ -n "${VM_PORT:-}" ]; then
+        # journalctl exists only once systemd is installed; the export covers all boots
+        # journald has seen (persistent journal when /var/log/journal exists).
+        VM_CMD_TIMEOUT=120 vm_ssh 'command -v journalctl >/dev/null && journalctl -o json --no-pager' \
+            >"$VM_OUT/journal.json" 2>/dev/null || true
+        [ -s "$VM_OUT/journal.json" ] || rm -f "$VM_OUT/journal.json"
+        if [ "${#VM_EVIDENCE[@]}" -gt 0 ]; then
+            VM_CMD_TIMEOUT=60 vm_fetch "${VM_EVIDENCE[@]}"
+        fi
+    fi
+    vm_kill
+    rm -f "$VM_OUT/overlay.qcow2" "$VM_MONITOR"
+}

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+use crate::dpkg;
 use crate::fsx::{self, Root};
 use crate::paths;
 
@@ -100,6 +101,38 @@ Package: python-greenlet
 Pin: version 0.4.10-1*
 Pin-Priority: 990
 ";
+
+/// What Synnefo 0.19's gunicorn workers need (jessie's gevent 1.0.1 has SSL
+/// bugs); GRNET's own jessie builds (`1.1.1-1~0bpo80~grnet1`) qualify, and
+/// [`PIN_TEXT`] still prefers the guide's backports builds, which are newer.
+pub const GEVENT_REQUIREMENTS: [dpkg::Requirement; 2] = [
+    dpkg::Requirement {
+        package: "python-gevent",
+        min: "1.1.1",
+    },
+    dpkg::Requirement {
+        package: "python-greenlet",
+        min: "0.4.9",
+    },
+];
+
+/// Fails when an installed gevent or greenlet is older than
+/// [`GEVENT_REQUIREMENTS`] (in dpkg's ordering), naming how to get the
+/// backports build of `suite_to`.
+pub fn ensure_gevent(packages: &[dpkg::Package], suite_to: &str) -> Result<()> {
+    for requirement in &GEVENT_REQUIREMENTS {
+        let package = requirement.package;
+        match requirement.installed(packages) {
+            Some(version) if !requirement.is_met_by(version) => anyhow::bail!(
+                "{package} is {version}, older than the {} Synnefo 0.19 needs (see {PIN_FILE}): \
+                 'apt-get install -t {suite_to}-backports {package}', then run 'synnefo-upgrade finish'",
+                requirement.min
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// The URI of the node's main Debian mirror: the first one-line `deb` source
 /// whose suite is one of `suites` itself, on a Debian archive (not security).
@@ -359,6 +392,83 @@ deb http://example.org/wheezy stable main\n"
         )
         .unwrap();
         assert_eq!(backports_source(&root, "wheezy", "jessie").unwrap(), None);
+    }
+
+    fn installed(name: &str, version: &str) -> dpkg::Package {
+        dpkg::parse_status(&format!(
+            "Package: {name}\nStatus: install ok installed\nVersion: {version}\n"
+        ))
+        .remove(0)
+    }
+
+    #[test]
+    fn gevent_requirements_in_dpkg_order() {
+        let grnet = [
+            installed("python-gevent", "1.1.1-1~0bpo80~grnet1"),
+            installed("python-greenlet", "0.4.9-1~0bpo80~grnet1"),
+        ];
+        ensure_gevent(&grnet, "jessie").unwrap();
+        let guide = [
+            installed("python-gevent", "1.1.1-2~bpo8+1"),
+            installed("python-greenlet", "0.4.10-1~bpo8+1"),
+        ];
+        ensure_gevent(&guide, "jessie").unwrap();
+        ensure_gevent(&[], "jessie").unwrap();
+        let jessie = [
+            installed("python-gevent", "1.0.1-2"),
+            installed("python-greenlet", "0.4.10-1~bpo8+1"),
+        ];
+        let message = format!("{:#}", ensure_gevent(&jessie, "jessie").unwrap_err());
+        assert_eq!(
+            message,
+            "python-gevent is 1.0.1-2, older than the 1.1.1 Synnefo 0.19 needs (see /etc/apt/preferences.d/synnefo-upgrade-gevent): \
+             'apt-get install -t jessie-backports python-gevent', then run 'synnefo-upgrade finish'"
+        );
+        let rc = [installed("python-greenlet", "0.4.9~rc1-1")];
+        assert!(ensure_gevent(&rc, "jessie").is_err());
+    }
+
+    #[test]
+    fn pin_prefers_the_guides_backports_builds_over_grnets() {
+        // A 990 pin wins over every other candidate but never downgrades: the
+        // pinned builds must be newer than GRNET's and meet the requirement.
+        let pinned: Vec<(&str, String)> = PIN_TEXT
+            .split("\n\n")
+            .filter_map(|stanza| {
+                let field = |key: &str| {
+                    stanza
+                        .lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .map(str::trim)
+                };
+                let version = field("Pin: version ")?.strip_suffix('*')?;
+                assert_eq!(field("Pin-Priority:"), Some("990"));
+                Some((field("Package:")?, format!("{version}~bpo8+1")))
+            })
+            .collect();
+        assert_eq!(
+            pinned,
+            [
+                ("python-gevent", "1.1.1-2~bpo8+1".to_string()),
+                ("python-greenlet", "0.4.10-1~bpo8+1".to_string())
+            ]
+        );
+        for ((package, backports), grnet) in pinned
+            .iter()
+            .zip(["1.1.1-1~0bpo80~grnet1", "0.4.9-1~0bpo80~grnet1"])
+        {
+            let requirement = GEVENT_REQUIREMENTS
+                .iter()
+                .find(|r| r.package == *package)
+                .unwrap();
+            assert!(requirement.is_met_by(backports), "{backports}");
+            assert!(requirement.is_met_by(grnet), "{grnet}");
+            assert_eq!(
+                dpkg::compare_versions(backports, grnet),
+                std::cmp::Ordering::Greater,
+                "{backports} vs {grnet}"
+            );
+        }
     }
 
     #[test]

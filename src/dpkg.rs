@@ -317,7 +317,11 @@ Version: 2.13-38+deb7u10
         ("1.0.1-2+deb8u1", "1.1.1", Ordering::Less),
         ("0.4.9-1~0bpo80~grnet1", "0.4.9", Ordering::Greater),
         ("0.4.10-1~bpo8+1", "0.4.9", Ordering::Greater),
-        ("0.4.10-1~bpo8+1", "0.4.9-1~0bpo80~grnet1", Ordering::Greater),
+        (
+            "0.4.10-1~bpo8+1",
+            "0.4.9-1~0bpo80~grnet1",
+            Ordering::Greater,
+        ),
         ("0.4.2-1", "0.4.9", Ordering::Less),
         ("0.4.9", "0.4.10", Ordering::Less),
         ("1:0.4.2", "0.4.9", Ordering::Greater),
@@ -353,7 +357,11 @@ Version: 2.13-38+deb7u10
     #[test]
     fn table_agrees_with_the_dpkg_of_this_machine() {
         // A Debian build host always has dpkg; elsewhere the table above stands alone.
-        if std::process::Command::new("dpkg").arg("--version").output().is_err() {
+        if std::process::Command::new("dpkg")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("dpkg not found: the table is checked against compare_versions only");
             return;
         }

@@ -311,6 +311,28 @@ fn inhibitor_apt_source_without_successor() {
 }
 
 #[test]
+fn inhibitor_apt_source_on_a_deb822_continuation_line() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/apt/sources.list.d/debian.sources",
+        "Types: deb\nURIs: http://ftp.debian.org/debian\nSuites: wheezy\n wheezy-lts\nComponents: main\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "apt-source");
+    let titles: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "apt-source")
+        .map(|f| f["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["/etc/apt/sources.list.d/debian.sources:4: the APT suite has no jessie equivalent"]
+    );
+}
+
+#[test]
 fn inhibitor_already_armed_and_foreign_state() {
     let node = Node::wheezy();
     node.ok(&["prepare"]);

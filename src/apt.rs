@@ -231,10 +231,12 @@ fn deb822_mirror(text: &str, suites: &[&str], path: &Path) -> Result<Option<Mirr
             if value.contains("-----BEGIN PGP") {
                 anyhow::bail!(
                     "{}:{}: the Debian source's {key} holds a key inline, which a one-line source cannot carry: \
-                     add a stanza with 'Suites: jessie-backports' and 'Components: main' to this file yourself \
-                     (prepare then adds none)",
+                     add the backports suite{} to this stanza's Suites: yourself (prepare then adds no line)",
                     path.display(),
-                    stanza.line
+                    stanza.line,
+                    suites
+                        .first()
+                        .map_or(String::new(), |from| format!(" ('{from}-backports')"))
                 );
             }
             // A list may continue on the next lines; one-line options separate with commas.
@@ -758,6 +760,11 @@ X-Repolib-Name: Debian
         );
         assert!(
             message.starts_with("/etc/apt/sources.list.d/debian.sources:1: the Debian source's Signed-By holds a key inline"),
+            "{message}"
+        );
+        assert!(
+            message
+                .contains("add the backports suite ('wheezy-backports') to this stanza's Suites:"),
             "{message}"
         );
     }

@@ -2,11 +2,17 @@
 //!
 //! The suite `FROM` and its derivatives (`FROM-updates`, `FROM/updates`,
 //! `FROM-backports`, flat `FROM/`) become `TO…`; comments, options, URIs,
-//! components, whitespace and unrelated lines stay byte for byte.
+//! components, whitespace and unrelated lines stay byte for byte. In deb822
+//! files a `Suites:` value may continue on following lines (RFC 822
+//! continuation lines, starting with white space); those are rewritten too.
+//! The jessie-backports line added on service nodes carries the options of
+//! the main Debian source it derives from (`[arch=… trusted=…]`, or a deb822
+//! stanza's `Architectures:`, `Trusted:`, `Signed-By:` …).
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+use crate::dpkg;
 use crate::fsx::{self, Root};
 use crate::paths;
 
@@ -101,29 +107,169 @@ Pin: version 0.4.10-1*
 Pin-Priority: 990
 ";
 
-/// The URI of the node's main Debian mirror: the first one-line `deb` source
-/// whose suite is one of `suites` itself, on a Debian archive (not security).
-pub fn debian_mirror(root: &Root, suites: &[&str]) -> Result<Option<String>> {
-    for (path, deb822) in source_files(root) {
-        if deb822 {
+/// What Synnefo 0.19's gunicorn workers need (jessie's gevent 1.0.1 has SSL
+/// bugs); GRNET's own jessie builds (`1.1.1-1~0bpo80~grnet1`) qualify, and
+/// [`PIN_TEXT`] still prefers the guide's backports builds, which are newer.
+pub const GEVENT_REQUIREMENTS: [dpkg::Requirement; 2] = [
+    dpkg::Requirement {
+        package: "python-gevent",
+        min: "1.1.1",
+    },
+    dpkg::Requirement {
+        package: "python-greenlet",
+        min: "0.4.9",
+    },
+];
+
+/// Fails when an installed gevent or greenlet is older than
+/// [`GEVENT_REQUIREMENTS`] (in dpkg's ordering), naming how to get the
+/// backports build of `suite_to`.
+pub fn ensure_gevent(packages: &[dpkg::Package], suite_to: &str) -> Result<()> {
+    for requirement in &GEVENT_REQUIREMENTS {
+        let package = requirement.package;
+        match requirement.installed(packages) {
+            Some(version) if !requirement.is_met_by(version) => anyhow::bail!(
+                "{package} is {version}, older than the {} Synnefo 0.19 needs (see {PIN_FILE}): \
+                 'apt-get install -t {suite_to}-backports {package}', then run 'synnefo-upgrade finish'",
+                requirement.min
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The node's main Debian source: the first `deb` source whose suite is one
+/// of `suites` itself, on a Debian archive (not security), in the order APT
+/// reads the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// The archive's URI.
+    pub uri: String,
+    /// Its options, in one-line form: `[arch=amd64 trusted=yes]`, or empty.
+    pub options: String,
+}
+
+impl Mirror {
+    /// The one-line source of `suite` on this mirror, with the same options.
+    pub fn line(&self, suite: &str, components: &str) -> String {
+        if self.options.is_empty() {
+            format!("deb {} {suite} {components}", self.uri)
+        } else {
+            format!("deb {} {} {suite} {components}", self.options, self.uri)
+        }
+    }
+}
+
+fn is_debian_archive(uri: &str) -> bool {
+    uri.contains("debian") && !uri.contains("security")
+}
+
+/// deb822 fields and the one-line option each becomes (sources.list(5)).
+const DEB822_OPTIONS: &[(&str, &str)] = &[
+    ("Architectures", "arch"),
+    ("Languages", "lang"),
+    ("Targets", "target"),
+    ("PDiffs", "pdiffs"),
+    ("By-Hash", "by-hash"),
+    ("Allow-Insecure", "allow-insecure"),
+    ("Allow-Weak", "allow-weak"),
+    ("Allow-Downgrade-To-Insecure", "allow-downgrade-to-insecure"),
+    ("Trusted", "trusted"),
+    ("Signed-By", "signed-by"),
+    ("Check-Valid-Until", "check-valid-until"),
+    ("Valid-Until-Min", "valid-until-min"),
+    ("Valid-Until-Max", "valid-until-max"),
+    ("Check-Date", "check-date"),
+    ("Date-Max-Future", "date-max-future"),
+    ("InRelease-Path", "inrelease-path"),
+];
+
+/// The main Debian mirror of a one-line sources file, if it has one.
+fn list_mirror(text: &str, suites: &[&str]) -> Option<Mirror> {
+    text.lines().find_map(|line| {
+        let (start, end) = list_suite_span(line)?;
+        let mut words = line[..start].split_whitespace();
+        if words.next() != Some("deb") || !suites.contains(&&line[start..end]) {
+            return None;
+        }
+        let head = line[..start].trim();
+        let uri = head.rsplit(char::is_whitespace).next()?;
+        // Between `deb` and the URI: the options block, verbatim.
+        let options = head["deb".len()..head.len() - uri.len()].trim();
+        is_debian_archive(uri).then(|| Mirror {
+            uri: uri.to_string(),
+            options: options.to_string(),
+        })
+    })
+}
+
+/// The main Debian mirror of a deb822 sources file, if it has one; `path`
+/// names the file in the error when an option cannot go on one line.
+fn deb822_mirror(text: &str, suites: &[&str], path: &Path) -> Result<Option<Mirror>> {
+    for stanza in deb822_stanzas(text) {
+        let field = |key: &str| {
+            stanza
+                .fields
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.as_str())
+        };
+        let words = |key: &str| field(key).unwrap_or_default().split_whitespace();
+        if field("Enabled").is_some_and(|v| v.trim().eq_ignore_ascii_case("no"))
+            || !words("Types").any(|t| t == "deb")
+            || !words("Suites").any(|s| suites.contains(&s))
+        {
             continue;
         }
+        let Some(uri) = words("URIs").find(|u| is_debian_archive(u)) else {
+            continue;
+        };
+        let mut options = Vec::new();
+        for (key, option) in DEB822_OPTIONS {
+            let Some(value) = field(key) else { continue };
+            if value.contains("-----BEGIN PGP") {
+                anyhow::bail!(
+                    "{}:{}: the Debian source's {key} holds a key inline, which a one-line source cannot carry: \
+                     add the backports suite{} to this stanza's Suites: yourself (prepare then adds no line)",
+                    path.display(),
+                    stanza.line,
+                    suites
+                        .first()
+                        .map_or(String::new(), |from| format!(" ('{from}-backports')"))
+                );
+            }
+            // A list may continue on the next lines; one-line options separate with commas.
+            let value: Vec<&str> = value
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|v| !v.is_empty())
+                .collect();
+            options.push(format!("{option}={}", value.join(",")));
+        }
+        return Ok(Some(Mirror {
+            uri: uri.to_string(),
+            options: if options.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", options.join(" "))
+            },
+        }));
+    }
+    Ok(None)
+}
+
+/// The node's main Debian mirror (see [`Mirror`]).
+pub fn debian_mirror(root: &Root, suites: &[&str]) -> Result<Option<Mirror>> {
+    for (path, deb822) in source_files(root) {
         let text = std::fs::read_to_string(root.path(&path))
             .with_context(|| format!("reading '{}'", path.display()))?;
-        for line in text.lines() {
-            if !line.trim_start().starts_with("deb ") {
-                continue;
-            }
-            let Some((start, end)) = list_suite_span(line) else {
-                continue;
-            };
-            if !suites.contains(&&line[start..end]) {
-                continue;
-            }
-            let uri = line[..start].split_whitespace().last().unwrap_or_default();
-            if uri.contains("debian") && !uri.contains("security") {
-                return Ok(Some(uri.to_string()));
-            }
+        let found = if deb822 {
+            deb822_mirror(&text, suites, &path)?
+        } else {
+            list_mirror(&text, suites)
+        };
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
@@ -139,8 +285,11 @@ pub fn backports_source(root: &Root, from: &str, to: &str) -> Result<Option<Stri
         return Ok(None);
     }
     // Before or after the rewrite of the sources.
-    Ok(debian_mirror(root, &[from, to])?.map(|uri| {
-        format!("# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb {uri} {to}-backports main\n")
+    Ok(debian_mirror(root, &[from, to])?.map(|mirror| {
+        format!(
+            "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\n{}\n",
+            mirror.line(&format!("{to}-backports"), "main")
+        )
     }))
 }
 
@@ -150,12 +299,10 @@ pub fn suites(root: &Root) -> Result<Vec<(PathBuf, usize, String)>> {
     for (path, deb822) in source_files(root) {
         let text = std::fs::read_to_string(root.path(&path))
             .with_context(|| format!("reading '{}'", path.display()))?;
+        let mut cursor = Deb822Cursor::default();
         for (i, line) in text.lines().enumerate() {
             if deb822 {
-                let Some((key, value)) = line.split_once(':') else {
-                    continue;
-                };
-                if key.trim().eq_ignore_ascii_case("suites") && !line.starts_with('#') {
+                if let Some(value) = cursor.suites_value(line) {
                     found.extend(
                         value
                             .split_whitespace()
@@ -187,17 +334,85 @@ pub fn unmappable(suite: &str, from: &str) -> Option<String> {
         .then(|| format!("'{suite}' belongs to an older release than {from}; remove the line or point it at {from} first"))
 }
 
-/// Rewrites the `Suites:` fields of a deb822 sources file.
-fn rewrite_deb822_line(line: &str, from: &str, to: &str) -> Option<String> {
-    let (key, value) = line.split_once(':')?;
-    if !key.trim().eq_ignore_ascii_case("suites") || line.starts_with('#') {
-        return None;
+/// Where a deb822 file is, line by line: in which field (comments, which
+/// APT allows inside a stanza, keep the field open; a blank line ends the stanza).
+#[derive(Default)]
+struct Deb822Cursor {
+    field: Option<String>,
+}
+
+impl Deb822Cursor {
+    /// Moves past `line`; returns the field it belongs to and the byte offset
+    /// where its value part starts (`None` for comments and blank lines).
+    fn next(&mut self, line: &str) -> Option<(String, usize)> {
+        if line.starts_with('#') {
+            return None;
+        }
+        if line.trim().is_empty() {
+            self.field = None;
+            return None;
+        }
+        if line.starts_with([' ', '\t']) {
+            return self.field.clone().map(|f| (f, 0));
+        }
+        self.field = line.split_once(':').map(|(key, _)| key.trim().to_string());
+        let key = self.field.clone()?;
+        Some((key, line.find(':')? + 1))
     }
+
+    /// The part of `line` that is in a `Suites:` value, if any.
+    fn suites_value<'a>(&mut self, line: &'a str) -> Option<&'a str> {
+        let (key, offset) = self.next(line)?;
+        key.eq_ignore_ascii_case("suites").then(|| &line[offset..])
+    }
+}
+
+/// One stanza of a deb822 file: its first line (1-based) and its fields, a
+/// value's continuation lines joined by `\n`.
+struct Stanza {
+    line: usize,
+    fields: Vec<(String, String)>,
+}
+
+fn deb822_stanzas(text: &str) -> Vec<Stanza> {
+    let mut stanzas: Vec<Stanza> = Vec::new();
+    let mut cursor = Deb822Cursor::default();
+    let mut open = false;
+    for (i, line) in text.lines().enumerate() {
+        let Some((key, offset)) = cursor.next(line) else {
+            open &= !line.trim().is_empty() || line.starts_with('#');
+            continue;
+        };
+        if !open {
+            stanzas.push(Stanza {
+                line: i + 1,
+                fields: Vec::new(),
+            });
+            open = true;
+        }
+        let Some(stanza) = stanzas.last_mut() else {
+            continue;
+        };
+        let value = line[offset..].trim();
+        match stanza.fields.last_mut() {
+            Some((k, v)) if offset == 0 && *k == key => {
+                if !v.is_empty() {
+                    v.push('\n');
+                }
+                v.push_str(value);
+            }
+            _ => stanza.fields.push((key, value.to_string())),
+        }
+    }
+    stanzas
+}
+
+/// Rewrites the suites among the white-space separated words of `text`,
+/// keeping the white space; `None` when none changes.
+fn rewrite_words(text: &str, from: &str, to: &str) -> Option<String> {
     let mut changed = false;
-    let mut out = String::with_capacity(line.len());
-    out.push_str(key);
-    out.push(':');
-    let mut rest = value;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
     while !rest.is_empty() {
         let ws = rest.len() - rest.trim_start().len();
         out.push_str(&rest[..ws]);
@@ -219,6 +434,7 @@ fn rewrite_deb822_line(line: &str, from: &str, to: &str) -> Option<String> {
 /// Rewrites a whole sources file; `None` when nothing changes.
 pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<String> {
     let mut changed = false;
+    let mut cursor = Deb822Cursor::default();
     let out: String = text
         .split_inclusive('\n')
         .map(|line| {
@@ -227,7 +443,10 @@ pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<String>
                 None => (line, ""),
             };
             let new = if deb822 {
-                rewrite_deb822_line(body, from, to)
+                cursor.suites_value(body).and_then(|value| {
+                    let offset = body.len() - value.len();
+                    rewrite_words(value, from, to).map(|new| format!("{}{new}", &body[..offset]))
+                })
             } else {
                 rewrite_list_line(body, from, to)
             };
@@ -351,7 +570,7 @@ deb http://example.org/wheezy stable main\n"
         .unwrap();
         assert_eq!(
             backports_source(&root, "wheezy", "jessie").unwrap().as_deref(),
-            Some("# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb http://ftp.gr.debian.org/debian/ jessie-backports main\n")
+            Some("# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb [arch=amd64] http://ftp.gr.debian.org/debian/ jessie-backports main\n")
         );
         std::fs::write(
             root.path("/etc/apt/sources.list.d/bpo.list"),
@@ -361,6 +580,83 @@ deb http://example.org/wheezy stable main\n"
         assert_eq!(backports_source(&root, "wheezy", "jessie").unwrap(), None);
     }
 
+    fn installed(name: &str, version: &str) -> dpkg::Package {
+        dpkg::parse_status(&format!(
+            "Package: {name}\nStatus: install ok installed\nVersion: {version}\n"
+        ))
+        .remove(0)
+    }
+
+    #[test]
+    fn gevent_requirements_in_dpkg_order() {
+        let grnet = [
+            installed("python-gevent", "1.1.1-1~0bpo80~grnet1"),
+            installed("python-greenlet", "0.4.9-1~0bpo80~grnet1"),
+        ];
+        ensure_gevent(&grnet, "jessie").unwrap();
+        let guide = [
+            installed("python-gevent", "1.1.1-2~bpo8+1"),
+            installed("python-greenlet", "0.4.10-1~bpo8+1"),
+        ];
+        ensure_gevent(&guide, "jessie").unwrap();
+        ensure_gevent(&[], "jessie").unwrap();
+        let jessie = [
+            installed("python-gevent", "1.0.1-2"),
+            installed("python-greenlet", "0.4.10-1~bpo8+1"),
+        ];
+        let message = format!("{:#}", ensure_gevent(&jessie, "jessie").unwrap_err());
+        assert_eq!(
+            message,
+            "python-gevent is 1.0.1-2, older than the 1.1.1 Synnefo 0.19 needs (see /etc/apt/preferences.d/synnefo-upgrade-gevent): \
+             'apt-get install -t jessie-backports python-gevent', then run 'synnefo-upgrade finish'"
+        );
+        let rc = [installed("python-greenlet", "0.4.9~rc1-1")];
+        assert!(ensure_gevent(&rc, "jessie").is_err());
+    }
+
+    #[test]
+    fn pin_prefers_the_guides_backports_builds_over_grnets() {
+        // A 990 pin wins over every other candidate but never downgrades: the
+        // pinned builds must be newer than GRNET's and meet the requirement.
+        let pinned: Vec<(&str, String)> = PIN_TEXT
+            .split("\n\n")
+            .filter_map(|stanza| {
+                let field = |key: &str| {
+                    stanza
+                        .lines()
+                        .find_map(|l| l.strip_prefix(key))
+                        .map(str::trim)
+                };
+                let version = field("Pin: version ")?.strip_suffix('*')?;
+                assert_eq!(field("Pin-Priority:"), Some("990"));
+                Some((field("Package:")?, format!("{version}~bpo8+1")))
+            })
+            .collect();
+        assert_eq!(
+            pinned,
+            [
+                ("python-gevent", "1.1.1-2~bpo8+1".to_string()),
+                ("python-greenlet", "0.4.10-1~bpo8+1".to_string())
+            ]
+        );
+        for ((package, backports), grnet) in pinned
+            .iter()
+            .zip(["1.1.1-1~0bpo80~grnet1", "0.4.9-1~0bpo80~grnet1"])
+        {
+            let requirement = GEVENT_REQUIREMENTS
+                .iter()
+                .find(|r| r.package == *package)
+                .unwrap();
+            assert!(requirement.is_met_by(backports), "{backports}");
+            assert!(requirement.is_met_by(grnet), "{grnet}");
+            assert_eq!(
+                dpkg::compare_versions(backports, grnet),
+                std::cmp::Ordering::Greater,
+                "{backports} vs {grnet}"
+            );
+        }
+    }
+
     #[test]
     fn unmappable_suites() {
         assert!(unmappable("wheezy-lts", "wheezy").is_some());
@@ -368,6 +664,179 @@ deb http://example.org/wheezy stable main\n"
         assert!(unmappable("wheezy-backports", "wheezy").is_none());
         assert!(unmappable("stable", "wheezy").is_none());
         assert!(unmappable("jessie", "wheezy").is_none());
+    }
+
+    fn node_with_sources(files: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.path(paths::APT_SOURCES_DIR)).unwrap();
+        for (path, text) in files {
+            std::fs::write(root.path(path), text).unwrap();
+        }
+        (dir, root)
+    }
+
+    const ADDED: &str =
+        "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\n";
+
+    #[test]
+    fn backports_line_keeps_the_options_of_the_main_line() {
+        let (_dir, root) = node_with_sources(&[(
+            paths::APT_SOURCES_LIST,
+            "# mirror\ndeb [arch=amd64 trusted=yes] http://security.debian.org/ wheezy/updates main\n\
+             deb-src [arch=amd64] http://mirror/debian wheezy main\n\
+             deb\t[arch=amd64 trusted=yes]  http://mirror/debian wheezy main contrib # main\n",
+        )]);
+        let want = format!(
+            "{ADDED}deb [arch=amd64 trusted=yes] http://mirror/debian jessie-backports main\n"
+        );
+        assert_eq!(
+            backports_source(&root, "wheezy", "jessie").unwrap(),
+            Some(want.clone())
+        );
+        // After prepare's rewrite of the sources: the same line.
+        rewrite_sources(&root, "wheezy", "jessie").unwrap();
+        assert_eq!(
+            backports_source(&root, "wheezy", "jessie").unwrap(),
+            Some(want)
+        );
+        // Options with spaces inside the brackets are copied as they are.
+        let (_dir, root) = node_with_sources(&[(
+            paths::APT_SOURCES_LIST,
+            "deb [ arch=amd64,i386 signed-by=/etc/apt/mirror.gpg ] http://mirror/debian/ jessie main\n",
+        )]);
+        assert_eq!(
+            backports_source(&root, "wheezy", "jessie").unwrap(),
+            Some(format!("{ADDED}deb [ arch=amd64,i386 signed-by=/etc/apt/mirror.gpg ] http://mirror/debian/ jessie-backports main\n"))
+        );
+    }
+
+    #[test]
+    fn backports_line_from_a_deb822_stanza_keeps_its_options() {
+        let sources = "\
+Types: deb
+URIs: http://security.debian.org/
+Suites: wheezy/updates
+Components: main
+
+# disabled mirror
+Enabled: no
+Types: deb
+URIs: http://old.example.org/debian
+Suites: wheezy
+Components: main
+
+Types: deb-src deb
+URIs: http://deb.debian.org/debian
+Suites: wheezy
+ wheezy-updates
+Components: main contrib
+Architectures: amd64
+ i386
+Trusted: yes
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+X-Repolib-Name: Debian
+";
+        let (_dir, root) = node_with_sources(&[
+            (paths::APT_SOURCES_LIST, "# empty\n"),
+            ("/etc/apt/sources.list.d/debian.sources", sources),
+        ]);
+        assert_eq!(
+            backports_source(&root, "wheezy", "jessie").unwrap(),
+            Some(format!("{ADDED}deb [arch=amd64,i386 trusted=yes signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian jessie-backports main\n"))
+        );
+        rewrite_sources(&root, "wheezy", "jessie").unwrap();
+        assert!(backports_source(&root, "wheezy", "jessie")
+            .unwrap()
+            .unwrap()
+            .contains("[arch=amd64,i386 trusted=yes signed-by="));
+
+        // A key inline in Signed-By cannot go on one line: say where and what to do.
+        let inline = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: wheezy\nComponents: main\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mQINBFyb\n -----END PGP PUBLIC KEY BLOCK-----\n";
+        let (_dir, root) = node_with_sources(&[("/etc/apt/sources.list.d/debian.sources", inline)]);
+        let message = format!(
+            "{:#}",
+            backports_source(&root, "wheezy", "jessie").unwrap_err()
+        );
+        assert!(
+            message.starts_with("/etc/apt/sources.list.d/debian.sources:1: the Debian source's Signed-By holds a key inline"),
+            "{message}"
+        );
+        assert!(
+            message
+                .contains("add the backports suite ('wheezy-backports') to this stanza's Suites:"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn deb822_continued_suites_are_rewritten_and_listed() {
+        let text = "\
+# Debian, deb822 style
+Types: deb deb-src
+URIs: http://deb.debian.org/debian
+Suites: wheezy
+  wheezy-updates
+# a comment inside the stanza
+\twheezy-backports   wheezyish
+Components: main
+ wheezy
+
+Types: deb
+URIs: http://security.debian.org/
+Suites:
+ wheezy/updates
+Components: main
+Description: wheezy mirror
+ of wheezy
+";
+        let out = rewrite(text, true, "wheezy", "jessie").unwrap();
+        assert_eq!(
+            out,
+            "\
+# Debian, deb822 style
+Types: deb deb-src
+URIs: http://deb.debian.org/debian
+Suites: jessie
+  jessie-updates
+# a comment inside the stanza
+\tjessie-backports   wheezyish
+Components: main
+ wheezy
+
+Types: deb
+URIs: http://security.debian.org/
+Suites:
+ jessie/updates
+Components: main
+Description: wheezy mirror
+ of wheezy
+"
+        );
+        assert_eq!(rewrite(&out, true, "wheezy", "jessie"), None);
+
+        let (_dir, root) = node_with_sources(&[
+            (paths::APT_SOURCES_LIST, "# empty\n"),
+            ("/etc/apt/sources.list.d/debian.sources", text),
+        ]);
+        let found: Vec<(usize, String)> = suites(&root)
+            .unwrap()
+            .into_iter()
+            .map(|(_, line, suite)| (line, suite))
+            .collect();
+        let found: Vec<(usize, &str)> = found.iter().map(|(l, s)| (*l, s.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (4, "wheezy"),
+                (5, "wheezy-updates"),
+                (7, "wheezy-backports"),
+                (7, "wheezyish"),
+                (14, "wheezy/updates")
+            ]
+        );
+        // wheezy-backports is listed: nothing to add.
+        assert_eq!(backports_source(&root, "wheezy", "jessie").unwrap(), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! dpkg's database: `/var/lib/dpkg/status` (paragraphs of `Field: value` with
-//! continuation lines) and Debian version ordering (`deb-version(7)`).
+//! continuation lines), whether every package is fully installed, and Debian
+//! version ordering (`deb-version(7)`): every version comparison of the crate
+//! goes through [`compare_versions`].
 //!
 //! Read-only.
 
@@ -20,6 +22,8 @@ pub struct Package {
     pub version: String,
     /// The state word of `Status:` (`installed`, `config-files`, `unpacked`, ...).
     pub state: String,
+    /// The error flag of `Status:` (`ok`, or `reinstreq`: dpkg must reinstall it).
+    pub flag: String,
     /// `Source:` without a version, or the package name.
     pub source: String,
     /// `Installed-Size:` in KiB (0 when absent).
@@ -37,6 +41,28 @@ impl Package {
     pub fn upstream_version(&self) -> &str {
         upstream(&self.version)
     }
+
+    /// Whether the upstream part of the version equals `want` in dpkg's
+    /// ordering (`0.18.1-1~wheezy` is `0.18.1`; so is `1:0.18.01-2`).
+    pub fn is_upstream(&self, want: &str) -> bool {
+        compare_fragment(self.upstream_version(), want) == Ordering::Equal
+    }
+
+    /// Why dpkg has not finished with the package (`half-configured`,
+    /// `reinstreq`, ...); `None` when it is fully installed or absent.
+    pub fn unfinished(&self) -> Option<String> {
+        let state = match self.state.as_str() {
+            "installed" | "not-installed" | "config-files" | "" => None,
+            other => Some(other),
+        };
+        let reinstreq = self.flag.contains("reinstreq");
+        match (state, reinstreq) {
+            (None, false) => None,
+            (Some(state), false) => Some(state.to_string()),
+            (None, true) => Some(self.flag.clone()),
+            (Some(state), true) => Some(format!("{state}, {}", self.flag)),
+        }
+    }
 }
 
 /// The upstream part of a Debian version (`1:0.18.1-1~wheezy` → `0.18.1`).
@@ -52,6 +78,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
         let mut name = None;
         let mut version = String::new();
         let mut state = String::new();
+        let mut flag = String::new();
         let mut source = None;
         let mut installed_size_kib = 0;
         for line in paragraph.lines() {
@@ -66,11 +93,10 @@ pub fn parse_status(text: &str) -> Vec<Package> {
                 "Package" => name = Some(value.to_string()),
                 "Version" => version = value.to_string(),
                 "Status" => {
-                    state = value
-                        .split_whitespace()
-                        .nth(2)
-                        .unwrap_or_default()
-                        .to_string()
+                    // `want flag state`, e.g. `install ok half-configured`.
+                    let words: Vec<&str> = value.split_whitespace().collect();
+                    flag = words.get(1).copied().unwrap_or_default().to_string();
+                    state = words.get(2).copied().unwrap_or_default().to_string();
                 }
                 "Source" => source = value.split_whitespace().next().map(str::to_string),
                 "Installed-Size" => installed_size_kib = value.parse().unwrap_or(0),
@@ -83,6 +109,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
                 name,
                 version,
                 state,
+                flag,
                 source,
                 installed_size_kib,
             });
@@ -99,6 +126,59 @@ pub fn present_packages(root: &Root) -> Result<Vec<Package>> {
         .into_iter()
         .filter(Package::is_present)
         .collect())
+}
+
+/// Fails unless dpkg has finished with every package of the node under `root`
+/// (`install ok installed`, or removed): after a dist-upgrade that did not
+/// complete (power loss, a failed maintainer script) nothing may run on top.
+pub fn ensure_fully_installed(root: &Root) -> Result<()> {
+    let text = std::fs::read_to_string(root.path(STATUS_FILE))
+        .with_context(|| format!("reading '{STATUS_FILE}'"))?;
+    let unfinished: Vec<String> = parse_status(&text)
+        .iter()
+        .filter_map(|p| p.unfinished().map(|why| format!("{} ({why})", p.name)))
+        .collect();
+    if unfinished.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let more = unfinished.len().saturating_sub(SHOWN);
+    anyhow::bail!(
+        "the dist-upgrade did not complete: dpkg has not finished with {} package(s): {}{}; \
+         run 'dpkg --configure -a && apt-get dist-upgrade', then 'systemctl restart synnefo-upgrade-finish' \
+         (or 'synnefo-upgrade finish')",
+        unfinished.len(),
+        unfinished[..unfinished.len().min(SHOWN)].join(", "),
+        if more > 0 {
+            format!(" and {more} more (see 'dpkg --audit')")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// A minimum version of a package (`package (>= min)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    /// The binary package.
+    pub package: &'static str,
+    /// The lowest version that will do, compared the dpkg way.
+    pub min: &'static str,
+}
+
+impl Requirement {
+    /// Whether `version` satisfies the requirement (`dpkg --compare-versions version ge min`).
+    pub fn is_met_by(&self, version: &str) -> bool {
+        compare_versions(version, self.min) != Ordering::Less
+    }
+
+    /// The installed version of the package among `packages`, if present.
+    pub fn installed<'a>(&self, packages: &'a [Package]) -> Option<&'a str> {
+        packages
+            .iter()
+            .find(|p| p.name == self.package && p.is_present())
+            .map(|p| p.version.as_str())
+    }
 }
 
 /// Order of a character in the non-digit parts of a version: `~` first, then
@@ -224,6 +304,163 @@ Version: 2.13-38+deb7u10
         assert!(packages[3].is_present(), "unpacked counts as present");
     }
 
+    /// Pairs and the answer of `dpkg --compare-versions A lt|eq|gt B` (dpkg
+    /// 1.21.23); [`table_agrees_with_the_dpkg_of_this_machine`] asks dpkg again.
+    const DPKG_ORDER: &[(&str, &str, Ordering)] = &[
+        ("1.1.1-1~0bpo80~grnet1", "1.1.1", Ordering::Greater),
+        ("1.1.1-1~0bpo80~grnet1", "1.1.1-1", Ordering::Less),
+        ("1.1.1-1~0bpo80~grnet1", "1.1.1-2~bpo8+1", Ordering::Less),
+        ("1.1.1-2~bpo8+1", "1.1.1-2", Ordering::Less),
+        ("1.1.1-2~bpo8+1", "1.1.1", Ordering::Greater),
+        ("1.1.1~rc1-1", "1.1.1", Ordering::Less),
+        ("1.0.1-2", "1.1.1", Ordering::Less),
+        ("1.0.1-2+deb8u1", "1.1.1", Ordering::Less),
+        ("0.4.9-1~0bpo80~grnet1", "0.4.9", Ordering::Greater),
+        ("0.4.10-1~bpo8+1", "0.4.9", Ordering::Greater),
+        (
+            "0.4.10-1~bpo8+1",
+            "0.4.9-1~0bpo80~grnet1",
+            Ordering::Greater,
+        ),
+        ("0.4.2-1", "0.4.9", Ordering::Less),
+        ("0.4.9", "0.4.10", Ordering::Less),
+        ("1:0.4.2", "0.4.9", Ordering::Greater),
+        ("0.19-1~jessie", "0.19", Ordering::Greater),
+        ("0.19~rc1-1", "0.19", Ordering::Less),
+        ("0.19.1-1", "0.19-1", Ordering::Greater),
+        ("1.0-1", "1.0-1.1", Ordering::Less),
+        ("1.0+b1", "1.0", Ordering::Greater),
+        ("1.0~~", "1.0~", Ordering::Less),
+        ("1.0a", "1.0+", Ordering::Less),
+        ("1.01", "1.1", Ordering::Equal),
+        ("0:1.1", "1.1", Ordering::Equal),
+        ("2.13-38+deb7u10", "2.13-38+deb7u9", Ordering::Greater),
+    ];
+
+    #[test]
+    fn ordering_of_the_gevent_and_greenlet_builds() {
+        for (a, b, want) in DPKG_ORDER {
+            assert_eq!(compare_versions(a, b), *want, "{a} vs {b}");
+            assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
+        }
+        let gevent = Requirement {
+            package: "python-gevent",
+            min: "1.1.1",
+        };
+        assert!(gevent.is_met_by("1.1.1-1~0bpo80~grnet1"));
+        assert!(gevent.is_met_by("1.1.1"));
+        assert!(gevent.is_met_by("1.1.1-2~bpo8+1"));
+        assert!(!gevent.is_met_by("1.1.1~rc1-1"));
+        assert!(!gevent.is_met_by("1.0.1-2"));
+    }
+
+    #[test]
+    fn table_agrees_with_the_dpkg_of_this_machine() {
+        // A Debian build host always has dpkg; elsewhere the table above stands alone.
+        if std::process::Command::new("dpkg")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("dpkg not found: the table is checked against compare_versions only");
+            return;
+        }
+        for (a, b, want) in DPKG_ORDER {
+            let op = match want {
+                Ordering::Less => "lt",
+                Ordering::Equal => "eq",
+                Ordering::Greater => "gt",
+            };
+            let status = std::process::Command::new("dpkg")
+                .args(["--compare-versions", a, op, b])
+                .status()
+                .unwrap();
+            assert!(status.success(), "dpkg says {a} {op} {b} is false");
+        }
+    }
+
+    #[test]
+    fn unfinished_packages_and_the_message() {
+        let text = "\
+Package: libc6
+Status: install ok installed
+Version: 2.19-18+deb8u10
+
+Package: python-gevent
+Status: install ok half-configured
+Version: 1.1.1-2~bpo8+1
+
+Package: snf-common
+Status: install ok unpacked
+Version: 0.19-1~jessie
+
+Package: udev
+Status: install reinstreq half-installed
+Version: 215-17+deb8u7
+
+Package: man-db
+Status: install ok triggers-pending
+Version: 2.7.0.2-5
+
+Package: dbus
+Status: install ok triggers-awaited
+Version: 1.8.22-0+deb8u1
+
+Package: snf-cyclades-app
+Status: deinstall ok config-files
+Version: 0.18.1-1~wheezy
+
+Package: old-thing
+Status: purge ok not-installed
+
+Package: broken
+Status: install reinstreq installed
+Version: 1.0
+";
+        let found: Vec<(String, String)> = parse_status(text)
+            .iter()
+            .filter_map(|p| p.unfinished().map(|why| (p.name.clone(), why)))
+            .collect();
+        let found: Vec<(&str, &str)> = found
+            .iter()
+            .map(|(n, w)| (n.as_str(), w.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("python-gevent", "half-configured"),
+                ("snf-common", "unpacked"),
+                ("udev", "half-installed, reinstreq"),
+                ("man-db", "triggers-pending"),
+                ("dbus", "triggers-awaited"),
+                ("broken", "reinstreq"),
+            ]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.path("/var/lib/dpkg")).unwrap();
+        std::fs::write(root.path(STATUS_FILE), text).unwrap();
+        let message = format!("{:#}", ensure_fully_installed(&root).unwrap_err());
+        assert!(
+            message.contains("6 package(s): python-gevent (half-configured), snf-common (unpacked), udev (half-installed, reinstreq)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("'dpkg --configure -a && apt-get dist-upgrade', then 'systemctl restart synnefo-upgrade-finish'"),
+            "{message}"
+        );
+        let fixed = text
+            .replace("ok half-configured", "ok installed")
+            .replace("ok unpacked", "ok installed")
+            .replace("reinstreq half-installed", "ok installed")
+            .replace("ok triggers-pending", "ok installed")
+            .replace("ok triggers-awaited", "ok installed")
+            .replace("reinstreq installed", "ok installed");
+        std::fs::write(root.path(STATUS_FILE), fixed).unwrap();
+        ensure_fully_installed(&root).unwrap();
+    }
+
     #[test]
     fn debian_version_ordering() {
         use Ordering::*;
@@ -243,6 +480,15 @@ Version: 2.13-38+deb7u10
             assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
         }
         assert_eq!(upstream("1:0.18.1-1~wheezy"), "0.18.1");
+        let synnefo = |version: &str| Package {
+            version: version.into(),
+            ..parse_status("Package: snf-common\nStatus: install ok installed\n")[0].clone()
+        };
+        assert!(synnefo("0.18.1-1~wheezy").is_upstream("0.18.1"));
+        assert!(synnefo("1:0.18.01-2").is_upstream("0.18.1"));
+        assert!(!synnefo("0.18.1a-1").is_upstream("0.18.1"));
+        assert!(!synnefo("0.19-1~jessie").is_upstream("0.18.1"));
+        assert!(synnefo("0.19-1~jessie").is_upstream("0.19"));
         assert_eq!(upstream("0.18.1"), "0.18.1");
         assert_eq!(upstream("1.2-3-4"), "1.2-3");
     }

@@ -354,6 +354,7 @@ mod role_tests {
             name: name.into(),
             version: "0.18.1-1~wheezy".into(),
             state: "installed".into(),
+            flag: "ok".into(),
             source: "synnefo".into(),
             installed_size_kib: 0,
         }

@@ -395,6 +395,7 @@ impl Step for Preconditions {
         "check the node runs the new release under systemd, with Synnefo 0.19"
     }
     fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        dpkg::ensure_fully_installed(&ctx.root)?;
         let codename = node::os_codename(&ctx.root)?;
         let want = &ctx.config.release.os_to;
         if &codename != want {
@@ -406,7 +407,7 @@ impl Step for Preconditions {
         let packages = dpkg::present_packages(&ctx.root)?;
         let old: Vec<String> = packages
             .iter()
-            .filter(|p| node::is_synnefo_package(p) && p.upstream_version() != TO_VERSION)
+            .filter(|p| node::is_synnefo_package(p) && !p.is_upstream(TO_VERSION))
             .map(|p| format!("{} {}", p.name, p.version))
             .collect();
         if !old.is_empty() {
@@ -417,21 +418,7 @@ impl Step for Preconditions {
             );
         }
         if is_service_node(&ctx.root) {
-            for (package, version) in [
-                ("python-gevent", "1.1.1-2"),
-                ("python-greenlet", "0.4.10-1"),
-            ] {
-                match packages.iter().find(|p| p.name == package) {
-                    Some(p) if p.version.starts_with(version) => {}
-                    Some(p) => bail!(
-                        "{package} is {}, not {version} from {}-backports (see /etc/apt/preferences.d/synnefo-upgrade-gevent): \
-                         'apt-get install {package}={version}*', then run 'synnefo-upgrade finish'",
-                        p.version,
-                        ctx.config.release.suite_to
-                    ),
-                    None => {}
-                }
-            }
+            apt::ensure_gevent(&packages, &ctx.config.release.suite_to)?;
         }
         Ok(format!(
             "OS is {codename}, init is {}, Synnefo is {TO_VERSION}",

@@ -208,7 +208,7 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                 .collect();
             let wrong: Vec<String> = synnefo
                 .iter()
-                .filter(|p| p.upstream_version() != FROM_VERSION)
+                .filter(|p| !p.is_upstream(FROM_VERSION))
                 .map(|p| format!("{} {}", p.name, p.version))
                 .collect();
             if !wrong.is_empty() {
@@ -523,7 +523,7 @@ pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> 
         .filter(|p| node::is_synnefo_package(p))
         .map(|p| p.upstream_version().to_string())
         .collect();
-    versions.sort();
+    versions.sort_by(|a, b| dpkg::compare_versions(a, b));
     versions.dedup();
     let synnefo = if versions.is_empty() {
         "none".to_string()

@@ -36,8 +36,41 @@ pub struct Report {
     pub backups: Vec<String>,
     /// New conffile versions dpkg left beside kept ones, to review.
     pub dpkg_leftovers: Vec<String>,
+    /// gevent and greenlet as installed, against what Synnefo 0.19 needs.
+    pub gevent: Vec<Installed>,
     /// Where to read the logs.
     pub logs: Vec<String>,
+}
+
+/// A package with a minimum version, as installed now.
+#[derive(Debug, Serialize)]
+pub struct Installed {
+    /// The binary package (`python-gevent`, `python-greenlet`).
+    pub package: String,
+    /// Its version in dpkg's status; `None` when not installed.
+    pub version: Option<String>,
+    /// The lowest version that will do.
+    pub required: String,
+    /// Whether the installed version meets it, in dpkg's ordering.
+    pub satisfied: bool,
+}
+
+/// gevent and greenlet as installed on the node under `root` (none when
+/// dpkg's status cannot be read).
+pub fn gevent(root: &Root) -> Vec<Installed> {
+    let packages = crate::dpkg::present_packages(root).unwrap_or_default();
+    crate::apt::GEVENT_REQUIREMENTS
+        .iter()
+        .map(|r| {
+            let version = r.installed(&packages);
+            Installed {
+                package: r.package.to_string(),
+                version: version.map(String::from),
+                required: r.min.to_string(),
+                satisfied: version.is_some_and(|v| r.is_met_by(v)),
+            }
+        })
+        .collect()
 }
 
 /// Conffile versions dpkg left beside the kept ones under /etc
@@ -129,6 +162,7 @@ pub fn report(root: &Root) -> Result<Report> {
         denied_actions,
         backups,
         dpkg_leftovers,
+        gevent: gevent(root),
         services: state.services,
         steps: state.steps,
         logs: vec![
@@ -217,6 +251,20 @@ pub fn render(report: &Report) -> String {
         "new conffile versions to review",
         &report.dpkg_leftovers,
     ));
+    let gevent: Vec<String> = report
+        .gevent
+        .iter()
+        .map(|g| match &g.version {
+            Some(v) => format!(
+                "{} {v} ({} >= {})",
+                g.package,
+                if g.satisfied { "meets" } else { "NOT" },
+                g.required
+            ),
+            None => format!("{} not installed", g.package),
+        })
+        .collect();
+    out.push_str(&format!("gevent/greenlet: {}\n", gevent.join(", ")));
     out.push_str(&format!("logs: {}\n", report.logs.join(" | ")));
     out
 }

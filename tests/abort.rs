@@ -108,6 +108,37 @@ fn service_node_gets_backports_and_pin_and_abort_takes_them_back() {
 }
 
 #[test]
+fn added_backports_line_keeps_the_mirrors_options_and_deb822_continuations_are_rewritten() {
+    let node = node_with(&["snf-astakos-app"]);
+    let list = "# Debian wheezy, through the site's mirror\n\
+deb [arch=amd64 trusted=yes] http://mirror/debian wheezy main\n\
+deb-src [arch=amd64 trusted=yes] http://mirror/debian wheezy main\n\
+deb http://security.debian.org/ wheezy/updates main\n";
+    node.write("/etc/apt/sources.list", list, 0o644);
+    let sources = "Types: deb deb-src\nURIs: http://ceph.com/debian-firefly/\nSuites: wheezy\n wheezy-updates\n# keep wheezy in this comment\nComponents: main\n";
+    node.write("/etc/apt/sources.list.d/ceph.sources", sources, 0o644);
+    let before = without_our_records(node.snapshot());
+    node.ok(&["prepare"]);
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/apt/sources.list.d/synnefo-upgrade-backports.list"))
+            .unwrap(),
+        "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\n\
+         deb [arch=amd64 trusted=yes] http://mirror/debian jessie-backports main\n"
+    );
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/apt/sources.list")).unwrap(),
+        list.replace(" wheezy main", " jessie main")
+            .replace("wheezy/updates", "jessie/updates")
+    );
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/apt/sources.list.d/ceph.sources")).unwrap(),
+        "Types: deb deb-src\nURIs: http://ceph.com/debian-firefly/\nSuites: jessie\n jessie-updates\n# keep wheezy in this comment\nComponents: main\n"
+    );
+    node.ok(&["abort"]);
+    assert_eq!(without_our_records(node.snapshot()), before);
+}
+
+#[test]
 fn finish_keeps_the_pin_and_drops_the_snippet() {
     let node = node_with(&["snf-pithos-app"]);
     node.ok(&["prepare"]);

@@ -288,25 +288,36 @@ fn inhibitor_not_enough_space() {
 
 #[test]
 fn inhibitor_apt_source_without_successor() {
+    fn titles(node: &Node) -> Vec<String> {
+        let json = inhibited_by(node, "apt-source");
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == "apt-source")
+            .map(|f| f["title"].as_str().unwrap().to_string())
+            .collect()
+    }
     let node = Node::wheezy();
     node.write(
         "/etc/apt/sources.list.d/lts.list",
         "# LTS\ndeb http://ftp.debian.org/debian wheezy-lts main\n",
         0o644,
     );
-    let json = inhibited_by(&node, "apt-source");
-    let finding = json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "apt-source")
-        .unwrap();
-    assert!(
-        finding["title"]
-            .as_str()
-            .unwrap()
-            .starts_with("/etc/apt/sources.list.d/lts.list:2:"),
-        "{finding}"
+    assert_eq!(
+        titles(&node),
+        ["/etc/apt/sources.list.d/lts.list:2: the APT suite has no jessie equivalent"]
+    );
+    // deb822: a Suites: value continued on the next line is read too.
+    let node = Node::wheezy();
+    node.write(
+        "/etc/apt/sources.list.d/debian.sources",
+        "Types: deb\nURIs: http://ftp.debian.org/debian\nSuites: wheezy\n wheezy-lts\nComponents: main\n",
+        0o644,
+    );
+    assert_eq!(
+        titles(&node),
+        ["/etc/apt/sources.list.d/debian.sources:4: the APT suite has no jessie equivalent"]
     );
 }
 

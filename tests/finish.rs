@@ -273,3 +273,120 @@ fn conversion_runs_in_finish_and_a_bad_setting_stops_it_with_file_and_line() {
         "{api}"
     );
 }
+
+fn masked(node: &Node, unit: &str) -> bool {
+    fs::read_link(node.path(&format!("/etc/systemd/system/{unit}")))
+        .is_ok_and(|target| target.to_str() == Some("/dev/null"))
+}
+
+#[test]
+fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // Power lost while dpkg configured snf-webproject; a trigger still pending.
+    node.set_dpkg("snf-webproject", "install ok half-configured", None);
+    node.set_dpkg("gunicorn", "install ok triggers-pending", None);
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let state = node.state_json();
+    assert_eq!(state["phase"], "finishing");
+    let preconditions = step(&state, "preconditions");
+    assert_eq!(preconditions["status"], "failed");
+    let message = preconditions["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "2 package(s): gunicorn (triggers-pending), snf-webproject (half-configured)"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("run 'dpkg --configure -a && apt-get dist-upgrade', then 'systemctl restart synnefo-upgrade-finish'"),
+        "{message}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dpkg --configure -a"));
+    assert!(!calls(&node).contains("migrate"), "{}", calls(&node));
+    assert!(!node.path("/var/backups/synnefo-upgrade").exists());
+    assert!(masked(&node, "gunicorn.service"));
+    assert!(node.path("/var/lib/synnefo-upgrade/armed").exists());
+
+    // A package needing reinstallation is not finished either.
+    node.set_dpkg("snf-webproject", "install reinstreq installed", None);
+    node.set_dpkg("gunicorn", "install ok installed", None);
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(step(&node.state_json(), "preconditions")["message"]
+        .as_str()
+        .unwrap()
+        .contains("snf-webproject (reinstreq)"));
+    assert!(!calls(&node).contains("migrate"));
+
+    // 'dpkg --configure -a' done: finish resumes and completes.
+    node.set_dpkg("snf-webproject", "install ok installed", None);
+    node.ok(&["finish"]);
+    let state = node.state_json();
+    assert_eq!(state["phase"], "done");
+    assert_eq!(step(&state, "preconditions")["status"], "done");
+    assert!(
+        calls(&node).contains("migrate --noinput"),
+        "{}",
+        calls(&node)
+    );
+    assert!(!masked(&node, "gunicorn.service"));
+}
+
+#[test]
+fn gevent_and_greenlet_are_compared_in_dpkg_order_and_shown_by_status() {
+    let mut node = node_with(&["snf-cyclades-app"]);
+    node.package("python-gevent", "0.13.6-1+nmu3", None);
+    node.package("python-greenlet", "0.3.1-2.5", None);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // jessie's own gevent: too old, whatever the pin says.
+    node.set_dpkg("python-gevent", "install ok installed", Some("1.0.1-2"));
+    node.set_dpkg(
+        "python-greenlet",
+        "install ok installed",
+        Some("0.4.9-1~0bpo80~grnet1"),
+    );
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let state = node.state_json();
+    let message = step(&state, "preconditions")["message"].as_str().unwrap();
+    assert!(
+        message.contains("python-gevent is 1.0.1-2, older than the 1.1.1 Synnefo 0.19 needs"),
+        "{message}"
+    );
+    assert!(
+        message.contains("'apt-get install -t jessie-backports python-gevent'"),
+        "{message}"
+    );
+    assert!(!calls(&node).contains("migrate"));
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        status["gevent"],
+        serde_json::json!([
+            {"package": "python-gevent", "version": "1.0.1-2", "required": "1.1.1", "satisfied": false},
+            {"package": "python-greenlet", "version": "0.4.9-1~0bpo80~grnet1", "required": "0.4.9", "satisfied": true}
+        ])
+    );
+    // GRNET's jessie build of gevent: 1.1.1-1~0bpo80~grnet1 >= 1.1.1 for dpkg.
+    node.set_dpkg(
+        "python-gevent",
+        "install ok installed",
+        Some("1.1.1-1~0bpo80~grnet1"),
+    );
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    let text = String::from_utf8_lossy(&node.ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("gevent/greenlet: python-gevent 1.1.1-1~0bpo80~grnet1 (meets >= 1.1.1), python-greenlet 0.4.9-1~0bpo80~grnet1 (meets >= 0.4.9)"),
+        "{text}"
+    );
+    // The pin written at prepare still prefers the guide's backports builds.
+    let pin =
+        fs::read_to_string(node.path("/etc/apt/preferences.d/synnefo-upgrade-gevent")).unwrap();
+    assert!(pin.contains("Package: python-gevent\nPin: version 1.1.1-2*\nPin-Priority: 990\n"));
+    assert!(pin.contains("Package: python-greenlet\nPin: version 0.4.10-1*\nPin-Priority: 990\n"));
+}

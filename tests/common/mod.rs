@@ -108,6 +108,34 @@ impl Node {
         self.write_status();
     }
 
+    /// Sets the `Status:` (and, when given, `Version:`) of `name` in dpkg's
+    /// status file as it is on disk now (after `to_jessie`, say).
+    pub fn set_dpkg(&self, name: &str, status: &str, version: Option<&str>) {
+        let text = fs::read_to_string(self.path("/var/lib/dpkg/status")).unwrap();
+        let head = format!("Package: {name}\n");
+        let mut found = false;
+        let paragraphs: Vec<String> = text
+            .split("\n\n")
+            .map(|p| {
+                if !p.starts_with(&head) {
+                    return p.to_string();
+                }
+                found = true;
+                p.lines()
+                    .map(|l| match (l.split_once(": "), version) {
+                        (Some(("Status", _)), _) => format!("Status: {status}"),
+                        (Some(("Version", _)), Some(v)) => format!("Version: {v}"),
+                        _ => l.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + if p.ends_with('\n') { "\n" } else { "" }
+            })
+            .collect();
+        assert!(found, "{name} is not in dpkg's status");
+        self.write("/var/lib/dpkg/status", &paragraphs.join("\n\n"), 0o644);
+    }
+
     fn write_status(&self) {
         self.write("/var/lib/dpkg/status", &self.packages.join("\n"), 0o644);
     }

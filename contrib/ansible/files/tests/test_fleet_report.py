@@ -118,6 +118,17 @@ class FleetReport(unittest.TestCase):
         self.assertGreater(x0, float(ganeti2.get("x")))
         self.assertEqual(len(root.findall(".//" + SVG + "circle")), 1, "the failed step is marked once")
 
+    def test_the_operator_guide_shows_this_report(self):
+        docs = os.path.join(HERE, "..", "..", "..", "..", "docs")
+        with open(os.path.join(self.dir, "fleet-timeline.svg"), encoding="utf-8") as f:
+            svg = f.read()
+        with open(os.path.join(docs, "fleet-timeline-example.svg"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), svg, "docs/fleet-timeline-example.svg: regenerate it from the samples")
+        with open(os.path.join(docs, "operator-guide.md"), encoding="utf-8") as f:
+            guide = f.read()
+        with open(os.path.join(self.dir, "fleet-report.md"), encoding="utf-8") as f:
+            self.assertIn(f.read(), guide, "docs/operator-guide.md: the example table is not the samples' report")
+
     def test_a_node_without_status_is_listed(self):
         rc, d, out = run({"nodes": [{"host": "dead", "groups": ["service_nodes"], "migrates": False, "status": None, "error": "unreachable"}]})
         self.assertEqual(rc, 0)

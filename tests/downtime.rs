@@ -159,3 +159,15 @@ fn fleet_report_samples_have_the_real_shape() {
         assert!(seen.contains(key), "no sample has {key}");
     }
 }
+
+#[test]
+fn abort_ends_the_downtime_too() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    node.ok(&["abort"]);
+    let s = status(&node);
+    assert_eq!(s["phase"], "aborted", "{s}");
+    let stopped = unix(s["downtime"]["stopped_at"].as_str().unwrap());
+    let restored = unix(s["downtime"]["restored_at"].as_str().unwrap());
+    assert_eq!(s["downtime"]["seconds"], restored - stopped);
+}

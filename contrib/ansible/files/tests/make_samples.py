@@ -55,7 +55,10 @@ def lay_out(doc, prepare_at, finish_at, step_s=2, down=True):
 
 
 def main(src, out):
-    real = {n: json.load(open(os.path.join(src, "status-%s.json" % n), encoding="utf-8")) for n in ("armed", "done", "failed")}
+    real = {}
+    for n in ("armed", "done", "failed"):
+        with open(os.path.join(src, "status-%s.json" % n), encoding="utf-8") as f:
+            real[n] = json.load(f)
     nodes = [
         ("ganeti2", ["ganeti_nodes"], None, lay_out(real["done"], T0 + 60, T0 + 300)),
         ("ganeti1", ["ganeti_master", "ganeti_nodes"], None, lay_out(real["done"], T0 + 420, T0 + 660)),

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -23,12 +23,24 @@ import fleet_report  # noqa: E402
 SVG = "{http://www.w3.org/2000/svg}"
 
 
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def nodes():
-    return [json.load(open(p, encoding="utf-8")) for p in sorted(glob.glob(os.path.join(HERE, "samples", "*.json")))]
+    return [load(p) for p in sorted(glob.glob(os.path.join(HERE, "samples", "*.json")))]
+
+
+TMP = tempfile.TemporaryDirectory(prefix="fleet-report-test-")
+
+
+def tearDownModule():
+    TMP.cleanup()
 
 
 def run(doc):
-    out = tempfile.mkdtemp()
+    out = tempfile.mkdtemp(dir=TMP.name)
     src = os.path.join(out, "in.json")
     with open(src, "w", encoding="utf-8") as f:
         json.dump(doc, f)
@@ -136,11 +148,14 @@ class FleetReport(unittest.TestCase):
         ET.parse(os.path.join(d, "fleet-timeline.svg"))
 
     def test_unreadable_input_exits_2(self):
-        d = tempfile.mkdtemp()
+        d = tempfile.mkdtemp(dir=TMP.name)
         bad = os.path.join(d, "bad.json")
         with open(bad, "w", encoding="utf-8") as f:
             f.write("{not json")
-        self.assertEqual(fleet_report.main(["--input", bad, "--out", d]), 2)
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertEqual(fleet_report.main(["--input", bad, "--out", d]), 2)
+        self.assertIn("cannot read the nodes document", err.getvalue())
 
 
 if __name__ == "__main__":

@@ -216,6 +216,7 @@ impl Step for StopServices {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<String> {
         let stop = names(ctx.state.services.iter());
+        ctx.state.services_stopping(crate::state::now());
         ctx.services.stop(&stop)?;
         Ok(format!("stopped: {}", list(&stop)))
     }
@@ -588,6 +589,7 @@ impl Step for VerifyServices {
                 inactive[0]
             );
         }
+        ctx.state.services_restored(crate::state::now());
         Ok(format!("active: {}", list(&started)))
     }
 }

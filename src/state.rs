@@ -118,6 +118,19 @@ impl ServiceRecord {
     }
 }
 
+/// The node's service downtime, in Unix seconds: when `prepare` stopped the
+/// managed services (the first stopped) and when `finish` (or `abort`) verified
+/// the last one active again.  Added within schema 1: optional, so a state
+/// file written before it loads (as `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Downtime {
+    /// Unix time when the stop of the running managed services began.
+    pub stopped_at: u64,
+    /// Unix time when they were all verified active again.
+    pub restored_at: Option<u64>,
+}
+
 /// The whole state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +145,9 @@ pub struct State {
     pub services: Vec<ServiceRecord>,
     /// Step records, in the order they first ran.
     pub steps: Vec<StepRecord>,
+    /// The node's service downtime; `None` until a running service is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<Downtime>,
 }
 
 /// Seconds since the epoch.
@@ -150,6 +166,7 @@ impl State {
             phase: Phase::Preparing,
             services: Vec::new(),
             steps: Vec::new(),
+            downtime: None,
         }
     }
 
@@ -200,6 +217,24 @@ impl State {
         {
             Some(existing) => *existing = record,
             None => self.steps.push(record),
+        }
+    }
+
+    /// Records that the managed services stop at `at`, when one of them ran
+    /// and no stop was recorded yet (a rerun of the stop keeps the first time).
+    pub fn services_stopping(&mut self, at: u64) {
+        if self.downtime.is_none() && self.services.iter().any(|s| s.was_active) {
+            self.downtime = Some(Downtime {
+                stopped_at: at,
+                restored_at: None,
+            });
+        }
+    }
+
+    /// Records that the services were verified active again at `at`, once.
+    pub fn services_restored(&mut self, at: u64) {
+        if let Some(d) = self.downtime.as_mut().filter(|d| d.restored_at.is_none()) {
+            d.restored_at = Some(at);
         }
     }
 
@@ -256,5 +291,44 @@ mod tests {
         std::fs::write(&host, text).unwrap();
         let err = State::load(&root).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn a_state_file_without_downtime_loads_and_downtime_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        // Written before the downtime record existed (schema 1).
+        let old = r#"{"schema": 1, "tool_version": "0.19.0", "phase": "armed",
+            "services": [{"name": "gunicorn", "was_active": true, "was_enabled": true, "was_masked": false}],
+            "steps": []}"#;
+        let host = root.path(paths::STATE_FILE);
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        std::fs::write(&host, old).unwrap();
+        let mut state = State::load(&root).unwrap().unwrap();
+        assert_eq!(state.downtime, None);
+        state.services_restored(5);
+        assert_eq!(state.downtime, None, "no stop recorded: nothing restored");
+        state.services_stopping(10);
+        state.services_stopping(20);
+        state.services_restored(30);
+        state.services_restored(40);
+        let want = Some(Downtime {
+            stopped_at: 10,
+            restored_at: Some(30),
+        });
+        assert_eq!(state.downtime, want);
+        state.save(&root).unwrap();
+        assert_eq!(State::load(&root).unwrap().unwrap().downtime, want);
+
+        let mut idle = State::new();
+        idle.services.push(ServiceRecord {
+            name: "gunicorn".into(),
+            was_active: false,
+            was_enabled: true,
+            was_masked: false,
+            default_flag: None,
+        });
+        idle.services_stopping(10);
+        assert_eq!(idle.downtime, None, "nothing ran: no downtime");
     }
 }

@@ -21,6 +21,8 @@ pub struct Report {
     pub phase: String,
     /// The step that failed last and has not been redone, with its message.
     pub failed_step: Option<StepRecord>,
+    /// The node's service downtime, `null` until prepare stops a running service.
+    pub downtime: Option<DowntimeReport>,
     /// Managed services as recorded before the upgrade.
     pub services: Vec<ServiceRecord>,
     /// Services masked now.
@@ -71,6 +73,48 @@ pub fn gevent(root: &Root) -> Vec<Installed> {
             }
         })
         .collect()
+}
+
+/// The node's service downtime in `status --json`: RFC 3339 UTC times.
+#[derive(Debug, Serialize)]
+pub struct DowntimeReport {
+    /// When prepare began stopping the running managed services.
+    pub stopped_at: String,
+    /// When finish (or abort) verified them all active again; `null` while down.
+    pub restored_at: Option<String>,
+    /// `restored_at - stopped_at`; `null` while down.
+    pub seconds: Option<u64>,
+}
+
+impl DowntimeReport {
+    fn new(d: &crate::state::Downtime) -> Self {
+        DowntimeReport {
+            stopped_at: rfc3339(d.stopped_at),
+            restored_at: d.restored_at.map(rfc3339),
+            seconds: d.restored_at.map(|r| r.saturating_sub(d.stopped_at)),
+        }
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-12-01T22:35:00Z`).
+pub fn rfc3339(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Conffile versions dpkg left beside the kept ones under /etc
@@ -159,6 +203,7 @@ pub fn report(root: &Root) -> Result<Report> {
         masked,
         policy_rcd_installed: policy_rcd::is_installed(root),
         failed_step,
+        downtime: state.downtime.as_ref().map(DowntimeReport::new),
         denied_actions,
         backups,
         dpkg_leftovers,
@@ -206,6 +251,16 @@ pub fn render(report: &Report) -> String {
             "not installed"
         }
     ));
+    if let Some(d) = &report.downtime {
+        out.push_str(&format!(
+            "service downtime: {} -> {}\n",
+            d.stopped_at,
+            match (&d.restored_at, d.seconds) {
+                (Some(at), Some(s)) => format!("{at} ({s} s)"),
+                _ => "still down".into(),
+            }
+        ));
+    }
     out.push_str("steps:\n");
     for s in &report.steps {
         let status = serde_json::to_value(s.status)
@@ -267,4 +322,17 @@ pub fn render(report: &Report) -> String {
     out.push_str(&format!("gevent/greenlet: {}\n", gevent.join(", ")));
     out.push_str(&format!("logs: {}\n", report.logs.join(" | ")));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
 }

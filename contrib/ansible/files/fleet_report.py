@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Fleet report of a synnefo-upgrade-0.19 roll-out (Python 3 stdlib only).
+
+Reads one JSON document (stdin, or --input FILE):
+
+    {"nodes": [{"host": "svc1", "groups": ["service_nodes"], "migrates": true,
+                "status": {... `synnefo-upgrade status --json` ...} or null,
+                "error": "why there is no status" or null}]}
+
+and writes into --out DIR:
+
+    fleet-report.json     one row per node, and the cluster's service downtime
+    fleet-report.md       the same as a Markdown table (also printed on stdout)
+    fleet-timeline.svg    one row per node: its phases from arming to done (from
+                          the step records), the service-down span shaded
+
+The site.yml's last play runs it on the controller.  Times are RFC 3339 UTC.
+"""
+
+import argparse
+import datetime
+import html
+import json
+import os
+import sys
+
+PHASE_COLOURS = {
+    "prepare": "#4e79a7",
+    "upgrade": "#bab0ac",
+    "finish": "#59a14f",
+    "abort": "#f28e2b",
+}
+DOWN_COLOUR = "#e15759"
+
+
+def rfc3339(unix):
+    """Unix seconds as RFC 3339 UTC, None as None."""
+    if unix is None:
+        return None
+    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text):
+    """RFC 3339 UTC (`...Z`) as Unix seconds, None as None."""
+    if text is None:
+        return None
+    when = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    return int(when.replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+def roles(node):
+    """What the node is in the roll-out, from its inventory groups."""
+    groups = node.get("groups") or []
+    out = []
+    if "ganeti_master" in groups:
+        out.append("ganeti master")
+    elif "ganeti_nodes" in groups:
+        out.append("ganeti")
+    if "service_nodes" in groups:
+        out.append("service (migrates)" if node.get("migrates") else "service (waits)")
+    return out or ["other"]
+
+
+def step_end(step):
+    """When a step ended (Unix seconds), or None while it runs."""
+    if step.get("duration_ms") is None:
+        return None
+    return step["started"] + (step["duration_ms"] + 999) // 1000
+
+
+def spans(status):
+    """The node's phases as (name, start, end) from its step records: prepare
+    (first prepare step to arm), upgrade (arm to the first finish step: the
+    dist-upgrade and the reboot), finish, abort.  End None: still running."""
+    steps = status.get("steps") or []
+    by_phase = {}
+    for s in steps:
+        by_phase.setdefault(s["phase"], []).append(s)
+    out = []
+
+    def span(name, records):
+        start = min(r["started"] for r in records)
+        ends = [step_end(r) for r in records]
+        end = None if None in ends else max(ends)
+        out.append((name, start, end))
+
+    if "prepare" in by_phase:
+        span("prepare", by_phase["prepare"])
+    if "prepare" in by_phase and "finish" in by_phase:
+        prepare_end = out[0][2]
+        finish_start = min(r["started"] for r in by_phase["finish"])
+        if prepare_end is not None and finish_start > prepare_end:
+            out.append(("upgrade", prepare_end, finish_start))
+    for phase in ("finish", "abort"):
+        if phase in by_phase:
+            span(phase, by_phase[phase])
+    return out
+
+
+def row(node):
+    """One report row of a node."""
+    status = node.get("status")
+    r = {
+        "host": node["host"],
+        "roles": roles(node),
+        "phase": None,
+        "downtime": None,
+        "failed_step": None,
+        "dpkg_leftovers": [],
+        "error": node.get("error"),
+    }
+    if not status:
+        r["phase"] = "unknown"
+        return r
+    r["phase"] = status.get("phase")
+    r["downtime"] = status.get("downtime")
+    failed = status.get("failed_step")
+    if failed:
+        r["failed_step"] = {
+            "phase": failed.get("phase"),
+            "id": failed.get("id"),
+            "message": failed.get("message"),
+        }
+    r["dpkg_leftovers"] = list(status.get("dpkg_leftovers") or [])
+    return r
+
+
+def cluster_downtime(rows):
+    """The service nodes' downtime together: the first stop to the last restore."""
+    service = [r for r in rows if any(x.startswith("service") for x in r["roles"])]
+    stops = [parse_time(r["downtime"]["stopped_at"]) for r in service if r["downtime"]]
+    if not stops:
+        return None
+    restores = [r["downtime"] and r["downtime"].get("restored_at") for r in service]
+    restored = None if None in restores or not all(restores) else max(parse_time(t) for t in restores)
+    start = min(stops)
+    return {
+        "stopped_at": rfc3339(start),
+        "restored_at": rfc3339(restored),
+        "seconds": None if restored is None else restored - start,
+    }
+
+
+def build(doc):
+    """The report: rows in input order and the cluster's downtime."""
+    rows = [row(n) for n in doc.get("nodes") or []]
+    return {"schema": 1, "generated_at": doc.get("generated_at"), "cluster_service_downtime": cluster_downtime(rows), "nodes": rows}
+
+
+def downtime_cell(d):
+    if not d:
+        return "none"
+    if d.get("seconds") is None:
+        return "down since %s" % d["stopped_at"]
+    return "%d s (%s to %s)" % (d["seconds"], d["stopped_at"][11:19], d["restored_at"][11:19])
+
+
+def md_escape(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report):
+    lines = ["| node | roles | phase | service downtime | failed step | .dpkg-dist to review |", "|---|---|---|---|---|---|"]
+    for r in report["nodes"]:
+        failed = "none"
+        if r["failed_step"]:
+            f = r["failed_step"]
+            failed = "%s %s: %s" % (f["phase"], f["id"], f["message"] or "")
+        elif r["error"]:
+            failed = "no status: %s" % r["error"]
+        leftovers = ", ".join("`%s`" % p for p in r["dpkg_leftovers"]) or "none"
+        lines.append(
+            "| %s |" % " | ".join(md_escape(c) for c in [r["host"], ", ".join(r["roles"]), r["phase"], downtime_cell(r["downtime"]), failed])
+            + " %s |" % md_escape(leftovers)
+        )
+    c = report["cluster_service_downtime"]
+    lines.append("")
+    lines.append("Cluster service downtime (first service node stopped to last one restored): %s" % downtime_cell(c))
+    return "\n".join(lines) + "\n"
+
+
+def svg(report, statuses):
+    """The timeline: one row per node, phases as bars, service-down span shaded."""
+    left, right, top, row_h, bar_h = 190, 30, 50, 34, 16
+    width = 1000
+    times = []
+    for status in statuses:
+        if not status:
+            continue
+        for name, start, end in spans(status):
+            times += [t for t in (start, end) if t is not None]
+        d = status.get("downtime")
+        if d:
+            times += [t for t in (parse_time(d["stopped_at"]), parse_time(d.get("restored_at"))) if t is not None]
+    t0 = min(times) if times else 0
+    t1 = max(times) if times else 1
+    if t1 <= t0:
+        t1 = t0 + 1
+    scale = (width - left - right) / float(t1 - t0)
+
+    def x(t):
+        return left + (t - t0) * scale
+
+    height = top + row_h * len(statuses) + 60
+    out = [
+        '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">'
+        % (width, height, width, height),
+        "<title>synnefo-upgrade-0.19 roll-out timeline</title>",
+        '<rect width="100%" height="100%" fill="#ffffff"/>',
+        '<text x="10" y="20" font-size="15" font-weight="bold">synnefo-upgrade-0.19 roll-out: %s to %s (UTC)</text>'
+        % (rfc3339(t0), rfc3339(t1)),
+    ]
+    # Time axis: 6 ticks.
+    for i in range(7):
+        t = t0 + (t1 - t0) * i / 6.0
+        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#dddddd"/>' % (x(t), top - 8, x(t), top + row_h * len(statuses)))
+        out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555555">%s</text>' % (x(t), top - 12, rfc3339(int(t))[11:19]))
+    end_of_chart = t1
+    for i, (r, status) in enumerate(zip(report["nodes"], statuses)):
+        y = top + i * row_h
+        label = "%s (%s)" % (r["host"], ", ".join(r["roles"]))
+        out.append('<text x="10" y="%d">%s</text>' % (y + bar_h, html.escape(label)))
+        if not status:
+            out.append('<text x="%d" y="%d" fill="#999999">no status</text>' % (left, y + bar_h))
+            continue
+        d = status.get("downtime")
+        if d:
+            a = parse_time(d["stopped_at"])
+            b = parse_time(d.get("restored_at"))
+            b_draw = end_of_chart if b is None else b
+            out.append(
+                '<rect class="down" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.25" stroke="%s" stroke-dasharray="3,2">'
+                "<title>%s: services down %s</title></rect>"
+                % (x(a), y, max(x(b_draw) - x(a), 1.0), row_h - 6, DOWN_COLOUR, DOWN_COLOUR, html.escape(r["host"]), html.escape(downtime_cell(d)))
+            )
+        for name, start, end in spans(status):
+            end_draw = end_of_chart if end is None else end
+            out.append(
+                '<rect class="phase-%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %s to %s</title></rect>'
+                % (name, x(start), y + 4, max(x(end_draw) - x(start), 1.0), bar_h - 4, PHASE_COLOURS[name], html.escape(r["host"]), name, rfc3339(start), rfc3339(end) or "running")
+            )
+        failed = status.get("failed_step")
+        if failed:
+            fx = x(failed["started"])
+            out.append(
+                '<circle class="failed" cx="%.1f" cy="%d" r="6" fill="#d62728"><title>failed: %s %s: %s</title></circle>'
+                % (fx, y + bar_h // 2 + 2, html.escape(failed["phase"]), html.escape(failed["id"]), html.escape(failed.get("message") or ""))
+            )
+        out.append('<text x="%d" y="%d" font-size="10" fill="#555555">%s</text>' % (left, y + bar_h + 12, html.escape("%s, downtime %s" % (r["phase"], downtime_cell(d)))))
+    ly = top + row_h * len(statuses) + 25
+    lx = 10
+    for name in ("prepare", "upgrade", "finish", "abort"):
+        out.append('<rect x="%d" y="%d" width="14" height="10" fill="%s"/><text x="%d" y="%d">%s</text>' % (lx, ly, PHASE_COLOURS[name], lx + 18, ly + 10, name))
+        lx += 100
+    out.append(
+        '<rect x="%d" y="%d" width="14" height="10" fill="%s" fill-opacity="0.25" stroke="%s"/><text x="%d" y="%d">services down</text>'
+        % (lx, ly, DOWN_COLOUR, DOWN_COLOUR, lx + 18, ly + 10)
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write(path, text):
+    """Writes atomically (a half-written report is never left behind)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", help="the nodes document (default: stdin)")
+    parser.add_argument("--out", required=True, help="directory for fleet-report.{json,md} and fleet-timeline.svg")
+    args = parser.parse_args(argv)
+    try:
+        if args.input:
+            with open(args.input, encoding="utf-8") as f:
+                doc = json.load(f)
+        else:
+            doc = json.load(sys.stdin)
+    except (OSError, ValueError) as e:
+        sys.stderr.write("fleet_report: cannot read the nodes document (%s): %s\n" % (args.input or "stdin", e))
+        return 2
+    report = build(doc)
+    statuses = [n.get("status") for n in doc.get("nodes") or []]
+    os.makedirs(args.out, exist_ok=True)
+    md = markdown(report)
+    write(os.path.join(args.out, "fleet-report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write(os.path.join(args.out, "fleet-report.md"), md)
+    write(os.path.join(args.out, "fleet-timeline.svg"), svg(report, statuses))
+    sys.stdout.write(md)
+    sys.stdout.write("written: %s/fleet-report.json, fleet-report.md, fleet-timeline.svg\n" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

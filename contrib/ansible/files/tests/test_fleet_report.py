@@ -1,0 +1,162 @@
+"""Unit tests of fleet_report.py over sample status documents (offline, stdlib).
+
+    python3 -m unittest discover -s contrib/ansible/files/tests
+
+samples/ holds a five-node roll-out derived from real `status --json` output
+(make_samples.py; tests/downtime.rs keeps their keys those of the binary).
+"""
+
+import glob
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+from contextlib import redirect_stderr, redirect_stdout
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import fleet_report  # noqa: E402
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def nodes():
+    return [load(p) for p in sorted(glob.glob(os.path.join(HERE, "samples", "*.json")))]
+
+
+TMP = tempfile.TemporaryDirectory(prefix="fleet-report-test-")
+
+
+def tearDownModule():
+    TMP.cleanup()
+
+
+def run(doc):
+    out = tempfile.mkdtemp(dir=TMP.name)
+    src = os.path.join(out, "in.json")
+    with open(src, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = fleet_report.main(["--input", src, "--out", os.path.join(out, "report")])
+    return rc, os.path.join(out, "report"), buf.getvalue()
+
+
+class FleetReport(unittest.TestCase):
+    def setUp(self):
+        self.nodes = nodes()
+        self.assertEqual(len(self.nodes), 5)
+        self.rc, self.dir, self.stdout = run({"generated_at": "2026-12-01T22:30:00Z", "nodes": self.nodes})
+        self.assertEqual(self.rc, 0)
+        with open(os.path.join(self.dir, "fleet-report.json"), encoding="utf-8") as f:
+            self.report = json.load(f)
+        self.rows = {r["host"]: r for r in self.report["nodes"]}
+
+    def test_one_row_per_node_in_inventory_order(self):
+        self.assertEqual([r["host"] for r in self.report["nodes"]], ["ganeti2", "ganeti1", "svc1", "svc2", "svc3"])
+        self.assertEqual(self.rows["ganeti1"]["roles"], ["ganeti master"])
+        self.assertEqual(self.rows["svc1"]["roles"], ["service (migrates)"])
+        self.assertEqual(self.rows["svc2"]["roles"], ["service (waits)"])
+
+    def test_downtime_phase_failed_step_and_leftovers_come_from_status(self):
+        for n in self.nodes:
+            row = self.rows[n["host"]]
+            self.assertEqual(row["phase"], n["status"]["phase"])
+            self.assertEqual(row["downtime"], n["status"]["downtime"])
+            self.assertEqual(row["dpkg_leftovers"], n["status"]["dpkg_leftovers"])
+        self.assertIsNone(self.rows["svc1"]["failed_step"])
+        self.assertEqual(self.rows["svc3"]["failed_step"]["id"], "preconditions")
+        self.assertEqual(self.rows["svc2"]["dpkg_leftovers"], ["/etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"])
+
+    def test_cluster_downtime_spans_the_service_nodes(self):
+        # svc3 is still down: the cluster's downtime has no end yet.
+        c = self.report["cluster_service_downtime"]
+        self.assertEqual(c["stopped_at"], min(n["status"]["downtime"]["stopped_at"] for n in self.nodes[2:]))
+        self.assertIsNone(c["seconds"])
+        done = [n for n in self.nodes if n["host"] != "svc3"]
+        _, d, _ = run({"nodes": done})
+        with open(os.path.join(d, "fleet-report.json"), encoding="utf-8") as f:
+            c = json.load(f)["cluster_service_downtime"]
+        svc = [n["status"]["downtime"] for n in done if "service_nodes" in n["groups"]]
+        start = fleet_report.parse_time(min(x["stopped_at"] for x in svc))
+        end = fleet_report.parse_time(max(x["restored_at"] for x in svc))
+        self.assertEqual(c["seconds"], end - start)
+        self.assertEqual(c["restored_at"], max(x["restored_at"] for x in svc))
+
+    def test_markdown_table_printed_and_written(self):
+        with open(os.path.join(self.dir, "fleet-report.md"), encoding="utf-8") as f:
+            md = f.read()
+        self.assertIn(md, self.stdout)
+        lines = [line for line in md.splitlines() if line.startswith("| ")]
+        self.assertEqual(len(lines), 1 + 5)
+        svc2 = [line for line in lines if line.startswith("| svc2 ")][0]
+        self.assertIn("`/etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist`", svc2)
+        seconds = self.rows["svc2"]["downtime"]["seconds"]
+        self.assertIn("| %d s (" % seconds, svc2)
+        svc3 = [line for line in lines if line.startswith("| svc3 ")][0]
+        self.assertIn("finish preconditions: the OS is 'wheezy'", svc3)
+        self.assertIn("down since", svc3)
+
+    def test_svg_rows_phases_and_shaded_downtime(self):
+        tree = ET.parse(os.path.join(self.dir, "fleet-timeline.svg"))
+        root = tree.getroot()
+        self.assertEqual(root.tag, SVG + "svg")
+        # Self-contained: no external references.
+        with open(os.path.join(self.dir, "fleet-timeline.svg"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertNotIn("href", text)
+        rects = root.findall(".//" + SVG + "rect")
+        down = [r for r in rects if r.get("class") == "down"]
+        self.assertEqual(len(down), 5)
+        finish = [r for r in rects if r.get("class") == "phase-finish"]
+        prepare = [r for r in rects if r.get("class") == "phase-prepare"]
+        self.assertEqual((len(prepare), len(finish)), (5, 5))
+        # svc1's shaded span ends where its downtime ends: later than it starts, and
+        # its x runs from stopped_at.
+        d = self.rows["svc1"]["downtime"]
+        svc1 = [r for r in down if r.find(SVG + "title").text.startswith("svc1:")][0]
+        x0, w = float(svc1.get("x")), float(svc1.get("width"))
+        ratio = w / d["seconds"]
+        ganeti2 = [r for r in down if r.find(SVG + "title").text.startswith("ganeti2:")][0]
+        self.assertAlmostEqual(float(ganeti2.get("width")) / self.rows["ganeti2"]["downtime"]["seconds"], ratio, places=3)
+        self.assertGreater(x0, float(ganeti2.get("x")))
+        self.assertEqual(len(root.findall(".//" + SVG + "circle")), 1, "the failed step is marked once")
+
+    def test_the_operator_guide_shows_this_report(self):
+        docs = os.path.join(HERE, "..", "..", "..", "..", "docs")
+        with open(os.path.join(self.dir, "fleet-timeline.svg"), encoding="utf-8") as f:
+            svg = f.read()
+        with open(os.path.join(docs, "fleet-timeline-example.svg"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), svg, "docs/fleet-timeline-example.svg: regenerate it from the samples")
+        with open(os.path.join(docs, "operator-guide.md"), encoding="utf-8") as f:
+            guide = f.read()
+        with open(os.path.join(self.dir, "fleet-report.md"), encoding="utf-8") as f:
+            self.assertIn(f.read(), guide, "docs/operator-guide.md: the example table is not the samples' report")
+
+    def test_a_node_without_status_is_listed(self):
+        rc, d, out = run({"nodes": [{"host": "dead", "groups": ["service_nodes"], "migrates": False, "status": None, "error": "unreachable"}]})
+        self.assertEqual(rc, 0)
+        self.assertIn("| dead | service (waits) | unknown | none | no status: unreachable | none |", out)
+        ET.parse(os.path.join(d, "fleet-timeline.svg"))
+
+    def test_unreadable_input_exits_2(self):
+        d = tempfile.mkdtemp(dir=TMP.name)
+        bad = os.path.join(d, "bad.json")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("{not json")
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertEqual(fleet_report.main(["--input", bad, "--out", d]), 2)
+        self.assertIn("cannot read the nodes document", err.getvalue())
+
+
+if __name__ == "__main__":
+    unittest.main()

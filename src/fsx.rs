@@ -289,7 +289,7 @@ pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<
 
 /// Writes a state file of ours (no backup: it is ours), atomically.
 pub fn write_state_file(root: &Root, abs: &str, content: &[u8]) -> Result<()> {
-    ensure_dir(root, paths::STATE_DIR, 0o700)?;
+    ensure_private_dir(root, paths::STATE_DIR)?;
     write_new(&root.path(abs), content, 0o600, None).with_context(|| format!("writing '{abs}'"))
 }
 
@@ -387,14 +387,15 @@ pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
 }
 
 /// Opens an append-only log of ours (the denied-action ledger, the log file),
-/// creating it 0600.
+/// creating it 0600; never through a symbolic link (`O_NOFOLLOW`).
 pub fn open_append(root: &Root, abs: &str) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(root.path(abs))
-        .with_context(|| format!("opening '{abs}'"))
+        .with_context(|| format!("opening '{abs}' (it must not be a symbolic link)"))
 }
 
 /// Appends one line to an append-only log of ours (see [`open_append`]).
@@ -475,16 +476,57 @@ pub fn write_from_command(
     .with_context(|| format!("writing '{}'", abs.display()))
 }
 
-/// Opens (creating) the lock file, for the runner's `flock`.
+/// Opens (creating) the lock file, for the runner's `flock`; never through a
+/// symbolic link.
 pub fn open_lock(root: &Root) -> Result<File> {
-    ensure_dir(root, paths::STATE_DIR, 0o700)?;
+    ensure_private_dir(root, paths::STATE_DIR)?;
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(root.path(paths::LOCK_FILE))
-        .with_context(|| format!("opening '{}'", paths::LOCK_FILE))
+        .with_context(|| format!("opening '{}' (it must not be a symbolic link)", paths::LOCK_FILE))
+}
+
+/// Records who holds the lock (`PID COMMAND`) in the locked file, for a
+/// second run to name it.
+pub fn write_lock_holder(file: &mut File, holder: &str) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+        .and_then(|()| writeln!(file, "{holder}"))
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("writing '{}'", paths::LOCK_FILE))
+}
+
+/// Makes our private directory `abs` (the state directory, the backups)
+/// exist as a real directory of mode 0700: refuses a symbolic link there
+/// (a file of ours is never reached through one) and tightens a looser mode.
+pub fn ensure_private_dir(root: &Root, abs: &str) -> Result<()> {
+    let host = root.path(abs);
+    match fs::symlink_metadata(&host) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(&host).unwrap_or_default();
+            anyhow::bail!(crate::error::Fatal::BadInput(format!(
+                "'{abs}' is a symbolic link (to '{}'): synnefo-upgrade keeps its state and backups only in a real directory; replace the link by a directory (mode 0700)",
+                target.display()
+            )))
+        }
+        Ok(meta) if meta.is_dir() => {
+            if meta.mode() & 0o077 != 0 {
+                fs::set_permissions(&host, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("setting mode 0700 on '{abs}'"))?;
+            }
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!(crate::error::Fatal::BadInput(format!(
+            "'{abs}' is not a directory; move it away"
+        ))),
+        Err(_) => ensure_dir(root, abs, 0o700),
+    }
 }
 
 #[cfg(test)]

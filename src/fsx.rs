@@ -251,7 +251,17 @@ fn replace_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("writing '{}'", dest.display()))?;
+    result
+        .map_err(|e| {
+            if is_disk_full(&e) {
+                e.context(
+                    "its file system is full (the partial file was removed): free space there and run the command again",
+                )
+            } else {
+                e
+            }
+        })
+        .with_context(|| format!("writing '{}'", dest.display()))?;
     sync_parent(dest)
 }
 
@@ -450,30 +460,93 @@ pub fn restore_all(root: &Root) -> Result<Vec<PathBuf>> {
     Ok(restored)
 }
 
+/// Whether `err` is a full disk (`ENOSPC`, `EDQUOT`) somewhere in its chain.
+pub fn is_disk_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<PartialWrite>().map(|p| &p.source))
+            .is_some_and(|e| {
+                matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT)
+                )
+            })
+    })
+}
+
+/// A write that failed after `written` bytes reached the file (the source
+/// says why: `ENOSPC` for a full disk).
+#[derive(Debug, thiserror::Error)]
+#[error("writing failed after {written} bytes")]
+pub struct PartialWrite {
+    /// Bytes written before the failure.
+    pub written: u64,
+    /// The failure.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// How much a failed [`write_from_command`] had written, from its error.
+pub fn written_before_full(err: &anyhow::Error) -> Option<u64> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<PartialWrite>())
+        .map(|p| p.written)
+}
+
 /// Writes what `command` prints on stdout to node file `abs` (mode 0600,
-/// root-owned, atomically: nothing appears unless the command succeeds).
-/// Used for backups (database dumps, tarballs).
+/// root-owned, atomically: nothing appears unless the command succeeds and
+/// every byte reached the disk; a partial temporary file is removed). The
+/// output passes through us, so a full disk is our own `ENOSPC`
+/// ([`PartialWrite`]), not a guess from the command's exit status. Used for
+/// backups (database dumps, tarballs); the parent directory is private
+/// (see [`ensure_private_dir`]). Returns the bytes written.
 pub fn write_from_command(
     root: &Root,
     abs: &Path,
     command: &mut std::process::Command,
-) -> Result<()> {
+) -> Result<u64> {
+    use std::io::Read;
     let host = root.path(abs);
     if let Some(parent) = abs.parent() {
-        ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
+        ensure_private_dir(root, &parent.to_string_lossy())?;
     }
+    let mut written = 0u64;
     replace_atomically(&host, |file| {
-        let status = command
-            .stdout(file.try_clone()?)
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
             .stdin(std::process::Stdio::null())
-            .status()
+            .spawn()
             .with_context(|| format!("running {command:?}"))?;
+        let mut out = child.stdout.take().context("no stdout pipe")?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let copied = loop {
+            let n = match out.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(anyhow::Error::new(e).context("reading its output")),
+            };
+            if let Err(source) = file.write_all(&buf[..n]) {
+                break Err(PartialWrite { written, source }.into());
+            }
+            written += n as u64;
+        };
+        if copied.is_err() {
+            let _ = child.kill();
+        }
+        drop(out);
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {command:?}"))?;
+        copied?;
         if !status.success() {
             anyhow::bail!("{command:?} failed ({status})");
         }
+        file.sync_all().map_err(|source| PartialWrite { written, source })?;
         Ok(())
     })
-    .with_context(|| format!("writing '{}'", abs.display()))
+    .with_context(|| format!("writing '{}'", abs.display()))?;
+    Ok(written)
 }
 
 /// Opens (creating) the lock file, for the runner's `flock`; never through a

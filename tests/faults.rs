@@ -7,7 +7,7 @@ mod common;
 use common::Node;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -85,4 +85,166 @@ fn abort_during_a_held_lock_runs_once_the_holder_ends() {
     // The lock file now names the run that held it last (this binary).
     let holder = fs::read_to_string(node.path("/var/lib/synnefo-upgrade/lock")).unwrap();
     assert!(holder.contains(" abort"), "{holder}");
+}
+
+// ---- A full disk during the backups --------------------------------------
+
+const PG_SETTINGS: &str = "DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'synnefo', 'PASSWORD': 'pw', 'HOST': '127.0.0.1', 'PORT': '5432'}}\n";
+
+/// A fake pg_dump inside the fixture root: records its arguments and
+/// `PGPASSWORD`, then writes `bytes` bytes of dump.
+fn fake_pg_dump(node: &Node, bytes: u64) {
+    node.write(
+        "/usr/bin/pg_dump",
+        &format!("#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$* PGPASSWORD=$PGPASSWORD\" >> \"$root/var/log/pg_dump.calls\"\nhead -c {bytes} /dev/zero\n"),
+        0o755,
+    );
+}
+
+/// Runs `finish` with the node's /var/backups on a 1 MiB tmpfs (in a private
+/// mount namespace), and returns its output and a listing of what was left
+/// in the backups directory before the tmpfs went away. `None` (test
+/// skipped) when this host cannot mount one.
+fn finish_on_a_small_disk(node: &Node) -> Option<(std::process::Output, String)> {
+    fs::create_dir_all(node.path("/var/backups")).unwrap();
+    let listing = node.root().with_file_name(format!(
+        "{}.listing",
+        node.root().file_name().unwrap().to_string_lossy()
+    ));
+    let script = r#"mount -t tmpfs -o size=1m tmpfs "$1" || exit 200
+"$2" --root "$3" finish; rc=$?
+ls -A "$1/synnefo-upgrade" > "$4" 2>&1
+exit $rc"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(node.path("/var/backups"))
+        .arg(common::BIN)
+        .arg(node.root())
+        .arg(&listing)
+        .env_remove("FAILPOINTS")
+        .output()
+        .ok()?;
+    if out.status.code() == Some(200) || String::from_utf8_lossy(&out.stderr).contains("unshare failed") {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs in a private mount namespace here (needs root): {}",
+            stderr(&out)
+        );
+        return None;
+    }
+    let left = fs::read_to_string(&listing).unwrap_or_default();
+    let _ = fs::remove_file(&listing);
+    Some((out, left))
+}
+
+fn is_masked(node: &Node) -> bool {
+    fs::read_link(node.path("/etc/systemd/system/gunicorn.service"))
+        .is_ok_and(|t| t == std::path::Path::new("/dev/null"))
+}
+
+#[test]
+fn a_disk_that_fills_during_the_dump_fails_the_step_with_the_path_and_leaves_no_partial_dump() {
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", PG_SETTINGS, 0o640);
+    fake_pg_dump(&node, 3 << 20);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let Some((out, left)) = finish_on_a_small_disk(&node) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("'/var/backups/synnefo-upgrade/database.dump' needs more than")
+            && err.contains("is full")
+            && err.contains("MiB free now"),
+        "{err}"
+    );
+    assert_eq!(left.trim(), "", "nothing is left in the backups directory: {left}");
+    let state = node.state_json();
+    let backups = state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "backups")
+        .unwrap();
+    assert_eq!(backups["status"], "failed");
+    assert_eq!(state["phase"], "finishing");
+    assert!(is_masked(&node), "the services stay masked");
+    assert!(
+        !fs::read_to_string(node.path("/var/log/snf-manage.calls"))
+            .unwrap_or_default()
+            .contains("migrate"),
+        "nothing migrated"
+    );
+    // Space freed (no small tmpfs any more): the restart resumes and completes.
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    let dump = node.path("/var/backups/synnefo-upgrade/database.dump");
+    assert_eq!(fs::metadata(&dump).unwrap().len(), 3 << 20);
+    assert_eq!(
+        fs::metadata(&dump).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(node.path("/var/backups/synnefo-upgrade"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn backups_that_cannot_fit_are_refused_before_anything_is_written() {
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/srv/snf.sqlite'}}\n", 0o640);
+    let big = vec![b'x'; 2 << 20];
+    fs::create_dir_all(node.path("/srv")).unwrap();
+    fs::write(node.path("/srv/snf.sqlite"), &big).unwrap();
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let Some((out, left)) = finish_on_a_small_disk(&node) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not enough space for the backups in '/var/backups/synnefo-upgrade'")
+            && err.contains("they need about 2.0 MiB"),
+        "{err}"
+    );
+    assert!(
+        left.contains("No such file") || left.trim().is_empty(),
+        "nothing written: {left}"
+    );
+    assert!(is_masked(&node));
+}
+
+// ---- Backups of every Synnefo database (issue 12 item 9) ------------------
+
+#[test]
+fn the_pithos_backend_database_is_dumped_too_without_its_password_on_a_command_line() {
+    let mut node = Node::wheezy();
+    node.package("snf-pithos-app", "0.18.1-1~wheezy", Some("synnefo"));
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", PG_SETTINGS, 0o640);
+    node.write(
+        "/etc/synnefo/20-snf-pithos-app-settings.conf",
+        "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://pithos:p%40ss%3Aw0rd@203.0.113.2/snf_pithos'\n",
+        0o640,
+    );
+    fake_pg_dump(&node, 1000);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let calls = fs::read_to_string(node.path("/var/log/pg_dump.calls")).unwrap();
+    assert_eq!(
+        calls,
+        "-Fc --host 127.0.0.1 --port 5432 --username synnefo snf_apps PGPASSWORD=pw\n\
+         -Fc --host 203.0.113.2 --username pithos snf_pithos PGPASSWORD=p@ss:w0rd\n"
+    );
+    for file in ["database.dump", "pithos-backend.dump"] {
+        let dump = node.path(&format!("/var/backups/synnefo-upgrade/{file}"));
+        assert_eq!(fs::metadata(&dump).unwrap().len(), 1000, "{file}");
+    }
 }

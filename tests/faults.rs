@@ -7,7 +7,7 @@ mod common;
 use common::Node;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -247,4 +247,183 @@ fn the_pithos_backend_database_is_dumped_too_without_its_password_on_a_command_l
         let dump = node.path(&format!("/var/backups/synnefo-upgrade/{file}"));
         assert_eq!(fs::metadata(&dump).unwrap().len(), 1000, "{file}");
     }
+}
+
+// ---- Hostile and odd trees -------------------------------------------------
+
+const DJANGO_GUNICORN: &str = "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': (\n   '--bind=127.0.0.1:8080',\n ),\n}\n";
+
+fn findings(node: &Node) -> Vec<serde_json::Value> {
+    let out = node.run(&["check", "--json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["findings"].as_array().unwrap().clone()
+}
+
+fn finding<'a>(found: &'a [serde_json::Value], id: &str) -> Option<&'a serde_json::Value> {
+    found.iter().find(|f| f["id"] == id)
+}
+
+#[test]
+fn a_link_out_of_etc_is_reported_and_never_written_through() {
+    let node = Node::wheezy();
+    // A configuration-management checkout outside /etc, linked in.
+    node.write("/srv/cm/gunicorn-synnefo", DJANGO_GUNICORN, 0o644);
+    fs::create_dir_all(node.path("/etc/gunicorn.d")).unwrap();
+    symlink("../../srv/cm/gunicorn-synnefo", node.path("/etc/gunicorn.d/synnefo")).unwrap();
+    let found = findings(&node);
+    let link = finding(&found, "config-symlink").expect("config-symlink finding");
+    assert!(
+        link["title"].as_str().unwrap().contains("'/etc/gunicorn.d/synnefo'")
+            && link["title"].as_str().unwrap().contains("/srv/cm/gunicorn-synnefo"),
+        "{link}"
+    );
+    assert_eq!(finding(&found, "convert-refused").unwrap()["inhibitor"], true);
+    let before = node.snapshot();
+    let out = node.run(&["convert"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'/etc/gunicorn.d/synnefo' leads to '/srv/cm/gunicorn-synnefo', outside /etc"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(node.snapshot(), before, "nothing written, the link's target least of all");
+}
+
+#[test]
+fn an_apache_link_out_of_etc_is_not_renamed_or_replaced() {
+    let node = Node::wheezy();
+    node.write("/srv/www/synnefo", "<VirtualHost *:80>\n</VirtualHost>\n", 0o644);
+    fs::create_dir_all(node.path("/etc/apache2/sites-enabled")).unwrap();
+    symlink("/srv/www/synnefo", node.path("/etc/apache2/sites-enabled/synnefo")).unwrap();
+    let before = node.snapshot();
+    let out = node.run(&["convert"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'/etc/apache2/sites-enabled/synnefo' is a link to '/srv/www/synnefo', outside /etc: it is not ours"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(node.snapshot(), before);
+    // A link to a site inside /etc is ours: it follows its site's new name.
+    let node = Node::wheezy();
+    node.write("/etc/apache2/sites-available/synnefo", "<VirtualHost *:80>\n</VirtualHost>\n", 0o644);
+    fs::create_dir_all(node.path("/etc/apache2/sites-enabled")).unwrap();
+    symlink("../sites-available/synnefo", node.path("/etc/apache2/sites-enabled/synnefo")).unwrap();
+    node.ok(&["convert"]);
+    assert_eq!(
+        fs::read_link(node.path("/etc/apache2/sites-enabled/synnefo.conf")).unwrap(),
+        std::path::Path::new("../sites-available/synnefo.conf")
+    );
+}
+
+#[test]
+fn world_writable_settings_are_reported() {
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/20-snf-cyclades-app-api.conf", "#\n", 0o666);
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", "#\n", 0o640);
+    let found = findings(&node);
+    let ww: Vec<_> = found.iter().filter(|f| f["id"] == "world-writable-config").collect();
+    assert_eq!(ww.len(), 1, "{found:?}");
+    assert!(ww[0]["title"].as_str().unwrap().contains("20-snf-cyclades-app-api.conf"));
+    assert_eq!(
+        ww[0]["remediation"]["commands"][0],
+        "chmod o-w /etc/synnefo/20-snf-cyclades-app-api.conf"
+    );
+}
+
+#[test]
+fn a_state_directory_that_is_a_link_is_refused_and_nothing_goes_through_it() {
+    let node = Node::wheezy();
+    fs::create_dir_all(node.path("/srv/elsewhere")).unwrap();
+    fs::create_dir_all(node.path("/var/lib")).unwrap();
+    symlink("../../srv/elsewhere", node.path("/var/lib/synnefo-upgrade")).unwrap();
+    let before = node.snapshot();
+    let out = node.run(&["prepare"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'/var/lib/synnefo-upgrade' is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(node.snapshot(), before);
+    assert_eq!(fs::read_dir(node.path("/srv/elsewhere")).unwrap().count(), 0);
+}
+
+#[test]
+fn the_state_and_the_ledger_are_never_opened_through_a_link() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    let dir = node.path("/var/lib/synnefo-upgrade");
+    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for file in ["state.json", "lock"] {
+        assert_eq!(
+            fs::metadata(dir.join(file)).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{file}"
+        );
+    }
+    // The ledger replaced by a link to a file elsewhere: policy-rc.d still
+    // denies, and appends nothing through the link.
+    node.write("/etc/victim", "untouched\n", 0o644);
+    let ledger = dir.join("denied-actions.log");
+    let _ = fs::remove_file(&ledger);
+    symlink("../../../etc/victim", &ledger).unwrap();
+    let out = node.run(&["policy-rc.d", "gunicorn", "start"], &[]);
+    assert_eq!(out.status.code(), Some(101), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(node.path("/etc/victim")).unwrap(), "untouched\n");
+    // The state file replaced by a link: not read through it.
+    let state = dir.join("state.json");
+    fs::rename(&state, node.path("/etc/state-copy.json")).unwrap();
+    symlink("../../../etc/state-copy.json", &state).unwrap();
+    let out = node.run(&["status"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("must be a regular file, not a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    // Nor the lock file.
+    fs::remove_file(&state).unwrap();
+    fs::rename(node.path("/etc/state-copy.json"), &state).unwrap();
+    fs::remove_file(dir.join("lock")).unwrap();
+    symlink("../../../etc/victim", dir.join("lock")).unwrap();
+    let out = node.run(&["abort"], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("must not be a symbolic link"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(node.path("/etc/victim")).unwrap(), "untouched\n");
+}
+
+#[test]
+fn a_backups_directory_that_is_a_link_is_refused() {
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", PG_SETTINGS, 0o640);
+    fake_pg_dump(&node, 100);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    fs::create_dir_all(node.path("/srv/dumps")).unwrap();
+    fs::create_dir_all(node.path("/var/backups")).unwrap();
+    symlink("../../srv/dumps", node.path("/var/backups/synnefo-upgrade")).unwrap();
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("'/var/backups/synnefo-upgrade' is a symbolic link"));
+    assert_eq!(fs::read_dir(node.path("/srv/dumps")).unwrap().count(), 0);
+    assert!(is_masked(&node));
+}
+
+#[test]
+fn latin1_settings_with_a_coding_line_are_carried_byte_for_byte() {
+    let node = Node::wheezy();
+    let mut conf = b"# -*- coding: latin-1 -*-\n# Caf\xe9 settings\nSITE_NAME = 'Caf\xe9 Cloud'\nVMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\n".to_vec();
+    let host = node.path("/etc/synnefo/20-snf-cyclades-app-api.conf");
+    fs::create_dir_all(host.parent().unwrap()).unwrap();
+    fs::write(&host, &conf).unwrap();
+    node.ok(&["convert"]);
+    let out = fs::read(&host).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("VMAPI_CACHE = {"), "converted: {text}");
+    assert!(!text.contains("\nVMAPI_CACHE_BACKEND = "), "{text}");
+    // The untouched lines, latin-1 bytes included, are the same bytes.
+    conf.truncate(conf.len() - b"VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\n".len());
+    assert!(out.starts_with(&conf), "{:?}", &out[..conf.len().min(out.len())]);
+    assert!(out.windows(2).any(|w| w == b"\xe9 "), "the latin-1 byte is kept");
 }

@@ -396,7 +396,9 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
             );
         }
     }
-    fsx::ensure_private_dir(root, &dir.to_string_lossy())?;
+    // The default directory is ours alone (0700); one the operator chose keeps its mode.
+    let ours = *dir == crate::config::Backups::default().dir;
+    fsx::ensure_private_dir(root, &dir.to_string_lossy(), ours)?;
     let mut written = Vec::new();
     for database in plan {
         let dest = dir.join(&database.file);

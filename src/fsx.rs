@@ -299,7 +299,7 @@ pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<
 
 /// Writes a state file of ours (no backup: it is ours), atomically.
 pub fn write_state_file(root: &Root, abs: &str, content: &[u8]) -> Result<()> {
-    ensure_private_dir(root, paths::STATE_DIR)?;
+    ensure_private_dir(root, paths::STATE_DIR, true)?;
     write_new(&root.path(abs), content, 0o600, None).with_context(|| format!("writing '{abs}'"))
 }
 
@@ -508,7 +508,7 @@ pub fn write_from_command(
     use std::io::Read;
     let host = root.path(abs);
     if let Some(parent) = abs.parent() {
-        ensure_private_dir(root, &parent.to_string_lossy())?;
+        ensure_private_dir(root, &parent.to_string_lossy(), false)?;
     }
     let mut written = 0u64;
     replace_atomically(&host, |file| {
@@ -542,7 +542,8 @@ pub fn write_from_command(
         if !status.success() {
             anyhow::bail!("{command:?} failed ({status})");
         }
-        file.sync_all().map_err(|source| PartialWrite { written, source })?;
+        file.sync_all()
+            .map_err(|source| PartialWrite { written, source })?;
         Ok(())
     })
     .with_context(|| format!("writing '{}'", abs.display()))?;
@@ -552,7 +553,7 @@ pub fn write_from_command(
 /// Opens (creating) the lock file, for the runner's `flock`; never through a
 /// symbolic link.
 pub fn open_lock(root: &Root) -> Result<File> {
-    ensure_private_dir(root, paths::STATE_DIR)?;
+    ensure_private_dir(root, paths::STATE_DIR, true)?;
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -561,7 +562,12 @@ pub fn open_lock(root: &Root) -> Result<File> {
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(root.path(paths::LOCK_FILE))
-        .with_context(|| format!("opening '{}' (it must not be a symbolic link)", paths::LOCK_FILE))
+        .with_context(|| {
+            format!(
+                "opening '{}' (it must not be a symbolic link)",
+                paths::LOCK_FILE
+            )
+        })
 }
 
 /// Records who holds the lock (`PID COMMAND`) in the locked file, for a
@@ -576,9 +582,11 @@ pub fn write_lock_holder(file: &mut File, holder: &str) -> Result<()> {
 }
 
 /// Makes our private directory `abs` (the state directory, the backups)
-/// exist as a real directory of mode 0700: refuses a symbolic link there
-/// (a file of ours is never reached through one) and tightens a looser mode.
-pub fn ensure_private_dir(root: &Root, abs: &str) -> Result<()> {
+/// exist as a real directory, created with mode 0700: refuses a symbolic link
+/// there (a file of ours is never reached through one) and, with `tighten`
+/// (a directory that is ours alone), makes a looser mode 0700. A directory
+/// the operator chose keeps its mode (our files in it are 0600 anyway).
+pub fn ensure_private_dir(root: &Root, abs: &str, tighten: bool) -> Result<()> {
     let host = root.path(abs);
     match fs::symlink_metadata(&host) {
         Ok(meta) if meta.file_type().is_symlink() => {
@@ -589,7 +597,7 @@ pub fn ensure_private_dir(root: &Root, abs: &str) -> Result<()> {
             )))
         }
         Ok(meta) if meta.is_dir() => {
-            if meta.mode() & 0o077 != 0 {
+            if tighten && meta.mode() & 0o077 != 0 {
                 fs::set_permissions(&host, fs::Permissions::from_mode(0o700))
                     .with_context(|| format!("setting mode 0700 on '{abs}'"))?;
             }

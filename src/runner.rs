@@ -26,11 +26,15 @@ pub const LOCK_WAIT_ENV: &str = "SYNNEFO_UPGRADE_LOCK_WAIT";
 fn lock_wait() -> Result<Duration> {
     match std::env::var(LOCK_WAIT_ENV) {
         Err(_) => Ok(LOCK_WAIT_DEFAULT),
-        Ok(v) => v.trim().parse::<u64>().map(Duration::from_secs).map_err(|_| {
-            anyhow!(Fatal::BadInput(format!(
-                "{LOCK_WAIT_ENV}='{v}' is not a number of seconds"
-            )))
-        }),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| {
+                anyhow!(Fatal::BadInput(format!(
+                    "{LOCK_WAIT_ENV}='{v}' is not a number of seconds"
+                )))
+            }),
     }
 }
 

@@ -38,7 +38,12 @@ fn hold_lock(node: &Node) -> Flock<fs::File> {
         .map_err(|(_, e)| e)
         .unwrap();
     lock.set_len(0).unwrap();
-    writeln!(lock, "{} /usr/sbin/synnefo-upgrade finish", std::process::id()).unwrap();
+    writeln!(
+        lock,
+        "{} /usr/sbin/synnefo-upgrade finish",
+        std::process::id()
+    )
+    .unwrap();
     lock
 }
 
@@ -124,7 +129,9 @@ exit $rc"#;
         .env_remove("FAILPOINTS")
         .output()
         .ok()?;
-    if out.status.code() == Some(200) || String::from_utf8_lossy(&out.stderr).contains("unshare failed") {
+    if out.status.code() == Some(200)
+        || String::from_utf8_lossy(&out.stderr).contains("unshare failed")
+    {
         eprintln!(
             "SKIPPED: cannot mount a tmpfs in a private mount namespace here (needs root): {}",
             stderr(&out)
@@ -144,7 +151,11 @@ fn is_masked(node: &Node) -> bool {
 #[test]
 fn a_disk_that_fills_during_the_dump_fails_the_step_with_the_path_and_leaves_no_partial_dump() {
     let node = Node::wheezy();
-    node.write("/etc/synnefo/10-snf-webproject-database.conf", PG_SETTINGS, 0o640);
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        PG_SETTINGS,
+        0o640,
+    );
     fake_pg_dump(&node, 3 << 20);
     node.ok(&["prepare"]);
     node.to_jessie();
@@ -159,7 +170,11 @@ fn a_disk_that_fills_during_the_dump_fails_the_step_with_the_path_and_leaves_no_
             && err.contains("MiB free now"),
         "{err}"
     );
-    assert_eq!(left.trim(), "", "nothing is left in the backups directory: {left}");
+    assert_eq!(
+        left.trim(),
+        "",
+        "nothing is left in the backups directory: {left}"
+    );
     let state = node.state_json();
     let backups = state["steps"]
         .as_array()
@@ -227,7 +242,11 @@ fn backups_that_cannot_fit_are_refused_before_anything_is_written() {
 fn the_pithos_backend_database_is_dumped_too_without_its_password_on_a_command_line() {
     let mut node = Node::wheezy();
     node.package("snf-pithos-app", "0.18.1-1~wheezy", Some("synnefo"));
-    node.write("/etc/synnefo/10-snf-webproject-database.conf", PG_SETTINGS, 0o640);
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        PG_SETTINGS,
+        0o640,
+    );
     node.write(
         "/etc/synnefo/20-snf-pithos-app-settings.conf",
         "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://pithos:p%40ss%3Aw0rd@203.0.113.2/snf_pithos'\n",
@@ -269,32 +288,59 @@ fn a_link_out_of_etc_is_reported_and_never_written_through() {
     // A configuration-management checkout outside /etc, linked in.
     node.write("/srv/cm/gunicorn-synnefo", DJANGO_GUNICORN, 0o644);
     fs::create_dir_all(node.path("/etc/gunicorn.d")).unwrap();
-    symlink("../../srv/cm/gunicorn-synnefo", node.path("/etc/gunicorn.d/synnefo")).unwrap();
+    symlink(
+        "../../srv/cm/gunicorn-synnefo",
+        node.path("/etc/gunicorn.d/synnefo"),
+    )
+    .unwrap();
     let found = findings(&node);
     let link = finding(&found, "config-symlink").expect("config-symlink finding");
     assert!(
-        link["title"].as_str().unwrap().contains("'/etc/gunicorn.d/synnefo'")
-            && link["title"].as_str().unwrap().contains("/srv/cm/gunicorn-synnefo"),
+        link["title"]
+            .as_str()
+            .unwrap()
+            .contains("'/etc/gunicorn.d/synnefo'")
+            && link["title"]
+                .as_str()
+                .unwrap()
+                .contains("/srv/cm/gunicorn-synnefo"),
         "{link}"
     );
-    assert_eq!(finding(&found, "convert-refused").unwrap()["inhibitor"], true);
+    assert_eq!(
+        finding(&found, "convert-refused").unwrap()["inhibitor"],
+        true
+    );
     let before = node.snapshot();
     let out = node.run(&["convert"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("'/etc/gunicorn.d/synnefo' leads to '/srv/cm/gunicorn-synnefo', outside /etc"),
+        stderr(&out).contains(
+            "'/etc/gunicorn.d/synnefo' leads to '/srv/cm/gunicorn-synnefo', outside /etc"
+        ),
         "{}",
         stderr(&out)
     );
-    assert_eq!(node.snapshot(), before, "nothing written, the link's target least of all");
+    assert_eq!(
+        node.snapshot(),
+        before,
+        "nothing written, the link's target least of all"
+    );
 }
 
 #[test]
 fn an_apache_link_out_of_etc_is_not_renamed_or_replaced() {
     let node = Node::wheezy();
-    node.write("/srv/www/synnefo", "<VirtualHost *:80>\n</VirtualHost>\n", 0o644);
+    node.write(
+        "/srv/www/synnefo",
+        "<VirtualHost *:80>\n</VirtualHost>\n",
+        0o644,
+    );
     fs::create_dir_all(node.path("/etc/apache2/sites-enabled")).unwrap();
-    symlink("/srv/www/synnefo", node.path("/etc/apache2/sites-enabled/synnefo")).unwrap();
+    symlink(
+        "/srv/www/synnefo",
+        node.path("/etc/apache2/sites-enabled/synnefo"),
+    )
+    .unwrap();
     let before = node.snapshot();
     let out = node.run(&["convert"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -306,9 +352,17 @@ fn an_apache_link_out_of_etc_is_not_renamed_or_replaced() {
     assert_eq!(node.snapshot(), before);
     // A link to a site inside /etc is ours: it follows its site's new name.
     let node = Node::wheezy();
-    node.write("/etc/apache2/sites-available/synnefo", "<VirtualHost *:80>\n</VirtualHost>\n", 0o644);
+    node.write(
+        "/etc/apache2/sites-available/synnefo",
+        "<VirtualHost *:80>\n</VirtualHost>\n",
+        0o644,
+    );
     fs::create_dir_all(node.path("/etc/apache2/sites-enabled")).unwrap();
-    symlink("../sites-available/synnefo", node.path("/etc/apache2/sites-enabled/synnefo")).unwrap();
+    symlink(
+        "../sites-available/synnefo",
+        node.path("/etc/apache2/sites-enabled/synnefo"),
+    )
+    .unwrap();
     node.ok(&["convert"]);
     assert_eq!(
         fs::read_link(node.path("/etc/apache2/sites-enabled/synnefo.conf")).unwrap(),
@@ -322,9 +376,15 @@ fn world_writable_settings_are_reported() {
     node.write("/etc/synnefo/20-snf-cyclades-app-api.conf", "#\n", 0o666);
     node.write("/etc/synnefo/10-snf-webproject-database.conf", "#\n", 0o640);
     let found = findings(&node);
-    let ww: Vec<_> = found.iter().filter(|f| f["id"] == "world-writable-config").collect();
+    let ww: Vec<_> = found
+        .iter()
+        .filter(|f| f["id"] == "world-writable-config")
+        .collect();
     assert_eq!(ww.len(), 1, "{found:?}");
-    assert!(ww[0]["title"].as_str().unwrap().contains("20-snf-cyclades-app-api.conf"));
+    assert!(ww[0]["title"]
+        .as_str()
+        .unwrap()
+        .contains("20-snf-cyclades-app-api.conf"));
     assert_eq!(
         ww[0]["remediation"]["commands"][0],
         "chmod o-w /etc/synnefo/20-snf-cyclades-app-api.conf"
@@ -346,7 +406,10 @@ fn a_state_directory_that_is_a_link_is_refused_and_nothing_goes_through_it() {
         stderr(&out)
     );
     assert_eq!(node.snapshot(), before);
-    assert_eq!(fs::read_dir(node.path("/srv/elsewhere")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(node.path("/srv/elsewhere")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -354,7 +417,10 @@ fn the_state_and_the_ledger_are_never_opened_through_a_link() {
     let node = Node::wheezy();
     node.ok(&["prepare"]);
     let dir = node.path("/var/lib/synnefo-upgrade");
-    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     for file in ["state.json", "lock"] {
         assert_eq!(
             fs::metadata(dir.join(file)).unwrap().permissions().mode() & 0o777,
@@ -370,7 +436,10 @@ fn the_state_and_the_ledger_are_never_opened_through_a_link() {
     symlink("../../../etc/victim", &ledger).unwrap();
     let out = node.run(&["policy-rc.d", "gunicorn", "start"], &[]);
     assert_eq!(out.status.code(), Some(101), "{}", stderr(&out));
-    assert_eq!(fs::read_to_string(node.path("/etc/victim")).unwrap(), "untouched\n");
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/victim")).unwrap(),
+        "untouched\n"
+    );
     // The state file replaced by a link: not read through it.
     let state = dir.join("state.json");
     fs::rename(&state, node.path("/etc/state-copy.json")).unwrap();
@@ -389,14 +458,25 @@ fn the_state_and_the_ledger_are_never_opened_through_a_link() {
     symlink("../../../etc/victim", dir.join("lock")).unwrap();
     let out = node.run(&["abort"], &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("must not be a symbolic link"), "{}", stderr(&out));
-    assert_eq!(fs::read_to_string(node.path("/etc/victim")).unwrap(), "untouched\n");
+    assert!(
+        stderr(&out).contains("must not be a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/victim")).unwrap(),
+        "untouched\n"
+    );
 }
 
 #[test]
 fn a_backups_directory_that_is_a_link_is_refused() {
     let node = Node::wheezy();
-    node.write("/etc/synnefo/10-snf-webproject-database.conf", PG_SETTINGS, 0o640);
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        PG_SETTINGS,
+        0o640,
+    );
     fake_pg_dump(&node, 100);
     node.ok(&["prepare"]);
     node.to_jessie();
@@ -424,6 +504,27 @@ fn latin1_settings_with_a_coding_line_are_carried_byte_for_byte() {
     assert!(!text.contains("\nVMAPI_CACHE_BACKEND = "), "{text}");
     // The untouched lines, latin-1 bytes included, are the same bytes.
     conf.truncate(conf.len() - b"VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\n".len());
-    assert!(out.starts_with(&conf), "{:?}", &out[..conf.len().min(out.len())]);
-    assert!(out.windows(2).any(|w| w == b"\xe9 "), "the latin-1 byte is kept");
+    assert!(
+        out.starts_with(&conf),
+        "{:?}",
+        &out[..conf.len().min(out.len())]
+    );
+    assert!(
+        out.windows(2).any(|w| w == b"\xe9 "),
+        "the latin-1 byte is kept"
+    );
+    // A latin-1 value that would have to move into a new 0.19 setting is
+    // refused with the reason (not re-encoded by guess); nothing written.
+    let carried = b"# -*- coding: latin-1 -*-\nVMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\nVMAPI_CACHE_KEY_PREFIX = 'caf\xe9'\n";
+    fs::write(&host, carried).unwrap();
+    let out = node.run(&["convert"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "20-snf-cyclades-app-api.conf:3: VMAPI_CACHE_KEY_PREFIX: the value is not UTF-8"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&host).unwrap(), carried);
 }

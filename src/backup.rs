@@ -329,7 +329,7 @@ fn free_bytes(root: &Root, abs: &Path) -> Option<u64> {
     let mut at = Some(abs);
     while let Some(dir) = at {
         if let Ok(stat) = nix::sys::statvfs::statvfs(&root.path(dir)) {
-            return Some(stat.blocks_available() as u64 * stat.fragment_size() as u64);
+            return Some(stat.blocks_available() * stat.fragment_size());
         }
         at = dir.parent();
     }

@@ -615,6 +615,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_disk_is_recognised_through_context_and_partial_writes() {
+        // /dev/full answers every write with ENOSPC.
+        let full = OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .and_then(|mut f| f.write_all(b"x").and_then(|()| f.sync_all()));
+        let Err(source) = full else {
+            panic!("/dev/full accepted a write");
+        };
+        let err = anyhow::Error::new(PartialWrite {
+            written: 5 << 20,
+            source,
+        })
+        .context("writing '/var/backups/synnefo-upgrade/database.dump'");
+        assert!(is_disk_full(&err));
+        assert_eq!(written_before_full(&err), Some(5 << 20));
+        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(nix::libc::EACCES))
+            .context("writing 'x'");
+        assert!(!is_disk_full(&other));
+        assert_eq!(written_before_full(&other), None);
+    }
+
+    #[test]
     fn root_resolves_absolute_paths_under_dir() {
         let root = Root::new("/tmp/r");
         assert_eq!(

@@ -1,10 +1,19 @@
-//! Backups before the point of no return (migrations): a database dump and a
-//! tarball of the Synnefo, gunicorn and web server configuration, mode 0600,
-//! under `[backups] dir` (default `/var/backups/synnefo-upgrade`).
+//! Backups before the point of no return (migrations): a dump of every
+//! Synnefo database and a tarball of the Synnefo, gunicorn and web server
+//! configuration, mode 0600, under `[backups] dir` (default
+//! `/var/backups/synnefo-upgrade`, a real directory of mode 0700).
 //!
-//! The dump is `pg_dump -Fc` with the `DATABASES['default']` settings read
-//! (as literals) from `/etc/synnefo`, a copy of the file for SQLite, or the
-//! configured `database_command`. Files are written through [`crate::fsx`].
+//! The databases: `DATABASES['default']` (read as literals from
+//! `/etc/synnefo`) and the Pithos backend's `PITHOS_BACKEND_DB_CONNECTION`
+//! (an SQLAlchemy URL) when set and not the same database. PostgreSQL is
+//! dumped with `pg_dump -Fc` (the password in `PGPASSWORD`, never on a command
+//! line), SQLite copied; a configured `database_command` replaces both.
+//!
+//! Space: the need is estimated before anything is written (the SQLite files
+//! and the configuration, uncompressed; a `pg_dump`'s size is known only as it
+//! is written), and a disk that fills up while writing fails the step with
+//! the path and the figures. Files are written through [`crate::fsx`] under a
+//! temporary name and renamed only when complete: a partial dump is removed.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -25,7 +34,10 @@ pub const CONFIG_DIRS: &[&str] = &[
     "etc/default",
 ];
 
-/// The database backup plan derived from the settings.
+/// The setting naming the Pithos backend database (an SQLAlchemy URL).
+pub const PITHOS_DB_SETTING: &str = "PITHOS_BACKEND_DB_CONNECTION";
+
+/// How to back up one database.
 #[derive(Debug, PartialEq)]
 pub enum Dump {
     /// Run this argv (with `PGPASSWORD` when given); stdout is the dump.
@@ -41,6 +53,168 @@ pub enum Dump {
     Nothing(String),
 }
 
+/// One database to back up: the file it goes to (in the backups directory)
+/// and how.
+#[derive(Debug, PartialEq)]
+pub struct Database {
+    /// File name under `[backups] dir`.
+    pub file: String,
+    /// How.
+    pub dump: Dump,
+}
+
+/// A PostgreSQL database, as `pg_dump` is pointed at it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Postgres {
+    /// Host (empty: the local socket); a directory for a socket.
+    pub host: String,
+    /// Port (empty: 5432).
+    pub port: String,
+    /// User.
+    pub user: String,
+    /// Password (empty: none).
+    pub password: String,
+    /// Database name.
+    pub name: String,
+}
+
+impl Postgres {
+    /// The `pg_dump` argv (no password: it goes in `PGPASSWORD`).
+    fn dump(&self) -> Dump {
+        let mut argv = vec!["pg_dump".to_string(), "-Fc".to_string()];
+        for (flag, value) in [
+            ("--host", &self.host),
+            ("--port", &self.port),
+            ("--username", &self.user),
+        ] {
+            if !value.is_empty() {
+                argv.extend([flag.to_string(), value.clone()]);
+            }
+        }
+        argv.push(self.name.clone());
+        let password = Some(self.password.clone()).filter(|p| !p.is_empty());
+        Dump::Command { argv, password }
+    }
+
+    /// Whether `other` is the same database (the local server by any name,
+    /// the default port spelled or not).
+    fn same_database(&self, other: &Postgres) -> bool {
+        fn host(h: &str) -> &str {
+            match h {
+                "" | "localhost" | "127.0.0.1" | "::1" => "",
+                h if h.starts_with('/') => "",
+                h => h,
+            }
+        }
+        fn port(p: &str) -> &str {
+            if p.is_empty() {
+                "5432"
+            } else {
+                p
+            }
+        }
+        host(&self.host) == host(&other.host)
+            && port(&self.port) == port(&other.port)
+            && self.name == other.name
+    }
+}
+
+/// What an SQLAlchemy URL designates.
+#[derive(Debug, PartialEq)]
+pub enum DbUrl {
+    /// A PostgreSQL database.
+    Postgres(Postgres),
+    /// An SQLite file (absolute path).
+    Sqlite(PathBuf),
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .with_context(|| format!("bad %-escape in '{s}'"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).with_context(|| format!("'{s}' does not decode to UTF-8"))
+}
+
+/// Parses an SQLAlchemy database URL
+/// (`dialect[+driver]://[user[:password]@][host][:port]/name[?host=...&port=...]`,
+/// `sqlite:////absolute/path`). User and password are %-decoded.
+pub fn parse_db_url(url: &str) -> Result<DbUrl> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("'{url}' is not a database URL (no '://')"))?;
+    let dialect = scheme.split('+').next().unwrap_or_default();
+    match dialect {
+        "sqlite" => {
+            // sqlite:///relative, sqlite:////absolute; the part after the third slash.
+            let path = rest.strip_prefix('/').unwrap_or(rest);
+            let path = path.split('?').next().unwrap_or_default();
+            if !path.starts_with('/') {
+                bail!("'{url}' is not an absolute SQLite path (sqlite:////PATH)");
+            }
+            Ok(DbUrl::Sqlite(PathBuf::from(path)))
+        }
+        "postgresql" | "postgres" => {
+            let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (netloc, name) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut db = Postgres {
+                name: percent_decode(name)?,
+                ..Postgres::default()
+            };
+            let hostport = match netloc.rsplit_once('@') {
+                Some((userinfo, hostport)) => {
+                    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                    db.user = percent_decode(user)?;
+                    db.password = percent_decode(password)?;
+                    hostport
+                }
+                None => netloc,
+            };
+            let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+                let (host, after) = v6
+                    .split_once(']')
+                    .with_context(|| format!("'{url}': unclosed '[' in the host"))?;
+                (host, after.strip_prefix(':').unwrap_or_default())
+            } else {
+                hostport.rsplit_once(':').unwrap_or((hostport, ""))
+            };
+            if !port.chars().all(|c| c.is_ascii_digit()) {
+                bail!("'{url}': the port '{port}' is not a number");
+            }
+            db.host = percent_decode(host)?;
+            db.port = port.to_string();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                match key {
+                    "host" => db.host = percent_decode(value)?,
+                    "port" => db.port = value.to_string(),
+                    "user" => db.user = percent_decode(value)?,
+                    "password" => db.password = percent_decode(value)?,
+                    _ => {}
+                }
+            }
+            if db.name.is_empty() {
+                bail!("'{url}' names no database");
+            }
+            Ok(DbUrl::Postgres(db))
+        }
+        other => bail!("cannot dump a '{other}' database ('{url}'): set [backups] database_command (or [backups] enabled = false)"),
+    }
+}
+
 fn text(e: Option<&Expr>) -> String {
     e.and_then(Expr::as_str).unwrap_or_default().to_string()
 }
@@ -48,24 +222,20 @@ fn text(e: Option<&Expr>) -> String {
 /// Where Synnefo keeps its SQLite database when `DATABASES` is not set.
 const DEFAULT_SQLITE: &str = "/usr/share/synnefo/synnefo_database.sqlite";
 
-/// How to dump the database of the node under `root`.
-pub fn dump_plan(root: &Root, config: &Config) -> Result<Dump> {
-    if let Some(argv) = &config.backups.database_command {
-        return Ok(Dump::Command {
-            argv: argv.clone(),
-            password: None,
-        });
-    }
-    let settings = Settings::load(root)?;
+/// The default database: its backup, and the PostgreSQL target when it is one.
+fn default_database(settings: &Settings, root: &Root) -> Result<(Dump, Option<Postgres>)> {
     let Some(databases) = settings.literal("DATABASES")? else {
         let default = Path::new(DEFAULT_SQLITE);
-        return Ok(if root.path(default).is_file() {
-            Dump::Copy(default.to_path_buf())
-        } else {
-            Dump::Nothing(format!(
-                "DATABASES is not set and {DEFAULT_SQLITE} does not exist"
-            ))
-        });
+        return Ok((
+            if root.path(default).is_file() {
+                Dump::Copy(default.to_path_buf())
+            } else {
+                Dump::Nothing(format!(
+                    "DATABASES is not set and {DEFAULT_SQLITE} does not exist"
+                ))
+            },
+            None,
+        ));
     };
     let Some(db) = databases.get("default") else {
         bail!("DATABASES has no 'default' entry: set [backups] database_command");
@@ -73,58 +243,197 @@ pub fn dump_plan(root: &Root, config: &Config) -> Result<Dump> {
     let engine = text(db.get("ENGINE"));
     let name = text(db.get("NAME"));
     if engine.contains("postgresql") {
-        let mut argv = vec!["pg_dump".to_string(), "-Fc".to_string()];
-        for (flag, key) in [
-            ("--host", "HOST"),
-            ("--port", "PORT"),
-            ("--username", "USER"),
-        ] {
-            let value = text(db.get(key));
-            if !value.is_empty() {
-                argv.extend([flag.to_string(), value]);
-            }
-        }
-        argv.push(name);
-        let password = Some(text(db.get("PASSWORD"))).filter(|p| !p.is_empty());
-        Ok(Dump::Command { argv, password })
+        let pg = Postgres {
+            host: text(db.get("HOST")),
+            port: text(db.get("PORT")),
+            user: text(db.get("USER")),
+            password: text(db.get("PASSWORD")),
+            name,
+        };
+        Ok((pg.dump(), Some(pg)))
     } else if engine.contains("sqlite3") {
-        Ok(Dump::Copy(PathBuf::from(name)))
+        Ok((Dump::Copy(PathBuf::from(name)), None))
     } else {
         bail!("cannot dump a '{engine}' database: set [backups] database_command (or [backups] enabled = false)")
+    }
+}
+
+/// What to back up on the node under `root`: the default database, then the
+/// Pithos backend database when it is set and another one.
+pub fn dump_plan(root: &Root, config: &Config) -> Result<Vec<Database>> {
+    if let Some(argv) = &config.backups.database_command {
+        return Ok(vec![Database {
+            file: "database.dump".into(),
+            dump: Dump::Command {
+                argv: argv.clone(),
+                password: None,
+            },
+        }]);
+    }
+    let settings = Settings::load(root)?;
+    let (dump, default_pg) = default_database(&settings, root)?;
+    let file = match dump {
+        Dump::Copy(_) => "database.sqlite",
+        _ => "database.dump",
+    };
+    let mut plan = vec![Database {
+        file: file.into(),
+        dump,
+    }];
+    if let Some(url) = settings.literal(PITHOS_DB_SETTING)? {
+        let url = url
+            .as_str()
+            .with_context(|| format!("{PITHOS_DB_SETTING} is not a string"))?
+            .to_string();
+        let parsed = parse_db_url(&url).with_context(|| format!("reading {PITHOS_DB_SETTING}"))?;
+        match parsed {
+            DbUrl::Postgres(pg) if default_pg.as_ref().is_some_and(|d| d.same_database(&pg)) => {
+                log::info!("{PITHOS_DB_SETTING} is the default database: dumped once");
+            }
+            DbUrl::Postgres(pg) => plan.push(Database {
+                file: "pithos-backend.dump".into(),
+                dump: pg.dump(),
+            }),
+            DbUrl::Sqlite(path) => {
+                let same = plan.iter().any(|d| d.dump == Dump::Copy(path.clone()));
+                if !same {
+                    plan.push(Database {
+                        file: "pithos-backend.sqlite".into(),
+                        dump: Dump::Copy(path),
+                    });
+                }
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Bytes in regular files under host directory `dir` (links not followed).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.path().symlink_metadata() {
+            Ok(m) if m.is_dir() => tree_size(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Free bytes for us on the file system holding node path `abs` (or its
+/// nearest existing ancestor).
+fn free_bytes(root: &Root, abs: &Path) -> Option<u64> {
+    let mut at = Some(abs);
+    while let Some(dir) = at {
+        if let Ok(stat) = nix::sys::statvfs::statvfs(&root.path(dir)) {
+            return Some(stat.blocks_available() * stat.fragment_size());
+        }
+        at = dir.parent();
+    }
+    None
+}
+
+/// A size for people: `1.5 MiB`.
+pub fn human(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Writes one backup file from `command`'s output; a full disk is reported
+/// with the path and the space it took so far and what is free.
+fn write_backup(root: &Root, abs: &Path, command: &mut Command, what: &str) -> Result<()> {
+    match fsx::write_from_command(root, abs, command) {
+        Ok(_) => Ok(()),
+        Err(err) if fsx::is_disk_full(&err) => {
+            let dir = abs.parent().unwrap_or(Path::new("/"));
+            let free = free_bytes(root, dir).unwrap_or(0);
+            let written = fsx::written_before_full(&err).unwrap_or(0);
+            Err(err.context(format!(
+                "{what}: the disk holding '{}' is full: '{}' needs more than {} ({} free now, the partial file was removed); free space there (or set [backups] dir to a larger file system) and run 'synnefo-upgrade finish' again",
+                dir.display(),
+                abs.display(),
+                human(written),
+                human(free)
+            )))
+        }
+        Err(err) => Err(err.context(what.to_string())),
     }
 }
 
 /// Takes the backups; returns what was written.
 pub fn take(root: &Root, config: &Config) -> Result<String> {
     let dir = &config.backups.dir;
-    let mut written = Vec::new();
-    match dump_plan(root, config)? {
-        Dump::Command { argv, password } => {
-            let program = exec::find(root, &argv[0])?;
-            let mut command = Command::new(program);
-            command.args(&argv[1..]);
-            if let Some(password) = password {
-                command.env("PGPASSWORD", password);
-            }
-            let dump = dir.join("database.dump");
-            fsx::write_from_command(root, &dump, &mut command).context("dumping the database")?;
-            written.push(dump);
-        }
-        Dump::Copy(file) => {
-            let copy = dir.join("database.sqlite");
-            let mut command = Command::new("cat");
-            command.arg(root.path(&file));
-            fsx::write_from_command(root, &copy, &mut command)
-                .with_context(|| format!("copying '{}'", file.display()))?;
-            written.push(copy);
-        }
-        Dump::Nothing(why) => log::warn!("no database dump: {why}"),
-    }
+    let plan = dump_plan(root, config)?;
     let present: Vec<&str> = CONFIG_DIRS
         .iter()
         .copied()
         .filter(|d| root.path(Path::new("/").join(d)).is_dir())
         .collect();
+    // Before writing anything: the space we can know we need.
+    let copies: u64 = plan
+        .iter()
+        .filter_map(|d| match &d.dump {
+            Dump::Copy(file) => std::fs::metadata(root.path(file)).ok().map(|m| m.len()),
+            _ => None,
+        })
+        .sum();
+    let configs: u64 = present
+        .iter()
+        .map(|d| tree_size(&root.path(Path::new("/").join(d))))
+        .sum();
+    let need = copies + configs;
+    if let Some(free) = free_bytes(root, dir) {
+        if free < need {
+            bail!(
+                "not enough space for the backups in '{}': they need about {} (database copies {}, configuration {} before compression), {} is free; free space there (or set [backups] dir to a larger file system) and run 'synnefo-upgrade finish' again",
+                dir.display(),
+                human(need),
+                human(copies),
+                human(configs),
+                human(free)
+            );
+        }
+    }
+    // The default directory is ours alone (0700); one the operator chose keeps its mode.
+    let ours = *dir == crate::config::Backups::default().dir;
+    fsx::ensure_private_dir(root, &dir.to_string_lossy(), ours)?;
+    let mut written = Vec::new();
+    for database in plan {
+        let dest = dir.join(&database.file);
+        match database.dump {
+            Dump::Command { argv, password } => {
+                let program = exec::find(root, &argv[0])?;
+                let mut command = Command::new(program);
+                command.args(&argv[1..]);
+                if let Some(password) = password {
+                    command.env("PGPASSWORD", password);
+                }
+                write_backup(
+                    root,
+                    &dest,
+                    &mut command,
+                    &format!("dumping the database into '{}'", dest.display()),
+                )?;
+            }
+            Dump::Copy(file) => {
+                let mut command = Command::new("cat");
+                command.arg(root.path(&file));
+                write_backup(
+                    root,
+                    &dest,
+                    &mut command,
+                    &format!("copying '{}'", file.display()),
+                )?;
+            }
+            Dump::Nothing(why) => {
+                log::warn!("no database dump: {why}");
+                continue;
+            }
+        }
+        written.push(dest);
+    }
     if !present.is_empty() {
         let tarball = dir.join("config.tar.gz");
         let mut command = Command::new(exec::find(root, "tar")?);
@@ -134,8 +443,7 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
             .arg("-C")
             .arg(root.path("/"))
             .args(&present);
-        fsx::write_from_command(root, &tarball, &mut command)
-            .context("archiving the configuration")?;
+        write_backup(root, &tarball, &mut command, "archiving the configuration")?;
         written.push(tarball);
     }
     let written: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
@@ -171,8 +479,10 @@ mod tests {
             "#DATABASES = {}\nDATABASES = {\n    'default': {\n        'ENGINE': 'django.db.backends.postgresql_psycopg2',\n        'NAME': 'snf_apps',\n        'USER': 'synnefo',\n        'PASSWORD': u'example_passw0rd',\n        'HOST': '203.0.113.1',\n        'PORT': '5432',\n    }\n}\n",
         );
         let plan = dump_plan(&root, &Config::default()).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].file, "database.dump");
         assert_eq!(
-            plan,
+            plan[0].dump,
             Dump::Command {
                 argv: [
                     "pg_dump",
@@ -197,11 +507,14 @@ mod tests {
         let (_d, root) = root_with_settings("DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/var/lib/snf.db'}}\n");
         assert_eq!(
             dump_plan(&root, &Config::default()).unwrap(),
-            Dump::Copy("/var/lib/snf.db".into())
+            vec![Database {
+                file: "database.sqlite".into(),
+                dump: Dump::Copy("/var/lib/snf.db".into())
+            }]
         );
         let (_d, root) = root_with_settings("#DATABASES = {}\n");
         assert!(matches!(
-            dump_plan(&root, &Config::default()).unwrap(),
+            dump_plan(&root, &Config::default()).unwrap()[0].dump,
             Dump::Nothing(_)
         ));
         let (_d, root) = root_with_settings(
@@ -210,6 +523,108 @@ mod tests {
         assert!(
             format!("{:#}", dump_plan(&root, &Config::default()).unwrap_err())
                 .contains("database_command")
+        );
+    }
+
+    fn pg(host: &str, port: &str, user: &str, password: &str, name: &str) -> DbUrl {
+        DbUrl::Postgres(Postgres {
+            host: host.into(),
+            port: port.into(),
+            user: user.into(),
+            password: password.into(),
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn sqlalchemy_urls_are_parsed_with_escapes_and_defaults() {
+        let p = |u: &str| parse_db_url(u).unwrap();
+        assert_eq!(
+            p("postgresql://synnefo:s3cr3t@203.0.113.1:5433/snf_pithos"),
+            pg("203.0.113.1", "5433", "synnefo", "s3cr3t", "snf_pithos")
+        );
+        // An escaped '@', ':' and '/' in the password; no port.
+        assert_eq!(
+            p("postgresql+psycopg2://synnefo:p%40ss%3Aw%2Frd@db.example.org/snf_pithos"),
+            pg("db.example.org", "", "synnefo", "p@ss:w/rd", "snf_pithos")
+        );
+        // No user, no host (the local socket), a socket directory in the query.
+        assert_eq!(
+            p("postgres:///snf_pithos?host=/var/run/postgresql"),
+            pg("/var/run/postgresql", "", "", "", "snf_pithos")
+        );
+        assert_eq!(
+            p("postgresql://u@[2001:db8::1]:5432/db"),
+            pg("2001:db8::1", "5432", "u", "", "db")
+        );
+        assert_eq!(
+            p("sqlite:////var/lib/pithos/backend.db"),
+            DbUrl::Sqlite("/var/lib/pithos/backend.db".into())
+        );
+        for bad in [
+            "sqlite:///relative.db",
+            "mysql://u:p@h/db",
+            "postgresql://u:p@h:port/db",
+            "postgresql://u:p@h:5432/",
+            "postgresql://u:p%zz@h/db",
+            "no-scheme",
+        ] {
+            assert!(parse_db_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    const PG_DEFAULT: &str = "DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'synnefo', 'PASSWORD': 'pw', 'HOST': 'localhost', 'PORT': ''}}\n";
+
+    #[test]
+    fn the_pithos_backend_database_is_dumped_too_unless_it_is_the_default() {
+        let (_d, root) = root_with_settings(PG_DEFAULT);
+        let pithos = root.path("/etc/synnefo/20-snf-pithos-app-settings.conf");
+        std::fs::write(
+            &pithos,
+            "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://pithos:a%25b@127.0.0.1:5432/snf_pithos'\n",
+        )
+        .unwrap();
+        let plan = dump_plan(&root, &Config::default()).unwrap();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert_eq!(plan[1].file, "pithos-backend.dump");
+        assert_eq!(
+            plan[1].dump,
+            Dump::Command {
+                argv: [
+                    "pg_dump",
+                    "-Fc",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "5432",
+                    "--username",
+                    "pithos",
+                    "snf_pithos"
+                ]
+                .map(String::from)
+                .to_vec(),
+                password: Some("a%b".into()),
+            }
+        );
+        // The same database by another spelling: dumped once.
+        std::fs::write(
+            &pithos,
+            "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://synnefo:pw@127.0.0.1:5432/snf_apps'\n",
+        )
+        .unwrap();
+        assert_eq!(dump_plan(&root, &Config::default()).unwrap().len(), 1);
+        // An SQLite backend is copied.
+        std::fs::write(
+            &pithos,
+            "PITHOS_BACKEND_DB_CONNECTION = 'sqlite:////var/lib/pithos/backend.db'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dump_plan(&root, &Config::default()).unwrap()[1],
+            Database {
+                file: "pithos-backend.sqlite".into(),
+                dump: Dump::Copy("/var/lib/pithos/backend.db".into())
+            }
         );
     }
 }

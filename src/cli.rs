@@ -11,7 +11,8 @@ Exit codes:
   0  success
   1  a step failed (the report and the journal say which, and what to do)
   2  bad input or usage (configuration, state or file that cannot be parsed); nothing changed
-  3  preflight inhibited the upgrade; nothing changed";
+  3  preflight inhibited the upgrade; nothing changed
+ 75  another run holds the lock (the message names it); nothing changed: run again when it has ended";
 
 /// Upgrade a Synnefo 0.18.1 node on Debian wheezy to Synnefo 0.19 on jessie.
 ///

@@ -48,10 +48,10 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         Command::Convert { dry_run } => {
             let config = config::load(&root, cli.config.as_deref())?;
             let conversion = convert::plan(&root, &config)?;
-            if !dry_run {
-                // Locked only once there is something to write: a refused
-                // conversion leaves the tree exactly as it was. `apply`
-                // re-checks every file against the plan.
+            if !dry_run && !conversion.is_empty() {
+                // Locked only once there is something to write: a refused or
+                // empty conversion leaves the tree exactly as it was (the lock
+                // file names its holder). `apply` re-checks every file against the plan.
                 let _lock = runner::lock(&root)?;
                 conversion.apply(&root)?;
             }

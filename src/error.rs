@@ -14,6 +14,9 @@ pub enum Fatal {
     /// The preflight found inhibitors. Nothing changed.
     #[error("preflight inhibited the upgrade: {0}")]
     Inhibited(String),
+    /// Another run holds the lock. Nothing changed; run again once it ended.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Exit code: success.
@@ -24,6 +27,9 @@ pub const EXIT_STEP_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code: preflight inhibited; nothing changed.
 pub const EXIT_INHIBITED: u8 = 3;
+/// Exit code: another run holds the lock; nothing changed (sysexits'
+/// `EX_TEMPFAIL`: not a fault to fix, run again once the other run ended).
+pub const EXIT_BUSY: u8 = 75;
 
 /// The exit code for an error: the first [`Fatal`] in its chain decides, else 1.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
@@ -33,6 +39,7 @@ pub fn exit_code(err: &anyhow::Error) -> ExitCode {
         .map_or(EXIT_STEP_FAILED, |fatal| match fatal {
             Fatal::BadInput(_) => EXIT_BAD_INPUT,
             Fatal::Inhibited(_) => EXIT_INHIBITED,
+            Fatal::Busy(_) => EXIT_BUSY,
         });
     ExitCode::from(code)
 }

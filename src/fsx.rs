@@ -251,7 +251,17 @@ fn replace_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("writing '{}'", dest.display()))?;
+    result
+        .map_err(|e| {
+            if is_disk_full(&e) {
+                e.context(
+                    "its file system is full (the partial file was removed): free space there and run the command again",
+                )
+            } else {
+                e
+            }
+        })
+        .with_context(|| format!("writing '{}'", dest.display()))?;
     sync_parent(dest)
 }
 
@@ -289,7 +299,7 @@ pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<
 
 /// Writes a state file of ours (no backup: it is ours), atomically.
 pub fn write_state_file(root: &Root, abs: &str, content: &[u8]) -> Result<()> {
-    ensure_dir(root, paths::STATE_DIR, 0o700)?;
+    ensure_private_dir(root, paths::STATE_DIR, true)?;
     write_new(&root.path(abs), content, 0o600, None).with_context(|| format!("writing '{abs}'"))
 }
 
@@ -387,14 +397,15 @@ pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
 }
 
 /// Opens an append-only log of ours (the denied-action ledger, the log file),
-/// creating it 0600.
+/// creating it 0600; never through a symbolic link (`O_NOFOLLOW`).
 pub fn open_append(root: &Root, abs: &str) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(root.path(abs))
-        .with_context(|| format!("opening '{abs}'"))
+        .with_context(|| format!("opening '{abs}' (it must not be a symbolic link)"))
 }
 
 /// Appends one line to an append-only log of ours (see [`open_append`]).
@@ -449,47 +460,182 @@ pub fn restore_all(root: &Root) -> Result<Vec<PathBuf>> {
     Ok(restored)
 }
 
+/// Whether `err` is a full disk (`ENOSPC`, `EDQUOT`) somewhere in its chain.
+pub fn is_disk_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| c.downcast_ref::<PartialWrite>().map(|p| &p.source))
+            .is_some_and(|e| {
+                matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT)
+                )
+            })
+    })
+}
+
+/// A write that failed after `written` bytes reached the file (the source
+/// says why: `ENOSPC` for a full disk).
+#[derive(Debug, thiserror::Error)]
+#[error("writing failed after {written} bytes")]
+pub struct PartialWrite {
+    /// Bytes written before the failure.
+    pub written: u64,
+    /// The failure.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// How much a failed [`write_from_command`] had written, from its error.
+pub fn written_before_full(err: &anyhow::Error) -> Option<u64> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<PartialWrite>())
+        .map(|p| p.written)
+}
+
 /// Writes what `command` prints on stdout to node file `abs` (mode 0600,
-/// root-owned, atomically: nothing appears unless the command succeeds).
-/// Used for backups (database dumps, tarballs).
+/// root-owned, atomically: nothing appears unless the command succeeds and
+/// every byte reached the disk; a partial temporary file is removed). The
+/// output passes through us, so a full disk is our own `ENOSPC`
+/// ([`PartialWrite`]), not a guess from the command's exit status. Used for
+/// backups (database dumps, tarballs); the parent directory is private
+/// (see [`ensure_private_dir`]). Returns the bytes written.
 pub fn write_from_command(
     root: &Root,
     abs: &Path,
     command: &mut std::process::Command,
-) -> Result<()> {
+) -> Result<u64> {
+    use std::io::Read;
     let host = root.path(abs);
     if let Some(parent) = abs.parent() {
-        ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
+        ensure_private_dir(root, &parent.to_string_lossy(), false)?;
     }
+    let mut written = 0u64;
     replace_atomically(&host, |file| {
-        let status = command
-            .stdout(file.try_clone()?)
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
             .stdin(std::process::Stdio::null())
-            .status()
+            .spawn()
             .with_context(|| format!("running {command:?}"))?;
+        let mut out = child.stdout.take().context("no stdout pipe")?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let copied = loop {
+            let n = match out.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(anyhow::Error::new(e).context("reading its output")),
+            };
+            if let Err(source) = file.write_all(&buf[..n]) {
+                break Err(PartialWrite { written, source }.into());
+            }
+            written += n as u64;
+        };
+        if copied.is_err() {
+            let _ = child.kill();
+        }
+        drop(out);
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {command:?}"))?;
+        copied?;
         if !status.success() {
             anyhow::bail!("{command:?} failed ({status})");
         }
+        file.sync_all()
+            .map_err(|source| PartialWrite { written, source })?;
         Ok(())
     })
-    .with_context(|| format!("writing '{}'", abs.display()))
+    .with_context(|| format!("writing '{}'", abs.display()))?;
+    Ok(written)
 }
 
-/// Opens (creating) the lock file, for the runner's `flock`.
+/// Opens (creating) the lock file, for the runner's `flock`; never through a
+/// symbolic link.
 pub fn open_lock(root: &Root) -> Result<File> {
-    ensure_dir(root, paths::STATE_DIR, 0o700)?;
+    ensure_private_dir(root, paths::STATE_DIR, true)?;
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(root.path(paths::LOCK_FILE))
-        .with_context(|| format!("opening '{}'", paths::LOCK_FILE))
+        .with_context(|| {
+            format!(
+                "opening '{}' (it must not be a symbolic link)",
+                paths::LOCK_FILE
+            )
+        })
+}
+
+/// Records who holds the lock (`PID COMMAND`) in the locked file, for a
+/// second run to name it.
+pub fn write_lock_holder(file: &mut File, holder: &str) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+        .and_then(|()| writeln!(file, "{holder}"))
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("writing '{}'", paths::LOCK_FILE))
+}
+
+/// Makes our private directory `abs` (the state directory, the backups)
+/// exist as a real directory, created with mode 0700: refuses a symbolic link
+/// there (a file of ours is never reached through one) and, with `tighten`
+/// (a directory that is ours alone), makes a looser mode 0700. A directory
+/// the operator chose keeps its mode (our files in it are 0600 anyway).
+pub fn ensure_private_dir(root: &Root, abs: &str, tighten: bool) -> Result<()> {
+    let host = root.path(abs);
+    match fs::symlink_metadata(&host) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(&host).unwrap_or_default();
+            anyhow::bail!(crate::error::Fatal::BadInput(format!(
+                "'{abs}' is a symbolic link (to '{}'): synnefo-upgrade keeps its state and backups only in a real directory; replace the link by a directory (mode 0700)",
+                target.display()
+            )))
+        }
+        Ok(meta) if meta.is_dir() => {
+            if tighten && meta.mode() & 0o077 != 0 {
+                fs::set_permissions(&host, fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("setting mode 0700 on '{abs}'"))?;
+            }
+            Ok(())
+        }
+        Ok(_) => anyhow::bail!(crate::error::Fatal::BadInput(format!(
+            "'{abs}' is not a directory; move it away"
+        ))),
+        Err(_) => ensure_dir(root, abs, 0o700),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_recognised_through_context_and_partial_writes() {
+        // /dev/full answers every write with ENOSPC.
+        let full = OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .and_then(|mut f| f.write_all(b"x").and_then(|()| f.sync_all()));
+        let Err(source) = full else {
+            panic!("/dev/full accepted a write");
+        };
+        let err = anyhow::Error::new(PartialWrite {
+            written: 5 << 20,
+            source,
+        })
+        .context("writing '/var/backups/synnefo-upgrade/database.dump'");
+        assert!(is_disk_full(&err));
+        assert_eq!(written_before_full(&err), Some(5 << 20));
+        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(nix::libc::EACCES))
+            .context("writing 'x'");
+        assert!(!is_disk_full(&other));
+        assert_eq!(written_before_full(&other), None);
+    }
 
     #[test]
     fn root_resolves_absolute_paths_under_dir() {

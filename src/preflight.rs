@@ -419,6 +419,19 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             ));
         }
     }
+    // Hostile trees (convert/hostile.rs): links out of /etc, world-writable settings.
+    for (link, target) in crate::convert::hostile::links_outside_etc(root) {
+        found.push(Finding::new("config-symlink", "medium",
+            format!("'{}' is a symbolic link to '{}', outside /etc", link.display(), target.display()),
+            "synnefo-upgrade never writes through it, nor renames or replaces it; a conversion it needs is refused",
+            "replace the link by a copy of its target, or convert that file where it lives"));
+    }
+    for (file, mode) in crate::convert::hostile::world_writable(root) {
+        found.push(Finding::new("world-writable-config", "high",
+            format!("'{}' is world-writable (mode {mode:o})", file.display()),
+            "any local user can put Python code in it that Synnefo runs, as root under snf-manage",
+            "remove the write permission of others").commands([format!("chmod o-w {}", file.display())]));
+    }
     if service_node && config.convert.allowed_hosts.is_none() {
         found.push(Finding::new(
             "allowed-hosts",

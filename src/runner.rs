@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::Fatal;
 use crate::logging;
@@ -17,17 +17,90 @@ use crate::state::{self, Phase, PhaseKind, State, StepRecord, StepStatus};
 /// Holds the run lock until dropped.
 pub struct Lock(#[allow(dead_code)] Flock<std::fs::File>);
 
-/// Takes the run lock, or fails at once naming the other run.
+/// How long a second run waits for the lock, by default.
+pub const LOCK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The environment variable that sets that wait, in seconds (`0`: do not wait).
+pub const LOCK_WAIT_ENV: &str = "SYNNEFO_UPGRADE_LOCK_WAIT";
+
+fn lock_wait() -> Result<Duration> {
+    match std::env::var(LOCK_WAIT_ENV) {
+        Err(_) => Ok(LOCK_WAIT_DEFAULT),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| {
+                anyhow!(Fatal::BadInput(format!(
+                    "{LOCK_WAIT_ENV}='{v}' is not a number of seconds"
+                )))
+            }),
+    }
+}
+
+/// Who holds the lock, from what the holder wrote into the lock file
+/// (`PID COMMAND`), and whether that process is alive.
+fn holder(root: &crate::fsx::Root) -> String {
+    let text = std::fs::read_to_string(root.path(crate::paths::LOCK_FILE)).unwrap_or_default();
+    let text = text.trim();
+    let (pid, command) = text.split_once(' ').unwrap_or((text, ""));
+    match pid.parse::<i32>() {
+        Ok(pid) if pid > 0 => {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            format!(
+                "PID {pid} ('{command}'{})",
+                if alive {
+                    ""
+                } else {
+                    ", which is no longer running: the lock is held by a process it started"
+                }
+            )
+        }
+        _ => "an unknown process (the lock file names none)".into(),
+    }
+}
+
+/// Takes the run lock, waiting for it a bounded time ([`LOCK_WAIT_DEFAULT`],
+/// or [`LOCK_WAIT_ENV`] seconds); then records this process as the holder.
+/// A lock still held after the wait is [`Fatal::Busy`], naming the holder:
+/// nothing was changed.
 pub fn lock(root: &crate::fsx::Root) -> Result<Lock> {
-    let file = crate::fsx::open_lock(root)?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map(Lock)
-        .map_err(|(_, errno)| {
-            anyhow!(
-            "another synnefo-upgrade is running (lock '{}' is held: {errno}); wait for it to end",
-            crate::paths::LOCK_FILE
-        )
-        })
+    let wait = lock_wait()?;
+    let deadline = Instant::now() + wait;
+    let mut file = crate::fsx::open_lock(root)?;
+    let mut announced = false;
+    let mut flock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => break flock,
+            Err((back, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+                if Instant::now() >= deadline {
+                    bail!(Fatal::Busy(format!(
+                        "another synnefo-upgrade run holds the lock '{}': {}; waited {} s, nothing was changed; run this again when it has ended",
+                        crate::paths::LOCK_FILE,
+                        holder(root),
+                        wait.as_secs()
+                    )));
+                }
+                if !announced {
+                    log::info!(
+                        "waiting up to {} s for the lock '{}', held by {}",
+                        wait.as_secs(),
+                        crate::paths::LOCK_FILE,
+                        holder(root)
+                    );
+                    announced = true;
+                }
+                file = back;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err((_, errno)) => {
+                return Err(anyhow!("locking '{}': {errno}", crate::paths::LOCK_FILE))
+            }
+        }
+    };
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    crate::fsx::write_lock_holder(&mut flock, &format!("{} {command}", std::process::id()))?;
+    Ok(Lock(flock))
 }
 
 /// `prepare`: arm the node. Already armed is success, with nothing done.

@@ -173,10 +173,29 @@ impl State {
     /// Reads the state of the node, `None` when there is none.
     pub fn load(root: &Root) -> Result<Option<State>> {
         let host = root.path(paths::STATE_FILE);
-        let text = match std::fs::read_to_string(&host) {
+        // Never read through a symbolic link (O_NOFOLLOW): the state is ours alone.
+        let read = || -> std::io::Result<String> {
+            use std::io::Read;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut text = String::new();
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&host)?
+                .read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let text = match read() {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading '{}'", paths::STATE_FILE)),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "reading '{}' (it must be a regular file, not a symbolic link)",
+                        paths::STATE_FILE
+                    )
+                })
+            }
         };
         let state: State = serde_json::from_str(&text).map_err(|e| {
             Fatal::BadInput(format!(

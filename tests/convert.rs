@@ -389,16 +389,17 @@ fn non_utf8_bytes_are_carried_unchanged() {
 
 #[test]
 fn a_symlinked_conf_file_is_written_through_and_stays_a_link() {
+    // A link to a file inside /etc (ours); one out of /etc is refused (tests/faults.rs).
     let dir = settings_node(&[]);
     let root = dir.path();
     write(
         root,
-        "/srv/synnefo/vmapi.conf",
+        "/etc/synnefo-local/vmapi.conf",
         b"VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\n",
     );
     fs::create_dir_all(root.join("etc/synnefo")).unwrap();
     symlink(
-        "/srv/synnefo/vmapi.conf",
+        "/etc/synnefo-local/vmapi.conf",
         root.join("etc/synnefo/20-vmapi.conf"),
     )
     .unwrap();
@@ -416,15 +417,17 @@ fn a_symlinked_conf_file_is_written_through_and_stays_a_link() {
     );
     assert_eq!(
         fs::read_link(root.join("etc/synnefo/20-vmapi.conf")).unwrap(),
-        Path::new("/srv/synnefo/vmapi.conf")
+        Path::new("/etc/synnefo-local/vmapi.conf")
     );
-    assert!(String::from_utf8(read(root, "/srv/synnefo/vmapi.conf"))
-        .unwrap()
-        .ends_with(VMAPI_DICT_LF));
+    assert!(
+        String::from_utf8(read(root, "/etc/synnefo-local/vmapi.conf"))
+            .unwrap()
+            .ends_with(VMAPI_DICT_LF)
+    );
     assert_eq!(
         read(
             root,
-            "/var/lib/synnefo-upgrade/backups/srv/synnefo/vmapi.conf"
+            "/var/lib/synnefo-upgrade/backups/etc/synnefo-local/vmapi.conf"
         ),
         b"VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\n"
     );

@@ -8,6 +8,8 @@
 //! - [`webserver`]: Apache sites renamed to `*.conf` (with their `sites-enabled`
 //!   links), `X-Forwarded-Protocol` → `X-Forwarded-Proto` (Apache, nginx), and
 //!   `/var/log/synnefo` owned by the synnefo user.
+//! - [`hostile`]: links that lead outside `/etc` (never written through) and
+//!   world-writable settings files.
 //! - [`python`]: the tokenizer and literal parser the first two stand on.
 //!
 //! All or nothing: [`plan`] reads everything and computes every change, without
@@ -32,6 +34,7 @@
 
 pub mod caches;
 pub mod gunicorn;
+pub mod hostile;
 pub mod python;
 pub mod settings;
 pub mod webserver;
@@ -264,6 +267,14 @@ pub fn plan(root: &Root, config: &Config) -> Result<Conversion> {
     settings::plan(root, &config.convert, &mut conversion)?;
     gunicorn::plan(root, &mut conversion)?;
     webserver::plan(root, &mut conversion)?;
+    let refused = hostile::refused(root, &conversion.changes);
+    if !refused.is_empty() {
+        return Err(Fatal::BadInput(format!(
+            "refusing to convert through symbolic links that lead outside /etc: {}; convert those files where they live (or replace each link by a copy of its target), then run this again",
+            refused.join("; ")
+        ))
+        .into());
+    }
     let mut seen = std::collections::BTreeMap::new();
     for change in &conversion.changes {
         if let Change::Edit { path, shown, .. } = change {

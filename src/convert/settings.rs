@@ -217,9 +217,17 @@ impl Settings {
 
     fn string(&self, at: At) -> Result<String> {
         let v = self.value(at)?;
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| self.error(at, format!("{}: expected a string", self.stmt(at).names[0])))
+        let name = &self.stmt(at).names[0];
+        match (&v.kind, v.as_str()) {
+            (_, Some(text)) => Ok(text.to_string()),
+            // A value in another encoding (a `coding:` line): it would have
+            // to be re-encoded into the new setting; refuse rather than guess.
+            (python::ExprKind::Str { .. }, None) => Err(self.error(
+                at,
+                format!("{name}: the value is not UTF-8 (the file's own encoding?); it cannot be carried into the 0.19 setting byte for byte: write it in ASCII (\\x escapes) or convert this setting by hand"),
+            )),
+            _ => Err(self.error(at, format!("{name}: expected a string"))),
+        }
     }
 
     /// Refuses when a statement other than the assignments themselves reads `name`.

@@ -84,6 +84,7 @@ fn phase(
         services,
         state: State::new(),
         download,
+        step: "",
     };
     run(&mut ctx)?;
     Ok(ExitCode::SUCCESS)

@@ -557,8 +557,8 @@ pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> 
         },
         findings: findings_with(root, config, &facts),
         plan: Plan {
-            prepare: steps(PhaseKind::Prepare).iter().map(|s| s.id()).collect(),
-            finish: steps(PhaseKind::Finish).iter().map(|s| s.id()).collect(),
+            prepare: steps(PhaseKind::Prepare).iter().map(|s| s.id).collect(),
+            finish: steps(PhaseKind::Finish).iter().map(|s| s.id).collect(),
         },
     }
 }

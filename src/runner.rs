@@ -135,7 +135,10 @@ pub fn abort(ctx: &mut Ctx) -> Result<()> {
     ctx.state = state;
     // The gate changes nothing: run it before the phase is recorded as aborting.
     if ctx.state.phase != Phase::Aborting {
-        plan::steps(PhaseKind::Abort)[0].run(ctx)?;
+        let gate = plan::find(PhaseKind::Abort, "abort-gate")
+            .context("the abort plan has no 'abort-gate' step")?;
+        ctx.step = gate.id;
+        (gate.run)(ctx)?;
     }
     ctx.state.phase = Phase::Aborting;
     ctx.state.save(&ctx.root)?;
@@ -199,7 +202,7 @@ fn record(
 fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
     let phase_name = phase.name();
     for step in plan::steps(phase) {
-        let id = step.id();
+        let id = step.id;
         if let Some(done) = ctx
             .state
             .step(phase, id)
@@ -211,12 +214,12 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
             );
             continue;
         }
-        let applies = step.applies(ctx);
+        let applies = (step.applies)(ctx);
         if dry_run {
             println!(
                 "{phase_name}: {id}: {} — {}",
                 if applies { "would run" } else { "would skip" },
-                step.title()
+                step.title
             );
             continue;
         }
@@ -242,9 +245,10 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
         }
         // The "about to run" record reaches the disk before the step changes anything.
         record(ctx, phase, id, StepStatus::Started, started, None, None)?;
-        logging::step_started(phase_name, id, step.title());
+        logging::step_started(phase_name, id, step.title);
         let clock = Instant::now();
-        let result = step.run(ctx);
+        ctx.step = id;
+        let result = (step.run)(ctx);
         let elapsed = clock.elapsed();
         let ms = Some(elapsed.as_millis() as u64);
         match result {

@@ -232,7 +232,7 @@ fn crash_during_abort_then_rerun_converges() {
         let node = Node::wheezy();
         let before = without_our_records(node.snapshot());
         node.ok(&["prepare"]);
-        let crash = format!("abort-after-{}=panic", step.id());
+        let crash = format!("abort-after-{}=panic", step.id);
         let out = node.run(&["abort"], &[("FAILPOINTS", &crash)]);
         assert!(!out.status.success(), "{crash} did not crash");
         node.ok(&["abort"]);

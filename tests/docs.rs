@@ -8,7 +8,7 @@ use synnefo_upgrade::state::PhaseKind;
 fn json_doc_lists_every_step_of_every_phase_in_order() {
     let doc = include_str!("../docs/json.md").replace('\n', " ");
     for phase in [PhaseKind::Prepare, PhaseKind::Finish, PhaseKind::Abort] {
-        let ids: Vec<&str> = steps(phase).iter().map(|s| s.id()).collect();
+        let ids: Vec<&str> = steps(phase).iter().map(|s| s.id).collect();
         let listed = format!("`{}`: {}.", phase.name(), ids.join(", "));
         assert!(doc.contains(&listed), "docs/json.md should say: {listed}");
     }

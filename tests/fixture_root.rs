@@ -321,7 +321,7 @@ fn crash_after_every_step_then_rerun_converges() {
     };
     for phase in [PhaseKind::Prepare, PhaseKind::Finish] {
         for step in steps(phase) {
-            let failpoint = format!("{}-after-{}", phase.name(), step.id());
+            let failpoint = format!("{}-after-{}", phase.name(), step.id);
             let node = Node::wheezy();
             let crash = format!("{failpoint}=panic");
             if phase == PhaseKind::Finish {
@@ -335,7 +335,7 @@ fn crash_after_every_step_then_rerun_converges() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .find(|s| s["id"] == step.id())
+                    .find(|s| s["id"] == step.id)
                     .cloned();
                 assert_eq!(
                     record.unwrap()["status"],

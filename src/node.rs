@@ -1,12 +1,15 @@
-//! Facts about this node: OS codename, init system, which Synnefo services it has.
-//!
-//! Read-only. Later issues add roles from dpkg status and Ganeti ssconf.
+//! Facts about this node: OS codename, init system, roles (from dpkg status
+//! and Ganeti's ssconf), which Synnefo services it has. Read-only; a run reads
+//! them once, into [`Facts`].
 
 use anyhow::{Context, Result};
 use std::path::Path;
 
 use crate::fsx::Root;
 use crate::paths;
+
+pub mod facts;
+pub use facts::Facts;
 
 /// The services the guide stops, in the order they are stopped
 /// (and started again in reverse).

@@ -2,7 +2,11 @@
 //! armed. Findings carry a severity, whether they inhibit, and what to do.
 //!
 //! Shared by `check` (which reports them) and `prepare` (which refuses to run,
-//! exit 3, while any inhibits). Read-only: it never writes, anywhere.
+//! exit 3, while any inhibits). Computed from the run's [`Facts`] and the
+//! configuration; the only files it reads itself are the ones the
+//! configuration names or the conversion will change (the VM owner changelog,
+//! the Synnefo settings and the files `convert` plans). Read-only: it never
+//! writes, anywhere. It knows nothing of the plan: the plan runs it.
 
 use serde::Serialize;
 
@@ -12,10 +16,9 @@ use crate::config::Config;
 use crate::dpkg;
 use crate::error::Fatal;
 use crate::fsx::Root;
-use crate::node::{self, Role};
-use crate::plan::steps;
+use crate::node::{self, Facts};
 use crate::services::Services;
-use crate::state::{Phase, PhaseKind, State};
+use crate::state::Phase;
 
 /// Version of the `check --json` document.
 pub const SCHEMA: u32 = 1;
@@ -88,25 +91,11 @@ impl Finding {
     }
 }
 
-/// Everything the preflight reads about the node, read once.
-struct Facts {
-    packages: Result<Vec<dpkg::Package>, String>,
-    roles: Vec<Role>,
-}
-
-impl Facts {
-    fn read(root: &Root) -> Facts {
-        let packages = dpkg::present_packages(root).map_err(|e| format!("{e:#}"));
-        let roles = node::roles(root, packages.as_deref().unwrap_or_default());
-        Facts { packages, roles }
-    }
-}
-
 /// Space the dist-upgrade needs, estimated from what is installed: the
 /// downloads (about a third of the installed size) in the archive cache, and
 /// about a quarter of it more in `/`, plus the configured margin in each.
 fn space_findings(
-    root: &Root,
+    space: Option<node::facts::Space>,
     config: &Config,
     packages: &[dpkg::Package],
     found: &mut Vec<Finding>,
@@ -116,19 +105,14 @@ fn space_findings(
     let archives_need = installed_kib / 3 / 1024 + margin;
     let root_need = installed_kib / 4 / 1024 + margin;
     let archives = "/var/cache/apt/archives";
-    let free = |abs: &str| -> Option<(u64, u64)> {
-        let stat = nix::sys::statvfs::statvfs(&root.path(abs)).ok()?;
-        Some((
-            stat.blocks_available() * stat.fragment_size() / (1024 * 1024),
-            stat.filesystem_id(),
-        ))
-    };
-    let (Some((archives_free, archives_fs)), Some((root_free, root_fs))) =
-        (free(archives).or_else(|| free("/var")), free("/"))
+    let Some(node::facts::Space {
+        archives_free_mib: archives_free,
+        archives_on_root_fs: same_fs,
+        root_free_mib: root_free,
+    }) = space
     else {
         return;
     };
-    let same_fs = archives_fs == root_fs;
     let mut check = |id: &'static str, place: &str, need: u64, have: u64| {
         if have < need {
             found.push(
@@ -160,15 +144,11 @@ fn space_findings(
     }
 }
 
-/// The findings for the node under `root`, inhibitors first.
-pub fn findings(root: &Root, config: &Config) -> Vec<Finding> {
-    findings_with(root, config, &Facts::read(root))
-}
-
-fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
+/// The findings for the node of `facts` under `root`, inhibitors first.
+pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     let mut found = Vec::new();
     let from = &config.release.os_from;
-    if root.is_live() && !nix::unistd::geteuid().is_root() {
+    if facts.live_non_root {
         found.push(Finding::inhibitor(
             "not-root",
             "synnefo-upgrade must run as root",
@@ -176,8 +156,8 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             "run it as root",
         ));
     }
-    match node::os_codename(root) {
-        Ok(codename) if &codename == from => {}
+    match &facts.os {
+        Ok(codename) if codename == from => {}
         Ok(codename) => found.push(Finding::inhibitor(
             "os-release",
             format!("the OS is '{codename}', not '{from}'"),
@@ -190,7 +170,7 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         Err(e) => found.push(Finding::inhibitor(
             "os-release",
             "the OS release is unknown",
-            format!("{e:#}"),
+            e.clone(),
             "check /etc/os-release and /etc/debian_version",
         )),
     }
@@ -228,12 +208,12 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                     "make sure this is the node you mean",
                 ));
             }
-            space_findings(root, config, packages, &mut found);
+            space_findings(facts.space, config, packages, &mut found);
         }
     }
-    let instances = node::running_instances(root);
+    let instances = &facts.running_instances;
     if !instances.is_empty() {
-        let me = node::hostname(root).unwrap_or_else(|| "NODE".into());
+        let me = facts.hostname.clone().unwrap_or_else(|| "NODE".into());
         found.push(
             Finding::inhibitor(
                 "ganeti-instances",
@@ -250,10 +230,10 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             ]),
         );
     }
-    match apt::suites(root) {
+    match &facts.apt_suites {
         Ok(suites) => {
             for (file, line, suite) in suites {
-                if let Some(why) = apt::unmappable(&suite, &config.release.suite_from) {
+                if let Some(why) = apt::unmappable(suite, &config.release.suite_from) {
                     found.push(Finding::inhibitor(
                         "apt-source",
                         format!(
@@ -270,30 +250,29 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         Err(e) => found.push(Finding::inhibitor(
             "apt-source",
             "the APT sources cannot be read",
-            format!("{e:#}"),
+            e.clone(),
             "check /etc/apt/sources.list(.d)",
         )),
     }
-    match State::load(root) {
-        Ok(None) => {}
-        Ok(Some(state)) if state.phase == Phase::Aborted => {}
-        Ok(Some(state)) if state.phase == Phase::Preparing => found.push(Finding::new(
+    match &facts.state {
+        Ok(None) | Ok(Some(Phase::Aborted)) => {}
+        Ok(Some(Phase::Preparing)) => found.push(Finding::new(
             "prepare-incomplete",
             "medium",
             "an earlier prepare did not complete",
             "running prepare again resumes it",
             "run 'synnefo-upgrade prepare'",
         )),
-        Ok(Some(state)) => found.push(Finding::inhibitor(
+        Ok(Some(phase)) => found.push(Finding::inhibitor(
             "already-armed",
-            format!("this node is already {}", format!("{:?}", state.phase).to_lowercase()),
+            format!("this node is already {}", format!("{phase:?}").to_lowercase()),
             "prepare runs once per node",
             "see 'synnefo-upgrade status'",
         )),
         Err(e) => found.push(Finding::inhibitor(
             "state-file",
             "the state file is not this version's",
-            format!("{e:#}"),
+            e.clone(),
             "inspect /var/lib/synnefo-upgrade/state.json; move it away only if no upgrade is in progress",
         )),
     }
@@ -341,10 +320,7 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
 }
 
 fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>) {
-    let service_node = facts
-        .roles
-        .iter()
-        .any(|r| matches!(r, Role::Astakos | Role::Cyclades | Role::Pithos));
+    let service_node = facts.is_service_node();
     found.push(Finding::new(
         "kamaki",
         "info",
@@ -365,10 +341,10 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
         let Some((file, var)) = node::default_flag_of(service) else {
             continue;
         };
-        if !node::installed_services(root).iter().any(|s| s == service) {
+        if !facts.installed_services.iter().any(|s| s == service) {
             continue;
         }
-        let value = node::default_flag(root, service);
+        let value = facts.default_flag(service);
         let enabled = value.as_deref() == Some("true");
         found.push(Finding::new(
             if service == "snf-dispatcher" { "dispatcher-flag" } else { "eventd-flag" },
@@ -430,10 +406,10 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     }
 }
 
-/// Fails with [`Fatal::Inhibited`] (exit 3) naming every inhibitor and its remedy.
-pub fn ensure_no_inhibitor(root: &Root, config: &Config) -> anyhow::Result<()> {
-    let blocking: Vec<String> = findings(root, config)
-        .into_iter()
+/// Fails with [`Fatal::Inhibited`] (exit 3) naming every inhibitor of `findings` and its remedy.
+pub fn ensure_no_inhibitor(findings: &[Finding]) -> anyhow::Result<()> {
+    let blocking: Vec<String> = findings
+        .iter()
         .filter(|f| f.inhibitor)
         .map(|f| {
             format!(
@@ -447,18 +423,6 @@ pub fn ensure_no_inhibitor(root: &Root, config: &Config) -> anyhow::Result<()> {
     } else {
         Err(Fatal::Inhibited(blocking.join("; ")).into())
     }
-}
-
-/// The services this node's upgrade manages: the configuration's list, or the
-/// Synnefo services installed here (gunicorn everywhere; archipelago on
-/// Pithos, Cyclades and Ganeti nodes; snf-dispatcher with Cyclades;
-/// snf-ganeti-eventd where snf-cyclades-gtools put it).
-pub fn managed_services(root: &Root, config: &Config) -> Vec<String> {
-    config
-        .services
-        .managed
-        .clone()
-        .unwrap_or_else(|| node::installed_services(root))
 }
 
 /// The `check --json` document (see `docs/json.md`).
@@ -511,14 +475,17 @@ pub struct Plan {
     pub finish: Vec<&'static str>,
 }
 
-/// The preflight report of the node under `root`; `services` (when given)
-/// tells each managed service's current state.
-pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> Report {
-    let facts = Facts::read(root);
+/// The preflight report of the node of `facts` under `root`; `services` (when
+/// given) tells each managed service's current state; `plan` is the plan's step ids.
+pub fn report(
+    root: &Root,
+    config: &Config,
+    facts: &Facts,
+    services: Option<&dyn Services>,
+    plan: Plan,
+) -> Report {
     let mut versions: Vec<String> = facts
-        .packages
-        .as_deref()
-        .unwrap_or_default()
+        .packages()
         .iter()
         .filter(|p| node::is_synnefo_package(p))
         .map(|p| p.upstream_version().to_string())
@@ -530,7 +497,8 @@ pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> 
     } else {
         versions.join(", ")
     };
-    let services = managed_services(root, config)
+    let services = facts
+        .managed_services(config)
         .into_iter()
         .map(|name| {
             let status = services.map(|s| s.status(&name));
@@ -548,18 +516,18 @@ pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> 
     Report {
         schema: SCHEMA,
         node: NodeFacts {
-            hostname: node::hostname(root),
+            hostname: facts.hostname.clone(),
             roles: facts.roles.iter().map(|r| r.name()).collect(),
-            os: node::os_codename(root).unwrap_or_else(|e| format!("unknown ({e:#})")),
+            os: match &facts.os {
+                Ok(codename) => codename.clone(),
+                Err(e) => format!("unknown ({e})"),
+            },
             synnefo,
-            init: node::InitSystem::detect(root).name(),
+            init: facts.init.name(),
             services,
         },
-        findings: findings_with(root, config, &facts),
-        plan: Plan {
-            prepare: steps(PhaseKind::Prepare).iter().map(|s| s.id).collect(),
-            finish: steps(PhaseKind::Finish).iter().map(|s| s.id).collect(),
-        },
+        findings: findings(root, config, facts),
+        plan,
     }
 }
 

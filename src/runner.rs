@@ -37,7 +37,8 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     if !matches!(loaded, Ok(Some(_))) {
         // A fresh node (or a foreign state file): an inhibited node is left
         // exactly as it was, not even a state file written.
-        preflight::ensure_no_inhibitor(&ctx.root, &ctx.config)?;
+        // The `preflight` step reuses this evaluation (Ctx::preflight).
+        preflight::ensure_no_inhibitor(ctx.preflight())?;
     }
     let state = loaded?;
     let _lock = if dry_run {

@@ -485,3 +485,51 @@ fn a_node_that_does_not_migrate_waits_for_the_one_that_does() {
     // No backup where migrations do not run.
     assert!(!node.path("/var/backups/synnefo-upgrade").exists());
 }
+
+#[test]
+fn prepare_evaluates_its_preflight_once_and_the_step_records_that_result() {
+    // A fresh node: the runner checks for inhibitors before writing anything,
+    // and the `preflight` step stands on that same evaluation.
+    let node = Node::wheezy();
+    let out = node.ok(&["-v", "prepare"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("preflight evaluated:").count(),
+        1,
+        "{stderr}"
+    );
+    // The findings of a wheezy node, in the one evaluation.
+    assert!(stderr.contains("kamaki"), "{stderr}");
+    let preflight = node.state_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "preflight")
+        .cloned()
+        .unwrap();
+    assert_eq!(preflight["status"], "done");
+    assert_eq!(preflight["message"], "no inhibitor");
+
+    // A prepare resumed after a crash in the preflight step evaluates it (once) in the step.
+    let node = Node::wheezy();
+    let out = node.run(
+        &["prepare"],
+        &[("FAILPOINTS", "prepare-after-preflight=panic")],
+    );
+    assert!(!out.status.success());
+    let mut state = node.state_json();
+    state["steps"][0]["status"] = "started".into();
+    node.write(
+        "/var/lib/synnefo-upgrade/state.json",
+        &serde_json::to_string(&state).unwrap(),
+        0o644,
+    );
+    let out = node.ok(&["-v", "prepare"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("preflight evaluated:").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("prepare: preflight: done"), "{stderr}");
+}

@@ -9,8 +9,9 @@ use crate::dpkg;
 use crate::error::Fatal;
 use crate::fsx::{self, Root};
 
-/// Packages whose version changed since `prepare` (dpkg has unpacked new ones).
-pub fn changed_packages(root: &Root) -> Result<Vec<String>> {
+/// Packages whose version changed since `prepare` (dpkg has unpacked new ones):
+/// `now` against the snapshot under `root`.
+pub fn changed_packages(root: &Root, now: &[dpkg::Package]) -> Result<Vec<String>> {
     let before = std::fs::read_to_string(root.path(DPKG_SNAPSHOT))
         .with_context(|| format!("reading '{DPKG_SNAPSHOT}' (written by prepare)"))?;
     let before: std::collections::HashMap<String, String> = dpkg::parse_status(&before)
@@ -18,9 +19,8 @@ pub fn changed_packages(root: &Root) -> Result<Vec<String>> {
         .filter(dpkg::Package::is_present)
         .map(|p| (p.name, p.version))
         .collect();
-    let now = dpkg::present_packages(root)?;
     Ok(now
-        .into_iter()
+        .iter()
         .filter(|p| before.get(&p.name).is_some_and(|v| v != &p.version))
         .map(|p| format!("{} {} -> {}", p.name, before[&p.name], p.version))
         .collect())
@@ -28,7 +28,8 @@ pub fn changed_packages(root: &Root) -> Result<Vec<String>> {
 
 pub(super) fn abort_gate(ctx: &mut Ctx) -> Result<String> {
     let changed = if ctx.root.path(DPKG_SNAPSHOT).exists() {
-        changed_packages(&ctx.root)?
+        let now = ctx.facts.present_packages()?;
+        changed_packages(&ctx.root, now)?
     } else {
         Vec::new()
     };

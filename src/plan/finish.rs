@@ -4,12 +4,10 @@
 use anyhow::{bail, Result};
 use std::path::Path;
 
-use super::prepare::is_service_node;
 use super::{list, names, Ctx};
 use crate::apt;
 use crate::backup;
 use crate::convert;
-use crate::dpkg;
 use crate::exec;
 use crate::fsx;
 use crate::node::{self, InitSystem, Role};
@@ -21,14 +19,9 @@ use crate::synnefo;
 /// The Synnefo version `finish` expects.
 pub const TO_VERSION: &str = "0.19";
 
-/// Whether this node has `role`.
-fn has_role(ctx: &Ctx, role: Role) -> bool {
-    let packages = dpkg::present_packages(&ctx.root).unwrap_or_default();
-    node::roles(&ctx.root, &packages).contains(&role)
-}
-
 pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
-    let codename = node::os_codename(&ctx.root)?;
+    // Gathered at the start of this process, which runs after the dist-upgrade and reboot.
+    let codename = ctx.facts.os_codename()?.to_string();
     let want = &ctx.config.release.os_to;
     if &codename != want {
         bail!("the OS is '{codename}', not '{want}': run 'apt-get dist-upgrade' to {want} and reboot first");
@@ -36,7 +29,7 @@ pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
     if ctx.services.init() == InitSystem::Sysv {
         bail!("systemd is not PID 1: reboot into {want}'s systemd first");
     }
-    let packages = dpkg::present_packages(&ctx.root)?;
+    let packages = ctx.facts.present_packages()?;
     let old: Vec<String> = packages
         .iter()
         .filter(|p| node::is_synnefo_package(p) && p.upstream_version() != TO_VERSION)
@@ -49,7 +42,7 @@ pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
             old.join(", ")
         );
     }
-    if is_service_node(ctx) {
+    if ctx.facts.is_service_node() {
         for (package, version) in [
             ("python-gevent", "1.1.1-2"),
             ("python-greenlet", "0.4.10-1"),
@@ -90,7 +83,7 @@ pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn fix_ip_history_wanted(ctx: &Ctx) -> bool {
-    ctx.config.fix_ip_history.changelog.is_some() && has_role(ctx, Role::Cyclades)
+    ctx.config.fix_ip_history.changelog.is_some() && ctx.facts.has_role(Role::Cyclades)
 }
 
 pub(super) fn fix_ip_history(ctx: &mut Ctx) -> Result<String> {
@@ -104,7 +97,7 @@ pub(super) fn convert(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn is_astakos(ctx: &Ctx) -> bool {
-    has_role(ctx, Role::Astakos)
+    ctx.facts.has_role(Role::Astakos)
 }
 
 pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {

@@ -10,6 +10,8 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::fsx::Root;
+use crate::node::Facts;
+use crate::preflight::{self, Finding};
 use crate::services::Services;
 use crate::state::{PhaseKind, ServiceRecord, State};
 
@@ -31,6 +33,34 @@ pub struct Ctx {
     pub download: bool,
     /// Id of the step running now (the journal field of its commands' output); set by the runner.
     pub step: &'static str,
+    /// What this run knows of the node, gathered once at its start.
+    pub facts: Facts,
+    /// The preflight's findings, once evaluated ([`Ctx::preflight`]).
+    pub findings: Option<Vec<Finding>>,
+}
+
+impl Ctx {
+    /// The preflight's findings for this run, evaluated on first use only: the
+    /// runner's check of a fresh node and the `preflight` step share one result.
+    pub fn preflight(&mut self) -> &[Finding] {
+        let Ctx {
+            root,
+            config,
+            facts,
+            findings,
+            ..
+        } = self;
+        findings.get_or_insert_with(|| {
+            let found = preflight::findings(root, config, facts);
+            let ids: Vec<String> = found.iter().map(|f| f.id.to_string()).collect();
+            log::debug!(
+                "preflight evaluated: {} finding(s): {}",
+                found.len(),
+                list(&ids)
+            );
+            found
+        })
+    }
 }
 
 /// One step of a phase.

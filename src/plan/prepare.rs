@@ -8,7 +8,6 @@ use crate::apt;
 use crate::dpkg;
 use crate::exec;
 use crate::fsx;
-use crate::node::{self, Role};
 use crate::paths;
 use crate::policy_rcd;
 use crate::preflight;
@@ -19,16 +18,9 @@ use crate::state::{PhaseKind, ServiceRecord};
 /// whether the dist-upgrade has started.
 pub const DPKG_SNAPSHOT: &str = "/var/lib/synnefo-upgrade/dpkg-status.at-prepare";
 
-/// Whether this node serves Astakos, Cyclades or Pithos (gunicorn apps).
-pub(super) fn is_service_node(ctx: &Ctx) -> bool {
-    let packages = dpkg::present_packages(&ctx.root).unwrap_or_default();
-    node::roles(&ctx.root, &packages)
-        .iter()
-        .any(|r| matches!(r, Role::Astakos | Role::Cyclades | Role::Pithos))
-}
-
 pub(super) fn preflight(ctx: &mut Ctx) -> Result<String> {
-    preflight::ensure_no_inhibitor(&ctx.root, &ctx.config)?;
+    // On a fresh node the runner has evaluated it already: that result stands.
+    preflight::ensure_no_inhibitor(ctx.preflight())?;
     Ok("no inhibitor".into())
 }
 
@@ -36,10 +28,10 @@ pub(super) fn record_services(ctx: &mut Ctx) -> Result<String> {
     if !ctx.state.services.is_empty() {
         return Ok("already recorded".into());
     }
-    for name in preflight::managed_services(&ctx.root, &ctx.config) {
+    for name in ctx.facts.managed_services(&ctx.config) {
         let status = ctx.services.status(&name)?;
         let was_masked = services::is_masked(&ctx.root, &name);
-        let default_flag = node::default_flag(&ctx.root, &name);
+        let default_flag = ctx.facts.default_flag(&name);
         ctx.state.services.push(ServiceRecord {
             was_active: status.active && !was_masked,
             was_enabled: status.enabled,
@@ -65,6 +57,7 @@ pub(super) fn record_services(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn snapshot_dpkg(ctx: &mut Ctx) -> Result<String> {
+    // The file's bytes as they are, not the parsed facts: abort compares against them.
     let status = std::fs::read(ctx.root.path(dpkg::STATUS_FILE))
         .with_context(|| format!("reading '{}'", dpkg::STATUS_FILE))?;
     fsx::write_state_file(&ctx.root, DPKG_SNAPSHOT, &status)?;
@@ -92,7 +85,7 @@ pub(super) fn apt_config(ctx: &mut Ctx) -> Result<String> {
         0o644,
     )?;
     done.push(apt::CONF_SNIPPET.to_string());
-    if is_service_node(ctx) {
+    if ctx.facts.is_service_node() {
         let release = &ctx.config.release;
         match apt::backports_source(&ctx.root, &release.suite_from, &release.suite_to)? {
             Some(line) => {

@@ -26,6 +26,19 @@
 //! - [`logging`]: journald with structured fields, or stderr and a log file.
 #![deny(missing_docs)]
 
+/// Implements `Display` as the enum's `name()`, which is also its serialized
+/// name (each enum's tests check that for every variant, with
+/// [`testing::assert_display_is_serde_name`]): a state is printed one way.
+macro_rules! display_as_name {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
 pub mod apt;
 pub mod backup;
 pub mod changelog;
@@ -48,3 +61,17 @@ pub mod services;
 pub mod state;
 pub mod status;
 pub mod synnefo;
+
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Checks that every variant of `all` prints as its serialized name.
+    pub fn assert_display_is_serde_name<T: serde::Serialize + std::fmt::Display>(all: &[T]) {
+        assert!(!all.is_empty());
+        for v in all {
+            assert_eq!(
+                serde_json::to_value(v).unwrap(),
+                serde_json::Value::String(v.to_string())
+            );
+        }
+    }
+}

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::dpkg;
 use crate::error::Fatal;
 use crate::fsx::Root;
-use crate::node::{self, Facts};
+use crate::node::{self, Facts, Role};
 use crate::services::Services;
 use crate::state::Phase;
 
@@ -25,6 +25,74 @@ pub const SCHEMA: u32 = 1;
 
 /// The Synnefo version this tool upgrades from.
 pub const FROM_VERSION: &str = "0.18.1";
+
+/// How much a finding matters (an inhibitor is always high).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Blocks or endangers the upgrade.
+    High,
+    /// Needs a decision before arming.
+    Medium,
+    /// Worth a look.
+    Low,
+    /// For the record.
+    Info,
+}
+
+impl Severity {
+    /// Every severity, from the most severe.
+    pub const ALL: [Severity; 4] = [
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    /// The name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+display_as_name!(Severity);
+
+/// A managed service's state now, in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Running.
+    Active,
+    /// Not running.
+    Inactive,
+    /// The init system did not answer.
+    Unknown,
+}
+
+impl ServiceState {
+    /// Every state.
+    pub const ALL: [ServiceState; 3] = [
+        ServiceState::Active,
+        ServiceState::Inactive,
+        ServiceState::Unknown,
+    ];
+
+    /// The name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceState::Active => "active",
+            ServiceState::Inactive => "inactive",
+            ServiceState::Unknown => "unknown",
+        }
+    }
+}
+
+display_as_name!(ServiceState);
 
 /// What to do about a finding.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -40,8 +108,8 @@ pub struct Remediation {
 pub struct Finding {
     /// Stable id (kept across releases; see docs/json.md).
     pub id: &'static str,
-    /// `info`, `low`, `medium` or `high`.
-    pub severity: &'static str,
+    /// How much it matters.
+    pub severity: Severity,
     /// Blocks the upgrade.
     pub inhibitor: bool,
     /// One line.
@@ -55,7 +123,7 @@ pub struct Finding {
 impl Finding {
     fn new(
         id: &'static str,
-        severity: &'static str,
+        severity: Severity,
         title: impl Into<String>,
         summary: impl Into<String>,
         hint: impl Into<String>,
@@ -81,7 +149,7 @@ impl Finding {
     ) -> Self {
         Finding {
             inhibitor: true,
-            ..Finding::new(id, "high", title, summary, hint)
+            ..Finding::new(id, Severity::High, title, summary, hint)
         }
     }
 
@@ -202,7 +270,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             if synnefo.is_empty() {
                 found.push(Finding::new(
                     "no-synnefo",
-                    "low",
+                    Severity::Low,
                     "no Synnefo package is installed",
                     "only the OS and the services found are upgraded",
                     "make sure this is the node you mean",
@@ -258,14 +326,14 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         Ok(None) | Ok(Some(Phase::Aborted)) => {}
         Ok(Some(Phase::Preparing)) => found.push(Finding::new(
             "prepare-incomplete",
-            "medium",
+            Severity::Medium,
             "an earlier prepare did not complete",
             "running prepare again resumes it",
             "run 'synnefo-upgrade prepare'",
         )),
         Ok(Some(phase)) => found.push(Finding::inhibitor(
             "already-armed",
-            format!("this node is already {}", format!("{phase:?}").to_lowercase()),
+            format!("this node is already {phase}"),
             "prepare runs once per node",
             "see 'synnefo-upgrade status'",
         )),
@@ -308,14 +376,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         }
     }
     notices(root, config, facts, &mut found);
-    found.sort_by_key(|f| {
-        (
-            !f.inhibitor,
-            ["high", "medium", "low", "info"]
-                .iter()
-                .position(|s| *s == f.severity),
-        )
-    });
+    found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }
 
@@ -323,7 +384,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     let service_node = facts.is_service_node();
     found.push(Finding::new(
         "kamaki",
-        "info",
+        Severity::Info,
         "users need Kamaki >= 0.15",
         "0.19 lists API endpoints the OpenStack way, a breaking change for older clients",
         "tell the cloud's users to upgrade Kamaki",
@@ -331,7 +392,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     if service_node && config.migrations.run {
         found.push(Finding::new(
             "migrations-here",
-            "medium",
+            Severity::Medium,
             "database migrations will run on this node",
             "run them on exactly one node per service (Astakos, Cyclades, Pithos): two nodes migrating one database at once is the hazard the guide warns about",
             "on the other nodes of the same service set [migrations] run = false",
@@ -348,7 +409,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
         let enabled = value.as_deref() == Some("true");
         found.push(Finding::new(
             if service == "snf-dispatcher" { "dispatcher-flag" } else { "eventd-flag" },
-            "low",
+            Severity::Low,
             format!("{var}={} in {file}", value.as_deref().unwrap_or("(unset)")),
             if enabled {
                 format!("{service} runs now and is started again after the upgrade")
@@ -371,7 +432,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             for warning in &conversion.warnings {
                 found.push(Finding::new(
                     "convert-warning",
-                    "low",
+                    Severity::Low,
                     "the conversion will leave something for you to check",
                     warning.clone(),
                     "see 'synnefo-upgrade convert --dry-run'",
@@ -388,7 +449,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
         {
             found.push(Finding::new(
                 "custom-allocator",
-                "medium",
+                Severity::Medium,
                 format!("BACKEND_ALLOCATOR_MODULE is a custom '{module}'"),
                 "it is kept as it is; 0.19's default is the FilterAllocator, with the new project-backend policy",
                 format!("consider '{}'", crate::convert::settings::NEW_ALLOCATOR),
@@ -398,7 +459,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     if service_node && config.convert.allowed_hosts.is_none() {
         found.push(Finding::new(
             "allowed-hosts",
-            "info",
+            Severity::Info,
             "ALLOWED_HOSTS will be ['*'] (0.19's default)",
             "Django 1.7 checks the Host header against ALLOWED_HOSTS",
             "set [convert] allowed_hosts to this service's host names",
@@ -443,8 +504,8 @@ pub struct Report {
 pub struct ServiceNow {
     /// Init script name.
     pub name: String,
-    /// `active`, `inactive` or `unknown`.
-    pub state: String,
+    /// Running now, or unknown.
+    pub state: ServiceState,
     /// Started at boot.
     pub enabled: bool,
 }
@@ -455,13 +516,13 @@ pub struct NodeFacts {
     /// Host name (from /etc/hostname).
     pub hostname: Option<String>,
     /// Roles.
-    pub roles: Vec<&'static str>,
+    pub roles: Vec<Role>,
     /// OS codename, or why it is unknown.
     pub os: String,
     /// Synnefo version: `0.18.1`, `none`, or the versions found when mixed.
     pub synnefo: String,
-    /// `systemd`, `sysvinit` or `offline`.
-    pub init: &'static str,
+    /// The init system.
+    pub init: node::InitSystem,
     /// The services the upgrade manages, as they are now.
     pub services: Vec<ServiceNow>,
 }
@@ -503,12 +564,16 @@ pub fn report(
         .map(|name| {
             let status = services.map(|s| s.status(&name));
             let (state, enabled) = match status {
-                Some(Ok(st)) => (if st.active { "active" } else { "inactive" }, st.enabled),
-                _ => ("unknown", crate::services::is_enabled_on_disk(root, &name)),
+                Some(Ok(st)) if st.active => (ServiceState::Active, st.enabled),
+                Some(Ok(st)) => (ServiceState::Inactive, st.enabled),
+                _ => (
+                    ServiceState::Unknown,
+                    crate::services::is_enabled_on_disk(root, &name),
+                ),
             };
             ServiceNow {
                 name,
-                state: state.into(),
+                state,
                 enabled,
             }
         })
@@ -517,13 +582,13 @@ pub fn report(
         schema: SCHEMA,
         node: NodeFacts {
             hostname: facts.hostname.clone(),
-            roles: facts.roles.iter().map(|r| r.name()).collect(),
+            roles: facts.roles.clone(),
             os: match &facts.os {
                 Ok(codename) => codename.clone(),
                 Err(e) => format!("unknown ({e})"),
             },
             synnefo,
-            init: facts.init.name(),
+            init: facts.init,
             services,
         },
         findings: findings(root, config, facts),
@@ -555,7 +620,11 @@ pub fn render(report: &Report) -> String {
         if n.roles.is_empty() {
             "none".into()
         } else {
-            n.roles.join(", ")
+            n.roles
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         if services.is_empty() {
             "none".into()
@@ -564,25 +633,17 @@ pub fn render(report: &Report) -> String {
         },
     );
     // Inhibitors first, then the other findings by severity.
-    let group_of = |f: &Finding| {
-        if f.inhibitor {
-            "INHIBITORS (the node will not be armed)"
-        } else {
-            f.severity
-        }
-    };
-    let groups = [
-        "INHIBITORS (the node will not be armed)",
-        "high",
-        "medium",
-        "low",
-        "info",
-    ];
-    for title in groups {
+    let inhibitors = "INHIBITORS (the node will not be armed)".to_string();
+    let groups = std::iter::once((inhibitors, None))
+        .chain(Severity::ALL.into_iter().map(|s| (s.to_string(), Some(s))));
+    for (title, severity) in groups {
         let group: Vec<&Finding> = report
             .findings
             .iter()
-            .filter(|f| group_of(f) == title)
+            .filter(|f| match severity {
+                None => f.inhibitor,
+                Some(s) => !f.inhibitor && f.severity == s,
+            })
             .collect();
         if group.is_empty() {
             continue;
@@ -607,4 +668,24 @@ pub fn render(report: &Report) -> String {
         report.plan.finish.join(" -> ")
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::assert_display_is_serde_name;
+
+    #[test]
+    fn severities_and_service_states_print_as_their_serialized_names() {
+        assert_display_is_serde_name(&Severity::ALL);
+        assert_display_is_serde_name(&ServiceState::ALL);
+    }
+
+    #[test]
+    fn severities_sort_from_the_most_severe() {
+        let mut all = Severity::ALL;
+        all.reverse();
+        all.sort();
+        assert_eq!(all, Severity::ALL);
+    }
 }

@@ -60,7 +60,7 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         }
         Some(state) if state.phase == Phase::Preparing => ctx.state = state,
         Some(state) => bail!(Fatal::Inhibited(format!(
-            "this node is in phase '{:?}': prepare is for a node that has not been upgraded",
+            "this node is in phase '{}': prepare is for a node that has not been upgraded",
             state.phase
         ))),
         None => ctx.state = State::new(),
@@ -70,7 +70,7 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         ctx.state.phase = Phase::Armed;
         ctx.state.save(&ctx.root)?;
         logging::phase_done(
-            "prepare",
+            PhaseKind::Prepare,
             "armed: run 'apt-get update && apt-get dist-upgrade', then reboot",
         );
     }
@@ -109,7 +109,7 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     if !dry_run {
         ctx.state.phase = Phase::Done;
         ctx.state.save(&ctx.root)?;
-        logging::phase_done("finish", "the upgrade of this node is done");
+        logging::phase_done(PhaseKind::Finish, "the upgrade of this node is done");
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ pub fn abort(ctx: &mut Ctx) -> Result<()> {
         }
         Phase::Finishing | Phase::Done => bail!(Fatal::Inhibited(format!(
             "this node is past the dist-upgrade (phase '{}'): abort is only possible before it",
-            format!("{:?}", state.phase).to_lowercase()
+            state.phase
         ))),
     }
     ctx.state = state;
@@ -146,7 +146,10 @@ pub fn abort(ctx: &mut Ctx) -> Result<()> {
     run_steps(ctx, PhaseKind::Abort, false)?;
     ctx.state.phase = Phase::Aborted;
     ctx.state.save(&ctx.root)?;
-    logging::phase_done("abort", "the node is back as it was before prepare");
+    logging::phase_done(
+        PhaseKind::Abort,
+        "the node is back as it was before prepare",
+    );
     Ok(())
 }
 
@@ -201,7 +204,6 @@ fn record(
 }
 
 fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
-    let phase_name = phase.name();
     for step in plan::steps(phase) {
         let id = step.id;
         if let Some(done) = ctx
@@ -209,16 +211,13 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
             .step(phase, id)
             .filter(|r| matches!(r.status, StepStatus::Done | StepStatus::Skipped))
         {
-            log::debug!(
-                "{phase_name}: {id}: already {:?} in an earlier run",
-                done.status
-            );
+            log::debug!("{phase}: {id}: already {} in an earlier run", done.status);
             continue;
         }
         let applies = (step.applies)(ctx);
         if dry_run {
             println!(
-                "{phase_name}: {id}: {} — {}",
+                "{phase}: {id}: {} — {}",
                 if applies { "would run" } else { "would skip" },
                 step.title
             );
@@ -236,9 +235,9 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                 Some("does not apply to this node".into()),
             )?;
             logging::step_ended(
-                phase_name,
+                phase,
                 id,
-                "skipped",
+                StepStatus::Skipped,
                 std::time::Duration::ZERO,
                 "does not apply to this node",
             );
@@ -246,7 +245,7 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
         }
         // The "about to run" record reaches the disk before the step changes anything.
         record(ctx, phase, id, StepStatus::Started, started, None, None)?;
-        logging::step_started(phase_name, id, step.title);
+        logging::step_started(phase, id, step.title);
         let clock = Instant::now();
         ctx.step = id;
         let result = (step.run)(ctx);
@@ -263,7 +262,7 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                     ms,
                     Some(message.clone()),
                 )?;
-                logging::step_ended(phase_name, id, "done", elapsed, &message);
+                logging::step_ended(phase, id, StepStatus::Done, elapsed, &message);
             }
             Err(err) => {
                 let message = format!("{err:#}");
@@ -277,12 +276,12 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                     Some(message.clone()),
                 )
                 .context("recording a failed step")?;
-                logging::step_ended(phase_name, id, "failed", elapsed, &message);
-                return Err(err.context(format!("{phase_name}: step '{id}' failed")));
+                logging::step_ended(phase, id, StepStatus::Failed, elapsed, &message);
+                return Err(err.context(format!("{phase}: step '{id}' failed")));
             }
         }
         // Crash point after every step that changed the system (FAILPOINTS=NAME=panic).
-        let failpoint = format!("{phase_name}-after-{id}");
+        let failpoint = format!("{phase}-after-{id}");
         fail::fail_point!(&failpoint);
     }
     Ok(())

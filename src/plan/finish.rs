@@ -61,7 +61,7 @@ pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
     }
     Ok(format!(
         "OS is {codename}, init is {}, Synnefo is {TO_VERSION}",
-        ctx.services.init().name()
+        ctx.services.init()
     ))
 }
 
@@ -74,7 +74,7 @@ pub(super) fn backups(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
-    let phase = PhaseKind::Finish.name();
+    let phase = PhaseKind::Finish;
     if ctx.config.migrations.run {
         synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
     } else {
@@ -87,7 +87,7 @@ pub(super) fn fix_ip_history_wanted(ctx: &Ctx) -> bool {
 }
 
 pub(super) fn fix_ip_history(ctx: &mut Ctx) -> Result<String> {
-    synnefo::fix_ip_history(&ctx.root, &ctx.config, PhaseKind::Finish.name(), ctx.step)
+    synnefo::fix_ip_history(&ctx.root, &ctx.config, PhaseKind::Finish, ctx.step)
 }
 
 pub(super) fn convert(ctx: &mut Ctx) -> Result<String> {
@@ -101,7 +101,7 @@ pub(super) fn is_astakos(ctx: &Ctx) -> bool {
 }
 
 pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {
-    synnefo::register_cyclades(&ctx.root, &ctx.config, PhaseKind::Finish.name(), ctx.step)
+    synnefo::register_cyclades(&ctx.root, &ctx.config, PhaseKind::Finish, ctx.step)
 }
 
 pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
@@ -197,7 +197,7 @@ pub(super) fn health_checks(ctx: &mut Ctx) -> Result<String> {
         let program = program.to_string_lossy();
         let mut full: Vec<&str> = vec![&program];
         full.extend(argv[1..].iter().map(String::as_str));
-        let run = exec::run_logged(PhaseKind::Finish.name(), ctx.step, &full, &[])?;
+        let run = exec::run_logged(PhaseKind::Finish, ctx.step, &full, &[])?;
         if !run.status.success() {
             failed.push(format!("{name} ({})", run.status));
         }

@@ -120,7 +120,7 @@ pub(super) fn download(ctx: &mut Ctx) -> Result<String> {
     for args in [&["update"][..], &["-y", "--download-only", "dist-upgrade"]] {
         let mut argv = vec![apt_get.as_ref()];
         argv.extend_from_slice(args);
-        let run = exec::run_logged(PhaseKind::Prepare.name(), ctx.step, &argv, &env)?;
+        let run = exec::run_logged(PhaseKind::Prepare, ctx.step, &argv, &env)?;
         if !run.status.success() {
             bail!(
                 "'{}' failed ({}); its output is above and in the journal",

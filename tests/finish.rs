@@ -12,18 +12,6 @@ use std::fs;
 const A: &str = "0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c";
 const B: &str = "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a";
 
-fn node_with(packages: &[&str]) -> Node {
-    let mut node = Node::wheezy();
-    for p in packages {
-        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
-    }
-    node
-}
-
-fn calls(node: &Node) -> String {
-    fs::read_to_string(node.path("/var/log/snf-manage.calls")).unwrap_or_default()
-}
-
 fn step<'a>(state: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     state["steps"]
         .as_array()
@@ -35,7 +23,7 @@ fn step<'a>(state: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 
 #[test]
 fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
-    let node = node_with(&["snf-cyclades-app"]);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.write(
         "/etc/synnefo-upgrade/upgrade.toml",
         "[fix_ip_history]\nchangelog = \"/root/owners.log\"\nfix = true\n",
@@ -47,17 +35,16 @@ fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
         0o600,
     );
     // Like the real tool: a dry run raises CommandError and exits 1.
-    node.write(
+    node.fake_command(
         "/usr/lib/synnefo/tools/fix_ip_history",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../../../..\"\necho \"fix_ip_history $*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         if [ \"$1\" = --fix ]; then echo 'Processing change'; exit 0; fi\n\
+        "fix_ip_history ",
+        "if [ \"$1\" = --fix ]; then echo 'Processing change'; exit 0; fi\n\
          echo 'Running in dry run mode.'\necho 'CommandError: Aborting due to dry run mode.' >&2\nexit 1\n",
-        0o755,
     );
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    let log = calls(&node);
+    let log = node.calls();
     let root = node.root().display().to_string();
     assert!(
         log.contains(&format!(
@@ -74,7 +61,7 @@ fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
 
 #[test]
 fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
-    let node = node_with(&["snf-cyclades-app"]);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.write(
         "/etc/synnefo-upgrade/upgrade.toml",
         "[fix_ip_history]\nchangelog = \"/root/owners.log\"\n",
@@ -111,16 +98,13 @@ fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
 
 #[test]
 fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
-    let node = node_with(&["snf-astakos-app"]);
-    node.write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         case \"$1\" in\n\
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
+    node.fake_snf_manage(
+        "case \"$1\" in\n\
          component-list) echo 'astakos,https://accounts.example.org/astakos,https://accounts.example.org/astakos/ui'; \
          echo 'cyclades,https://compute.example.org/cyclades,https://compute.example.org/cyclades/ui' ;;\n\
          service-import) cat > \"$root/var/log/service-import.stdin\" ;;\n\
          esac\n",
-        0o755,
     );
     node.write(
         "/usr/bin/snf-service-export",
@@ -130,7 +114,7 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    let log = calls(&node);
+    let log = node.calls();
     assert!(
         log.contains("component-modify cyclades --base-url https://compute.example.org/cyclades --ui-url https://compute.example.org/cyclades/ui --purge-services\nservice-import --json -\n"),
         "{log}"
@@ -141,9 +125,9 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     );
 
     // Configured URLs win over the registered ones.
-    let node = node_with(&["snf-astakos-app"]);
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
     node.write("/etc/synnefo-upgrade/upgrade.toml", "[cyclades]\nbase_url = \"https://new.example.org/cyclades\"\nui_url = \"https://new.example.org/cyclades/ui\"\n", 0o644);
-    node.write("/usr/bin/snf-manage", "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\ncat >/dev/null\n", 0o755);
+    node.fake_snf_manage("cat >/dev/null\n");
     node.write(
         "/usr/bin/snf-service-export",
         "#!/bin/sh\necho '{}'\n",
@@ -152,7 +136,7 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    assert!(calls(&node).contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
+    assert!(node.calls().contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
 }
 
 #[test]

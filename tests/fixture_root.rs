@@ -144,10 +144,7 @@ fn finish_after_prepare_converges_and_migrates_once() {
     node.to_jessie();
     node.ok(&["finish"]);
 
-    assert_eq!(
-        fs::read_to_string(r.join("var/log/snf-manage.calls")).unwrap(),
-        "migrate --noinput\n"
-    );
+    assert_eq!(node.calls(), "migrate --noinput\n");
     for gone in [
         "etc/systemd/system/gunicorn.service",
         "etc/systemd/system/archipelago.service",
@@ -301,10 +298,7 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
 
     fs::write(&fake, working).unwrap();
     node.ok(&["finish"]);
-    assert_eq!(
-        fs::read_to_string(r.join("var/log/snf-manage.calls")).unwrap(),
-        "migrate --noinput\n"
-    );
+    assert_eq!(node.calls(), "migrate --noinput\n");
     assert_eq!(node.state_json()["phase"], "done");
 }
 
@@ -401,13 +395,10 @@ fn migrate_is_retried_while_the_database_is_unreachable_then_gives_up() {
     node.ok(&["prepare"]);
     node.to_jessie();
     // Unreachable twice (PostgreSQL still starting), then it works.
-    node.write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         n=$(grep -c migrate \"$root/var/log/snf-manage.calls\")\n\
+    node.fake_snf_manage(
+        "n=$(grep -c migrate \"$root/var/log/snf-manage.calls\")\n\
          if [ \"$n\" -le 2 ]; then echo 'OperationalError: could not connect to server: Connection refused' >&2; exit 1; fi\n\
          echo 'Running migrations: OK'\n",
-        0o755,
     );
     let fast = [("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")];
     let out = node.run(&["finish"], &fast);
@@ -416,13 +407,7 @@ fn migrate_is_retried_while_the_database_is_unreachable_then_gives_up() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        fs::read_to_string(node.path("/var/log/snf-manage.calls"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
-    );
+    assert_eq!(node.calls().lines().count(), 3);
     let migrate = node.state_json()["steps"]
         .as_array()
         .unwrap()
@@ -465,12 +450,9 @@ fn a_node_that_does_not_migrate_waits_for_the_one_that_does() {
     node.ok(&["prepare"]);
     node.to_jessie();
     // The other node finishes after two polls.
-    node.write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         echo db\necho ' [X] 0001_initial'\n\
+    node.fake_snf_manage(
+        "echo db\necho ' [X] 0001_initial'\n\
          if [ $(wc -l < \"$root/var/log/snf-manage.calls\") -le 2 ]; then echo ' [ ] 0002_ipaddresshistory'; else echo ' [X] 0002_ipaddresshistory'; fi\n",
-        0o755,
     );
     let out = node.run(&["finish"], &[("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")]);
     assert!(
@@ -479,7 +461,7 @@ fn a_node_that_does_not_migrate_waits_for_the_one_that_does() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        fs::read_to_string(node.path("/var/log/snf-manage.calls")).unwrap(),
+        node.calls(),
         "migrate --list\nmigrate --list\nmigrate --list\n"
     );
     // No backup where migrations do not run.

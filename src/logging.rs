@@ -2,7 +2,7 @@
 //! records on stderr for the operator, and `/var/log/synnefo-upgrade.log` when
 //! there is no journald (wheezy).
 //!
-//! Every step start and end is one record with the fields of design §3.3 and a
+//! Every step start and end is one record with the fields of docs/design.md §3.3 and a
 //! fixed `MESSAGE_ID` per event kind, explained in the shipped catalog.
 
 use log::{kv, Level, LevelFilter, Log, Metadata, Record};

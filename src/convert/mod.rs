@@ -1,4 +1,4 @@
-//! Config conversion: every 0.19 change of the upgrade guide, in place (design
+//! Config conversion: every 0.19 change of the upgrade guide, in place (docs/design.md
 //! §2 conversion rows, §3.1 `convert`).
 //!
 //! - [`settings`]: `/etc/synnefo/*.conf` (Python 2): cache URIs → cache dicts

@@ -12,15 +12,6 @@ use std::fs;
 const A: &str = "0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c";
 const B: &str = "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a";
 
-fn step<'a>(state: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    state["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id && s["phase"] == "finish")
-        .unwrap()
-}
-
 #[test]
 fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
     let node = Node::with_synnefo(&["snf-cyclades-app"]);
@@ -54,7 +45,7 @@ fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
     );
     let state = node.state_json();
     assert_eq!(
-        step(&state, "fix-ip-history")["message"],
+        common::step_record(&state, "finish", "fix-ip-history")["message"],
         "IP history fixed for 1 owner change(s)"
     );
 }
@@ -82,11 +73,16 @@ fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let state = node.state_json();
-    assert_eq!(step(&state, "fix-ip-history")["status"], "failed");
-    assert!(step(&state, "fix-ip-history")["message"]
-        .as_str()
-        .unwrap()
-        .contains("dry run of fix_ip_history failed"));
+    assert_eq!(
+        common::step_record(&state, "finish", "fix-ip-history")["status"],
+        "failed"
+    );
+    assert!(
+        common::step_record(&state, "finish", "fix-ip-history")["message"]
+            .as_str()
+            .unwrap()
+            .contains("dry run of fix_ip_history failed")
+    );
     assert!(node.path("/var/lib/synnefo-upgrade/armed").exists());
     assert_eq!(
         fs::read_link(node.path("/etc/systemd/system/gunicorn.service"))
@@ -158,10 +154,12 @@ fn health_checks_gate_done() {
     assert_eq!(out.status.code(), Some(1));
     let state = node.state_json();
     assert_eq!(state["phase"], "finishing");
-    assert!(step(&state, "health-checks")["message"]
-        .as_str()
-        .unwrap()
-        .contains("health checks failed: api (exit status: 1)"));
+    assert!(
+        common::step_record(&state, "finish", "health-checks")["message"]
+            .as_str()
+            .unwrap()
+            .contains("health checks failed: api (exit status: 1)")
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 502 from gunicorn"));
     // Fixed: the rerun resumes at the health checks and completes.
     node.write("/usr/local/bin/api-check", "#!/bin/sh\nexit 0\n", 0o755);
@@ -212,7 +210,7 @@ fn backups_and_dpkg_leftovers() {
     assert!(listing.contains("etc/gunicorn.d/synnefo"), "{listing}");
     let state = node.state_json();
     assert_eq!(
-        step(&state, "report-dpkg-dist")["message"],
+        common::step_record(&state, "finish", "report-dpkg-dist")["message"],
         "to review: /etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"
     );
 }

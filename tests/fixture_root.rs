@@ -287,13 +287,7 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
     assert_eq!(node.state_json()["phase"], "finishing");
     let status = String::from_utf8_lossy(&node.ok(&["status", "--json"]).stdout).to_string();
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let migrate = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "migrate")
-        .unwrap()
-        .clone();
+    let migrate = common::step_record(&status, "finish", "migrate");
     assert_eq!(migrate["status"], "failed");
 
     fs::write(&fake, working).unwrap();
@@ -325,14 +319,8 @@ fn crash_after_every_step_then_rerun_converges() {
             let out = node.run(&[phase.name()], &[("FAILPOINTS", &crash)]);
             if out.status.success() {
                 // Only steps that ran (and so may have changed something) have a crash point.
-                let record = node.state_json()["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|s| s["id"] == step.id)
-                    .cloned();
                 assert_eq!(
-                    record.unwrap()["status"],
+                    node.step(phase.name(), step.id)["status"],
                     "skipped",
                     "{failpoint} did not crash"
                 );
@@ -374,13 +362,7 @@ fn prepare_download_fetches_from_the_new_sources_before_stopping_services() {
     // Without --download the step is skipped.
     let plain = Node::wheezy();
     plain.ok(&["prepare"]);
-    let download = plain.state_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "download")
-        .unwrap()
-        .clone();
+    let download = plain.step("prepare", "download");
     assert_eq!(download["status"], "skipped");
 }
 
@@ -408,13 +390,7 @@ fn migrate_is_retried_while_the_database_is_unreachable_then_gives_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(node.calls().lines().count(), 3);
-    let migrate = node.state_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "migrate")
-        .unwrap()
-        .clone();
+    let migrate = node.step("finish", "migrate");
     assert!(
         migrate["message"].as_str().unwrap().contains("attempt 3"),
         "{migrate}"
@@ -482,13 +458,7 @@ fn prepare_evaluates_its_preflight_once_and_the_step_records_that_result() {
     );
     // The findings of a wheezy node, in the one evaluation.
     assert!(stderr.contains("kamaki"), "{stderr}");
-    let preflight = node.state_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "preflight")
-        .cloned()
-        .unwrap();
+    let preflight = node.step("prepare", "preflight");
     assert_eq!(preflight["status"], "done");
     assert_eq!(preflight["message"], "no inhibitor");
 

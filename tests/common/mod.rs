@@ -185,9 +185,25 @@ impl Node {
             .unwrap()
     }
 
+    /// The state file's record of step `id` of `phase`.
+    pub fn step(&self, phase: &str, id: &str) -> serde_json::Value {
+        step_record(&self.state_json(), phase, id)
+    }
+
     pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
         snapshot(self.root())
     }
+}
+
+/// The record of step `id` of `phase` in a state file or `status --json` document.
+pub fn step_record(doc: &serde_json::Value, phase: &str, id: &str) -> serde_json::Value {
+    doc["steps"]
+        .as_array()
+        .expect("a steps array")
+        .iter()
+        .find(|s| s["id"] == id && s["phase"] == phase)
+        .unwrap_or_else(|| panic!("no record of step {phase}/{id} in {doc:#}"))
+        .clone()
 }
 
 /// Every file, link and directory under `root` with its content, target and mode;

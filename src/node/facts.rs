@@ -49,9 +49,13 @@ pub struct Facts {
     pub running_instances: Vec<String>,
     /// Whether the run is live and not as root.
     pub live_non_root: bool,
-    /// The APT sources' suites (file, line, suite), or why they cannot be read.
+    /// The APT sources' suites (file, line, suite) at the start of the run, or
+    /// why they cannot be read. The `apt-sources` step rewrites the files from
+    /// disk, not from these.
     pub apt_suites: Result<Vec<(PathBuf, usize, String)>, String>,
-    /// The phase of the state file (`None`: no state file), or why it cannot be read.
+    /// The phase of the state file at the start of the run (`None`: no state
+    /// file), or why it cannot be read: the preflight's view. The runner keeps
+    /// the live state, which its steps change, in the plan's context.
     pub state: Result<Option<Phase>, String>,
     /// Free space, when the file systems answer.
     pub space: Option<Space>,

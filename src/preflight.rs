@@ -3,9 +3,9 @@
 //!
 //! Shared by `check` (which reports them) and `prepare` (which refuses to run,
 //! exit 3, while any inhibits). Computed from the run's [`Facts`] and the
-//! configuration; the only files it reads itself are the ones the
-//! configuration names or the conversion will change (the VM owner changelog,
-//! the Synnefo settings and the files `convert` plans). Read-only: it never
+//! configuration; the only files it reads itself are the VM owner changelog
+//! the configuration names and the files `finish`'s conversion will change
+//! (it plans the conversion, read-only). Read-only: it never
 //! writes, anywhere. It knows nothing of the plan: the plan runs it.
 
 use serde::Serialize;
@@ -440,10 +440,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             }
         }
     }
-    if let Ok(Some(module)) = crate::convert::settings::Settings::load(root)
-        .and_then(|s| s.literal("BACKEND_ALLOCATOR_MODULE"))
-    {
-        let module = module.as_str().unwrap_or_default().to_string();
+    if let Some(module) = &facts.allocator {
         if module != crate::convert::settings::OLD_ALLOCATOR
             && module != crate::convert::settings::NEW_ALLOCATOR
         {

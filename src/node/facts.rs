@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use super::{InitSystem, Role};
 use crate::apt;
 use crate::config::Config;
+use crate::convert::settings::Settings;
 use crate::dpkg::{self, Package};
 use crate::fsx::Root;
 use crate::state::{Phase, State};
@@ -59,6 +60,10 @@ pub struct Facts {
     pub state: Result<Option<Phase>, String>,
     /// Free space, when the file systems answer.
     pub space: Option<Space>,
+    /// The Synnefo settings' `BACKEND_ALLOCATOR_MODULE` at the start of the run
+    /// (empty when it is not a string), when set. `finish`'s conversion may
+    /// change it; no later step of that run reads it.
+    pub allocator: Option<String>,
 }
 
 impl Facts {
@@ -87,6 +92,11 @@ impl Facts {
                 .map(|s| s.map(|s| s.phase))
                 .map_err(|e| format!("{e:#}")),
             space: space(root),
+            allocator: Settings::load(root)
+                .and_then(|s| s.literal("BACKEND_ALLOCATOR_MODULE"))
+                .ok()
+                .flatten()
+                .map(|m| m.as_str().unwrap_or_default().to_string()),
         }
     }
 

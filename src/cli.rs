@@ -1,4 +1,4 @@
-//! The command line (design §3.1, a contract: tests and tooling rely on it).
+//! The command line (docs/design.md §3.1, a contract: tests and tooling rely on it).
 //!
 //! Parsing only; `main.rs` dispatches and [`crate::error`] maps exit codes.
 

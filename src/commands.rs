@@ -10,7 +10,9 @@ use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::error::EXIT_INHIBITED;
 use crate::fsx::Root;
-use crate::plan::Ctx;
+use crate::node::Facts;
+use crate::plan::{self, Ctx};
+use crate::state::PhaseKind;
 use crate::state::State;
 use crate::{changelog, convert, policy_rcd, preflight, runner, services, status};
 
@@ -40,7 +42,12 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             let config = config::load(&root, cli.config.as_deref())?;
             // The services' current state when the init system answers; "unknown" otherwise.
             let services = services::for_node(&root).ok();
-            let report = preflight::report(&root, &config, services.as_deref());
+            let facts = Facts::gather(&root);
+            let steps = preflight::Plan {
+                prepare: plan::ids(PhaseKind::Prepare),
+                finish: plan::ids(PhaseKind::Finish),
+            };
+            let report = preflight::report(&root, &config, &facts, services.as_deref(), steps);
             print(json, &report, || preflight::render(&report))?;
             let inhibited = report.findings.iter().any(|f| f.inhibitor);
             Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))
@@ -84,6 +91,10 @@ fn phase(
         services,
         state: State::new(),
         download,
+        step: "",
+        // Once per run: each command is its own process (finish's, after the dist-upgrade).
+        facts: Facts::gather(root),
+        findings: None,
     };
     run(&mut ctx)?;
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-/// Errors that change the exit code (design §3.1).
+/// Errors that change the exit code (docs/design.md §3.1).
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
     /// Bad input or usage: a config, changelog or file we cannot parse. Nothing changed.

@@ -1,6 +1,7 @@
 //! Running external commands: by argv (never through a shell), looked up inside
 //! `--root` first, with their output streamed line by line to the log.
 
+use crate::state::PhaseKind;
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -69,7 +70,12 @@ impl Logged {
 
 /// Runs `argv`, streaming stdout and stderr to the log as they come,
 /// attributed to `phase`/`step`. Returns the exit status and the lines.
-pub fn run_logged(phase: &str, step: &str, argv: &[&str], env: &[(&str, &str)]) -> Result<Logged> {
+pub fn run_logged(
+    phase: PhaseKind,
+    step: &str,
+    argv: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Logged> {
     let (program, args) = argv.split_first().context("empty command")?;
     let shown = argv.join(" ");
     let mut child = Command::new(program)
@@ -99,7 +105,7 @@ pub fn run_logged(phase: &str, step: &str, argv: &[&str], env: &[(&str, &str)]) 
 }
 
 fn stream(
-    phase: &str,
+    phase: PhaseKind,
     step: &str,
     command: &str,
     pipe: impl Read,

@@ -1,30 +1,51 @@
 //! `synnefo-upgrade`: the Synnefo 0.18.1 → 0.19 (wheezy → jessie) node upgrade.
 //!
 //! The binary in `main.rs` only parses the command line and dispatches; everything
-//! else lives here, one module per concern (see `docs/design.md`):
+//! else lives here, one module per concern (see `docs/design.md`, whose
+//! numbered sections the comments cite, as in "design §3.1"):
 //!
 //! - [`changelog`]: validation of the VM owner changelog for fix_ip_history.
 //! - [`cli`]: the command line (a contract, design §3.1) and exit codes.
 //! - [`commands`]: what each command does, between the CLI and the modules.
 //! - [`config`]: `/etc/synnefo-upgrade/upgrade.toml` and its drop-ins.
 //! - [`dpkg`]: the dpkg status database and Debian version ordering.
-//! - [`node`]: facts about this node (OS codename, init system).
-//! - [`plan`]: the ordered steps of each phase, as a table.
+//! - [`error`]: the errors that choose the exit code.
+//! - [`node`]: facts about this node (OS codename, init system, roles), and
+//!   [`node::Facts`], what a run knows of the node, gathered once.
+//! - [`plan`]: the ordered steps of each phase, as a table; the step bodies in
+//!   `plan/prepare.rs`, `plan/finish.rs`, `plan/abort.rs`.
 //! - [`runner`]: runs a phase: lock, resume, record, log, failpoints.
 //! - [`state`]: the versioned state file.
+//! - [`status`]: the `status` report.
+//! - [`paths`]: the node paths the tool reads and writes.
 //! - [`services`]: stopping, starting and masking services (systemd over D-Bus,
 //!   sysvinit init scripts, or offline under `--root`).
-//! - [`preflight`]: the findings that decide whether a node may be armed.
+//! - [`preflight`]: the findings that decide whether a node may be armed,
+//!   computed from the run's facts.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
 //! - [`backup`]: database dump and configuration tarball before migrations.
-//! - [`apt`]: the APT sources rewrite.
+//! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
 //! - [`exec`]: external commands by argv, output streamed to the log.
-//! - [`synnefo`]: Synnefo's own commands (`snf-manage migrate`).
+//! - [`synnefo`]: Synnefo's own commands (`snf-manage migrate`, component
+//!   re-registration, fix_ip_history).
 //! - [`fsx`]: the only module that writes files.
 //! - [`logging`]: journald with structured fields, or stderr and a log file.
 #![deny(missing_docs)]
+
+/// Implements `Display` as the enum's `name()`, which is also its serialized
+/// name (each enum's tests check that for every variant, with
+/// [`testing::assert_display_is_serde_name`]): a state is printed one way.
+macro_rules! display_as_name {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
 
 pub mod apt;
 pub mod backup;
@@ -48,3 +69,17 @@ pub mod services;
 pub mod state;
 pub mod status;
 pub mod synnefo;
+
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Checks that every variant of `all` prints as its serialized name.
+    pub fn assert_display_is_serde_name<T: serde::Serialize + std::fmt::Display>(all: &[T]) {
+        assert!(!all.is_empty());
+        for v in all {
+            assert_eq!(
+                serde_json::to_value(v).unwrap(),
+                serde_json::Value::String(v.to_string())
+            );
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! records on stderr for the operator, and `/var/log/synnefo-upgrade.log` when
 //! there is no journald (wheezy).
 //!
-//! Every step start and end is one record with the fields of design §3.3 and a
+//! Every step start and end is one record with the fields of docs/design.md §3.3 and a
 //! fixed `MESSAGE_ID` per event kind, explained in the shipped catalog.
 
 use log::{kv, Level, LevelFilter, Log, Metadata, Record};
@@ -14,6 +14,7 @@ use std::time::Duration;
 use systemd_journal_logger::JournalLog;
 
 use crate::paths;
+use crate::state::{PhaseKind, StepStatus};
 
 /// `MESSAGE_ID`s, one per event kind (see `debian/synnefo-upgrade.catalog`).
 pub mod message_id {
@@ -122,7 +123,8 @@ pub fn init(verbosity: u8, live: bool) {
 }
 
 /// A step of a phase started.
-pub fn step_started(phase: &str, step: &str, title: &str) {
+pub fn step_started(phase: PhaseKind, step: &str, title: &str) {
+    let phase = phase.name();
     log::info!(
         message_id = message_id::STEP_STARTED,
         synnefo_upgrade_phase = phase,
@@ -131,19 +133,21 @@ pub fn step_started(phase: &str, step: &str, title: &str) {
     );
 }
 
-/// A step of a phase ended with `outcome` (`done`, `skipped` or `failed`).
-pub fn step_ended(phase: &str, step: &str, outcome: &str, duration: Duration, message: &str) {
-    let id = match outcome {
-        "done" => message_id::STEP_DONE,
-        "skipped" => message_id::STEP_SKIPPED,
-        _ => message_id::STEP_FAILED,
+/// A step of a phase ended with `outcome` (done, skipped or failed).
+pub fn step_ended(
+    phase: PhaseKind,
+    step: &str,
+    outcome: StepStatus,
+    duration: Duration,
+    message: &str,
+) {
+    let (id, level) = match outcome {
+        StepStatus::Done => (message_id::STEP_DONE, Level::Info),
+        StepStatus::Skipped => (message_id::STEP_SKIPPED, Level::Info),
+        StepStatus::Failed | StepStatus::Started => (message_id::STEP_FAILED, Level::Error),
     };
+    let (phase, outcome) = (phase.name(), outcome.name());
     let ms = duration.as_millis() as u64;
-    let level = if outcome == "failed" {
-        Level::Error
-    } else {
-        Level::Info
-    };
     log::log!(
         level,
         message_id = id,
@@ -156,7 +160,8 @@ pub fn step_ended(phase: &str, step: &str, outcome: &str, duration: Duration, me
 }
 
 /// A whole phase completed.
-pub fn phase_done(phase: &str, message: &str) {
+pub fn phase_done(phase: PhaseKind, message: &str) {
+    let phase = phase.name();
     log::info!(
         message_id = message_id::PHASE_DONE,
         synnefo_upgrade_phase = phase;
@@ -165,7 +170,8 @@ pub fn phase_done(phase: &str, message: &str) {
 }
 
 /// One line of an external command's output, attributed to its step.
-pub fn command_output(phase: &str, step: &str, command: &str, line: &str) {
+pub fn command_output(phase: PhaseKind, step: &str, command: &str, line: &str) {
+    let phase = phase.name();
     log::info!(
         message_id = message_id::COMMAND_OUTPUT,
         synnefo_upgrade_phase = phase,

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = Root::new(&cli.root);
     logging::init(cli.verbose, root.is_live());
-    // FAILPOINTS=name=action crashes the run at a named point (tests, design §3.2a).
+    // FAILPOINTS=name=action crashes the run at a named point (tests, docs/design.md §3.2a).
     let _failpoints = fail::FailScenario::setup();
     match commands::run(cli, root) {
         Ok(code) => code,

@@ -1,12 +1,15 @@
-//! Facts about this node: OS codename, init system, which Synnefo services it has.
-//!
-//! Read-only. Later issues add roles from dpkg status and Ganeti ssconf.
+//! Facts about this node: OS codename, init system, roles (from dpkg status
+//! and Ganeti's ssconf), which Synnefo services it has. Read-only; a run reads
+//! them once, into [`Facts`].
 
 use anyhow::{Context, Result};
 use std::path::Path;
 
 use crate::fsx::Root;
 use crate::paths;
+
+pub mod facts;
+pub use facts::Facts;
 
 /// The services the guide stops, in the order they are stopped
 /// (and started again in reverse).
@@ -18,11 +21,13 @@ pub const SYNNEFO_SERVICES: &[&str] = &[
 ];
 
 /// The init system in charge of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InitSystem {
     /// systemd is PID 1 (`/run/systemd/system` exists).
     Systemd,
     /// Anything else: sysvinit on wheezy.
+    #[serde(rename = "sysvinit")]
     Sysv,
     /// `--root`: nothing is running, services are handled offline.
     Offline,
@@ -40,7 +45,10 @@ impl InitSystem {
         }
     }
 
-    /// Its name in reports.
+    /// Every init system.
+    pub const ALL: [InitSystem; 3] = [InitSystem::Systemd, InitSystem::Sysv, InitSystem::Offline];
+
+    /// Its name in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
             InitSystem::Systemd => "systemd",
@@ -49,6 +57,8 @@ impl InitSystem {
         }
     }
 }
+
+display_as_name!(InitSystem);
 
 /// Value of `key` in an os-release style file (`KEY=value`, optionally quoted).
 fn os_release_value(text: &str, key: &str) -> Option<String> {
@@ -241,6 +251,17 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 7] = [
+        Role::Astakos,
+        Role::Cyclades,
+        Role::Pithos,
+        Role::GanetiNode,
+        Role::MasterCandidate,
+        Role::GanetiMaster,
+        Role::Archipelago,
+    ];
+
     /// The name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
@@ -254,6 +275,8 @@ impl Role {
         }
     }
 }
+
+display_as_name!(Role);
 
 /// Ganeti's ssconf directory.
 pub const SSCONF_DIR: &str = "/var/lib/ganeti";
@@ -348,6 +371,13 @@ pub fn running_instances(root: &Root) -> Vec<String> {
 mod role_tests {
     use super::*;
     use crate::dpkg::Package;
+    use crate::testing::assert_display_is_serde_name;
+
+    #[test]
+    fn roles_and_init_systems_print_as_their_serialized_names() {
+        assert_display_is_serde_name(&Role::ALL);
+        assert_display_is_serde_name(&InitSystem::ALL);
+    }
 
     fn pkg(name: &str) -> Package {
         Package {

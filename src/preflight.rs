@@ -2,7 +2,11 @@
 //! armed. Findings carry a severity, whether they inhibit, and what to do.
 //!
 //! Shared by `check` (which reports them) and `prepare` (which refuses to run,
-//! exit 3, while any inhibits). Read-only: it never writes, anywhere.
+//! exit 3, while any inhibits). Computed from the run's [`Facts`] and the
+//! configuration; the only files it reads itself are the VM owner changelog
+//! the configuration names and the files `finish`'s conversion will change
+//! (it plans the conversion, read-only). Read-only: it never
+//! writes, anywhere. It knows nothing of the plan: the plan runs it.
 
 use serde::Serialize;
 
@@ -12,16 +16,83 @@ use crate::config::Config;
 use crate::dpkg;
 use crate::error::Fatal;
 use crate::fsx::Root;
-use crate::node::{self, Role};
-use crate::plan::steps;
+use crate::node::{self, Facts, Role};
 use crate::services::Services;
-use crate::state::{Phase, PhaseKind, State};
+use crate::state::Phase;
 
 /// Version of the `check --json` document.
 pub const SCHEMA: u32 = 1;
 
 /// The Synnefo version this tool upgrades from.
 pub const FROM_VERSION: &str = "0.18.1";
+
+/// How much a finding matters (an inhibitor is always high).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Blocks or endangers the upgrade.
+    High,
+    /// Needs a decision before arming.
+    Medium,
+    /// Worth a look.
+    Low,
+    /// For the record.
+    Info,
+}
+
+impl Severity {
+    /// Every severity, from the most severe.
+    pub const ALL: [Severity; 4] = [
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    /// The name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+display_as_name!(Severity);
+
+/// A managed service's state now, in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Running.
+    Active,
+    /// Not running.
+    Inactive,
+    /// The init system did not answer.
+    Unknown,
+}
+
+impl ServiceState {
+    /// Every state.
+    pub const ALL: [ServiceState; 3] = [
+        ServiceState::Active,
+        ServiceState::Inactive,
+        ServiceState::Unknown,
+    ];
+
+    /// The name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceState::Active => "active",
+            ServiceState::Inactive => "inactive",
+            ServiceState::Unknown => "unknown",
+        }
+    }
+}
+
+display_as_name!(ServiceState);
 
 /// What to do about a finding.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -37,8 +108,8 @@ pub struct Remediation {
 pub struct Finding {
     /// Stable id (kept across releases; see docs/json.md).
     pub id: &'static str,
-    /// `info`, `low`, `medium` or `high`.
-    pub severity: &'static str,
+    /// How much it matters.
+    pub severity: Severity,
     /// Blocks the upgrade.
     pub inhibitor: bool,
     /// One line.
@@ -52,7 +123,7 @@ pub struct Finding {
 impl Finding {
     fn new(
         id: &'static str,
-        severity: &'static str,
+        severity: Severity,
         title: impl Into<String>,
         summary: impl Into<String>,
         hint: impl Into<String>,
@@ -78,7 +149,7 @@ impl Finding {
     ) -> Self {
         Finding {
             inhibitor: true,
-            ..Finding::new(id, "high", title, summary, hint)
+            ..Finding::new(id, Severity::High, title, summary, hint)
         }
     }
 
@@ -88,25 +159,11 @@ impl Finding {
     }
 }
 
-/// Everything the preflight reads about the node, read once.
-struct Facts {
-    packages: Result<Vec<dpkg::Package>, String>,
-    roles: Vec<Role>,
-}
-
-impl Facts {
-    fn read(root: &Root) -> Facts {
-        let packages = dpkg::present_packages(root).map_err(|e| format!("{e:#}"));
-        let roles = node::roles(root, packages.as_deref().unwrap_or_default());
-        Facts { packages, roles }
-    }
-}
-
 /// Space the dist-upgrade needs, estimated from what is installed: the
 /// downloads (about a third of the installed size) in the archive cache, and
 /// about a quarter of it more in `/`, plus the configured margin in each.
 fn space_findings(
-    root: &Root,
+    space: Option<node::facts::Space>,
     config: &Config,
     packages: &[dpkg::Package],
     found: &mut Vec<Finding>,
@@ -116,19 +173,14 @@ fn space_findings(
     let archives_need = installed_kib / 3 / 1024 + margin;
     let root_need = installed_kib / 4 / 1024 + margin;
     let archives = "/var/cache/apt/archives";
-    let free = |abs: &str| -> Option<(u64, u64)> {
-        let stat = nix::sys::statvfs::statvfs(&root.path(abs)).ok()?;
-        Some((
-            stat.blocks_available() * stat.fragment_size() / (1024 * 1024),
-            stat.filesystem_id(),
-        ))
-    };
-    let (Some((archives_free, archives_fs)), Some((root_free, root_fs))) =
-        (free(archives).or_else(|| free("/var")), free("/"))
+    let Some(node::facts::Space {
+        archives_free_mib: archives_free,
+        archives_on_root_fs: same_fs,
+        root_free_mib: root_free,
+    }) = space
     else {
         return;
     };
-    let same_fs = archives_fs == root_fs;
     let mut check = |id: &'static str, place: &str, need: u64, have: u64| {
         if have < need {
             found.push(
@@ -160,15 +212,11 @@ fn space_findings(
     }
 }
 
-/// The findings for the node under `root`, inhibitors first.
-pub fn findings(root: &Root, config: &Config) -> Vec<Finding> {
-    findings_with(root, config, &Facts::read(root))
-}
-
-fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
+/// The findings for the node of `facts` under `root`, inhibitors first.
+pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     let mut found = Vec::new();
     let from = &config.release.os_from;
-    if root.is_live() && !nix::unistd::geteuid().is_root() {
+    if facts.live_non_root {
         found.push(Finding::inhibitor(
             "not-root",
             "synnefo-upgrade must run as root",
@@ -176,8 +224,8 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             "run it as root",
         ));
     }
-    match node::os_codename(root) {
-        Ok(codename) if &codename == from => {}
+    match &facts.os {
+        Ok(codename) if codename == from => {}
         Ok(codename) => found.push(Finding::inhibitor(
             "os-release",
             format!("the OS is '{codename}', not '{from}'"),
@@ -190,7 +238,7 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         Err(e) => found.push(Finding::inhibitor(
             "os-release",
             "the OS release is unknown",
-            format!("{e:#}"),
+            e.clone(),
             "check /etc/os-release and /etc/debian_version",
         )),
     }
@@ -222,18 +270,18 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             if synnefo.is_empty() {
                 found.push(Finding::new(
                     "no-synnefo",
-                    "low",
+                    Severity::Low,
                     "no Synnefo package is installed",
                     "only the OS and the services found are upgraded",
                     "make sure this is the node you mean",
                 ));
             }
-            space_findings(root, config, packages, &mut found);
+            space_findings(facts.space, config, packages, &mut found);
         }
     }
-    let instances = node::running_instances(root);
+    let instances = &facts.running_instances;
     if !instances.is_empty() {
-        let me = node::hostname(root).unwrap_or_else(|| "NODE".into());
+        let me = facts.hostname.clone().unwrap_or_else(|| "NODE".into());
         found.push(
             Finding::inhibitor(
                 "ganeti-instances",
@@ -250,10 +298,10 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             ]),
         );
     }
-    match apt::suites(root) {
+    match &facts.apt_suites {
         Ok(suites) => {
             for (file, line, suite) in suites {
-                if let Some(why) = apt::unmappable(&suite, &config.release.suite_from) {
+                if let Some(why) = apt::unmappable(suite, &config.release.suite_from) {
                     found.push(Finding::inhibitor(
                         "apt-source",
                         format!(
@@ -270,30 +318,29 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         Err(e) => found.push(Finding::inhibitor(
             "apt-source",
             "the APT sources cannot be read",
-            format!("{e:#}"),
+            e.clone(),
             "check /etc/apt/sources.list(.d)",
         )),
     }
-    match State::load(root) {
-        Ok(None) => {}
-        Ok(Some(state)) if state.phase == Phase::Aborted => {}
-        Ok(Some(state)) if state.phase == Phase::Preparing => found.push(Finding::new(
+    match &facts.state {
+        Ok(None) | Ok(Some(Phase::Aborted)) => {}
+        Ok(Some(Phase::Preparing)) => found.push(Finding::new(
             "prepare-incomplete",
-            "medium",
+            Severity::Medium,
             "an earlier prepare did not complete",
             "running prepare again resumes it",
             "run 'synnefo-upgrade prepare'",
         )),
-        Ok(Some(state)) => found.push(Finding::inhibitor(
+        Ok(Some(phase)) => found.push(Finding::inhibitor(
             "already-armed",
-            format!("this node is already {}", format!("{:?}", state.phase).to_lowercase()),
+            format!("this node is already {phase}"),
             "prepare runs once per node",
             "see 'synnefo-upgrade status'",
         )),
         Err(e) => found.push(Finding::inhibitor(
             "state-file",
             "the state file is not this version's",
-            format!("{e:#}"),
+            e.clone(),
             "inspect /var/lib/synnefo-upgrade/state.json; move it away only if no upgrade is in progress",
         )),
     }
@@ -329,25 +376,15 @@ fn findings_with(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         }
     }
     notices(root, config, facts, &mut found);
-    found.sort_by_key(|f| {
-        (
-            !f.inhibitor,
-            ["high", "medium", "low", "info"]
-                .iter()
-                .position(|s| *s == f.severity),
-        )
-    });
+    found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }
 
 fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>) {
-    let service_node = facts
-        .roles
-        .iter()
-        .any(|r| matches!(r, Role::Astakos | Role::Cyclades | Role::Pithos));
+    let service_node = facts.is_service_node();
     found.push(Finding::new(
         "kamaki",
-        "info",
+        Severity::Info,
         "users need Kamaki >= 0.15",
         "0.19 lists API endpoints the OpenStack way, a breaking change for older clients",
         "tell the cloud's users to upgrade Kamaki",
@@ -355,7 +392,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     if service_node && config.migrations.run {
         found.push(Finding::new(
             "migrations-here",
-            "medium",
+            Severity::Medium,
             "database migrations will run on this node",
             "run them on exactly one node per service (Astakos, Cyclades, Pithos): two nodes migrating one database at once is the hazard the guide warns about",
             "on the other nodes of the same service set [migrations] run = false",
@@ -365,14 +402,14 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
         let Some((file, var)) = node::default_flag_of(service) else {
             continue;
         };
-        if !node::installed_services(root).iter().any(|s| s == service) {
+        if !facts.installed_services.iter().any(|s| s == service) {
             continue;
         }
-        let value = node::default_flag(root, service);
+        let value = facts.default_flag(service);
         let enabled = value.as_deref() == Some("true");
         found.push(Finding::new(
             if service == "snf-dispatcher" { "dispatcher-flag" } else { "eventd-flag" },
-            "low",
+            Severity::Low,
             format!("{var}={} in {file}", value.as_deref().unwrap_or("(unset)")),
             if enabled {
                 format!("{service} runs now and is started again after the upgrade")
@@ -395,7 +432,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             for warning in &conversion.warnings {
                 found.push(Finding::new(
                     "convert-warning",
-                    "low",
+                    Severity::Low,
                     "the conversion will leave something for you to check",
                     warning.clone(),
                     "see 'synnefo-upgrade convert --dry-run'",
@@ -403,16 +440,13 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             }
         }
     }
-    if let Ok(Some(module)) = crate::convert::settings::Settings::load(root)
-        .and_then(|s| s.literal("BACKEND_ALLOCATOR_MODULE"))
-    {
-        let module = module.as_str().unwrap_or_default().to_string();
+    if let Some(module) = &facts.allocator {
         if module != crate::convert::settings::OLD_ALLOCATOR
             && module != crate::convert::settings::NEW_ALLOCATOR
         {
             found.push(Finding::new(
                 "custom-allocator",
-                "medium",
+                Severity::Medium,
                 format!("BACKEND_ALLOCATOR_MODULE is a custom '{module}'"),
                 "it is kept as it is; 0.19's default is the FilterAllocator, with the new project-backend policy",
                 format!("consider '{}'", crate::convert::settings::NEW_ALLOCATOR),
@@ -421,13 +455,13 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     }
     // Hostile trees (convert/hostile.rs): links out of /etc, world-writable settings.
     for (link, target) in crate::convert::hostile::links_outside_etc(root) {
-        found.push(Finding::new("config-symlink", "medium",
+        found.push(Finding::new("config-symlink", Severity::Medium,
             format!("'{}' is a symbolic link to '{}', outside /etc", link.display(), target.display()),
             "synnefo-upgrade never writes through it, nor renames or replaces it; a conversion it needs is refused",
             "replace the link by a copy of its target, or convert that file where it lives"));
     }
     for (file, mode) in crate::convert::hostile::world_writable(root) {
-        found.push(Finding::new("world-writable-config", "high",
+        found.push(Finding::new("world-writable-config", Severity::High,
             format!("'{}' is world-writable (mode {mode:o})", file.display()),
             "any local user can put Python code in it that Synnefo runs, as root under snf-manage",
             "remove the write permission of others").commands([format!("chmod o-w {}", file.display())]));
@@ -435,7 +469,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     if service_node && config.convert.allowed_hosts.is_none() {
         found.push(Finding::new(
             "allowed-hosts",
-            "info",
+            Severity::Info,
             "ALLOWED_HOSTS will be ['*'] (0.19's default)",
             "Django 1.7 checks the Host header against ALLOWED_HOSTS",
             "set [convert] allowed_hosts to this service's host names",
@@ -443,10 +477,10 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
     }
 }
 
-/// Fails with [`Fatal::Inhibited`] (exit 3) naming every inhibitor and its remedy.
-pub fn ensure_no_inhibitor(root: &Root, config: &Config) -> anyhow::Result<()> {
-    let blocking: Vec<String> = findings(root, config)
-        .into_iter()
+/// Fails with [`Fatal::Inhibited`] (exit 3) naming every inhibitor of `findings` and its remedy.
+pub fn ensure_no_inhibitor(findings: &[Finding]) -> anyhow::Result<()> {
+    let blocking: Vec<String> = findings
+        .iter()
         .filter(|f| f.inhibitor)
         .map(|f| {
             format!(
@@ -460,18 +494,6 @@ pub fn ensure_no_inhibitor(root: &Root, config: &Config) -> anyhow::Result<()> {
     } else {
         Err(Fatal::Inhibited(blocking.join("; ")).into())
     }
-}
-
-/// The services this node's upgrade manages: the configuration's list, or the
-/// Synnefo services installed here (gunicorn everywhere; archipelago on
-/// Pithos, Cyclades and Ganeti nodes; snf-dispatcher with Cyclades;
-/// snf-ganeti-eventd where snf-cyclades-gtools put it).
-pub fn managed_services(root: &Root, config: &Config) -> Vec<String> {
-    config
-        .services
-        .managed
-        .clone()
-        .unwrap_or_else(|| node::installed_services(root))
 }
 
 /// The `check --json` document (see `docs/json.md`).
@@ -492,8 +514,8 @@ pub struct Report {
 pub struct ServiceNow {
     /// Init script name.
     pub name: String,
-    /// `active`, `inactive` or `unknown`.
-    pub state: String,
+    /// Running now, or unknown.
+    pub state: ServiceState,
     /// Started at boot.
     pub enabled: bool,
 }
@@ -504,13 +526,13 @@ pub struct NodeFacts {
     /// Host name (from /etc/hostname).
     pub hostname: Option<String>,
     /// Roles.
-    pub roles: Vec<&'static str>,
+    pub roles: Vec<Role>,
     /// OS codename, or why it is unknown.
     pub os: String,
     /// Synnefo version: `0.18.1`, `none`, or the versions found when mixed.
     pub synnefo: String,
-    /// `systemd`, `sysvinit` or `offline`.
-    pub init: &'static str,
+    /// The init system.
+    pub init: node::InitSystem,
     /// The services the upgrade manages, as they are now.
     pub services: Vec<ServiceNow>,
 }
@@ -524,14 +546,17 @@ pub struct Plan {
     pub finish: Vec<&'static str>,
 }
 
-/// The preflight report of the node under `root`; `services` (when given)
-/// tells each managed service's current state.
-pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> Report {
-    let facts = Facts::read(root);
+/// The preflight report of the node of `facts` under `root`; `services` (when
+/// given) tells each managed service's current state; `plan` is the plan's step ids.
+pub fn report(
+    root: &Root,
+    config: &Config,
+    facts: &Facts,
+    services: Option<&dyn Services>,
+    plan: Plan,
+) -> Report {
     let mut versions: Vec<String> = facts
-        .packages
-        .as_deref()
-        .unwrap_or_default()
+        .packages()
         .iter()
         .filter(|p| node::is_synnefo_package(p))
         .map(|p| p.upstream_version().to_string())
@@ -543,17 +568,22 @@ pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> 
     } else {
         versions.join(", ")
     };
-    let services = managed_services(root, config)
+    let services = facts
+        .managed_services(config)
         .into_iter()
         .map(|name| {
             let status = services.map(|s| s.status(&name));
             let (state, enabled) = match status {
-                Some(Ok(st)) => (if st.active { "active" } else { "inactive" }, st.enabled),
-                _ => ("unknown", crate::services::is_enabled_on_disk(root, &name)),
+                Some(Ok(st)) if st.active => (ServiceState::Active, st.enabled),
+                Some(Ok(st)) => (ServiceState::Inactive, st.enabled),
+                _ => (
+                    ServiceState::Unknown,
+                    crate::services::is_enabled_on_disk(root, &name),
+                ),
             };
             ServiceNow {
                 name,
-                state: state.into(),
+                state,
                 enabled,
             }
         })
@@ -561,18 +591,18 @@ pub fn report(root: &Root, config: &Config, services: Option<&dyn Services>) -> 
     Report {
         schema: SCHEMA,
         node: NodeFacts {
-            hostname: node::hostname(root),
-            roles: facts.roles.iter().map(|r| r.name()).collect(),
-            os: node::os_codename(root).unwrap_or_else(|e| format!("unknown ({e:#})")),
+            hostname: facts.hostname.clone(),
+            roles: facts.roles.clone(),
+            os: match &facts.os {
+                Ok(codename) => codename.clone(),
+                Err(e) => format!("unknown ({e})"),
+            },
             synnefo,
-            init: node::InitSystem::detect(root).name(),
+            init: facts.init,
             services,
         },
-        findings: findings_with(root, config, &facts),
-        plan: Plan {
-            prepare: steps(PhaseKind::Prepare).iter().map(|s| s.id()).collect(),
-            finish: steps(PhaseKind::Finish).iter().map(|s| s.id()).collect(),
-        },
+        findings: findings(root, config, facts),
+        plan,
     }
 }
 
@@ -600,7 +630,11 @@ pub fn render(report: &Report) -> String {
         if n.roles.is_empty() {
             "none".into()
         } else {
-            n.roles.join(", ")
+            n.roles
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         if services.is_empty() {
             "none".into()
@@ -609,25 +643,17 @@ pub fn render(report: &Report) -> String {
         },
     );
     // Inhibitors first, then the other findings by severity.
-    let group_of = |f: &Finding| {
-        if f.inhibitor {
-            "INHIBITORS (the node will not be armed)"
-        } else {
-            f.severity
-        }
-    };
-    let groups = [
-        "INHIBITORS (the node will not be armed)",
-        "high",
-        "medium",
-        "low",
-        "info",
-    ];
-    for title in groups {
+    let inhibitors = "INHIBITORS (the node will not be armed)".to_string();
+    let groups = std::iter::once((inhibitors, None))
+        .chain(Severity::ALL.into_iter().map(|s| (s.to_string(), Some(s))));
+    for (title, severity) in groups {
         let group: Vec<&Finding> = report
             .findings
             .iter()
-            .filter(|f| group_of(f) == title)
+            .filter(|f| match severity {
+                None => f.inhibitor,
+                Some(s) => !f.inhibitor && f.severity == s,
+            })
             .collect();
         if group.is_empty() {
             continue;
@@ -652,4 +678,24 @@ pub fn render(report: &Report) -> String {
         report.plan.finish.join(" -> ")
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::assert_display_is_serde_name;
+
+    #[test]
+    fn severities_and_service_states_print_as_their_serialized_names() {
+        assert_display_is_serde_name(&Severity::ALL);
+        assert_display_is_serde_name(&ServiceState::ALL);
+    }
+
+    #[test]
+    fn severities_sort_from_the_most_severe() {
+        let mut all = Severity::ALL;
+        all.reverse();
+        all.sort();
+        assert_eq!(all, Severity::ALL);
+    }
 }

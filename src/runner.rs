@@ -110,7 +110,8 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     if !matches!(loaded, Ok(Some(_))) {
         // A fresh node (or a foreign state file): an inhibited node is left
         // exactly as it was, not even a state file written.
-        preflight::ensure_no_inhibitor(&ctx.root, &ctx.config)?;
+        // The `preflight` step reuses this evaluation (Ctx::preflight).
+        preflight::ensure_no_inhibitor(ctx.preflight())?;
     }
     let state = loaded?;
     let _lock = if dry_run {
@@ -132,7 +133,7 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         }
         Some(state) if state.phase == Phase::Preparing => ctx.state = state,
         Some(state) => bail!(Fatal::Inhibited(format!(
-            "this node is in phase '{:?}': prepare is for a node that has not been upgraded",
+            "this node is in phase '{}': prepare is for a node that has not been upgraded",
             state.phase
         ))),
         None => ctx.state = State::new(),
@@ -142,7 +143,7 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         ctx.state.phase = Phase::Armed;
         ctx.state.save(&ctx.root)?;
         logging::phase_done(
-            "prepare",
+            PhaseKind::Prepare,
             "armed: run 'apt-get update && apt-get dist-upgrade', then reboot",
         );
     }
@@ -181,7 +182,7 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     if !dry_run {
         ctx.state.phase = Phase::Done;
         ctx.state.save(&ctx.root)?;
-        logging::phase_done("finish", "the upgrade of this node is done");
+        logging::phase_done(PhaseKind::Finish, "the upgrade of this node is done");
     }
     Ok(())
 }
@@ -202,20 +203,26 @@ pub fn abort(ctx: &mut Ctx) -> Result<()> {
         }
         Phase::Finishing | Phase::Done => bail!(Fatal::Inhibited(format!(
             "this node is past the dist-upgrade (phase '{}'): abort is only possible before it",
-            format!("{:?}", state.phase).to_lowercase()
+            state.phase
         ))),
     }
     ctx.state = state;
     // The gate changes nothing: run it before the phase is recorded as aborting.
     if ctx.state.phase != Phase::Aborting {
-        plan::steps(PhaseKind::Abort)[0].run(ctx)?;
+        let gate = plan::find(PhaseKind::Abort, "abort-gate")
+            .context("the abort plan has no 'abort-gate' step")?;
+        ctx.step = gate.id;
+        (gate.run)(ctx)?;
     }
     ctx.state.phase = Phase::Aborting;
     ctx.state.save(&ctx.root)?;
     run_steps(ctx, PhaseKind::Abort, false)?;
     ctx.state.phase = Phase::Aborted;
     ctx.state.save(&ctx.root)?;
-    logging::phase_done("abort", "the node is back as it was before prepare");
+    logging::phase_done(
+        PhaseKind::Abort,
+        "the node is back as it was before prepare",
+    );
     Ok(())
 }
 
@@ -270,26 +277,22 @@ fn record(
 }
 
 fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
-    let phase_name = phase.name();
     for step in plan::steps(phase) {
-        let id = step.id();
+        let id = step.id;
         if let Some(done) = ctx
             .state
             .step(phase, id)
             .filter(|r| matches!(r.status, StepStatus::Done | StepStatus::Skipped))
         {
-            log::debug!(
-                "{phase_name}: {id}: already {:?} in an earlier run",
-                done.status
-            );
+            log::debug!("{phase}: {id}: already {} in an earlier run", done.status);
             continue;
         }
-        let applies = step.applies(ctx);
+        let applies = (step.applies)(ctx);
         if dry_run {
             println!(
-                "{phase_name}: {id}: {} — {}",
+                "{phase}: {id}: {} — {}",
                 if applies { "would run" } else { "would skip" },
-                step.title()
+                step.title
             );
             continue;
         }
@@ -305,9 +308,9 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                 Some("does not apply to this node".into()),
             )?;
             logging::step_ended(
-                phase_name,
+                phase,
                 id,
-                "skipped",
+                StepStatus::Skipped,
                 std::time::Duration::ZERO,
                 "does not apply to this node",
             );
@@ -315,9 +318,10 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
         }
         // The "about to run" record reaches the disk before the step changes anything.
         record(ctx, phase, id, StepStatus::Started, started, None, None)?;
-        logging::step_started(phase_name, id, step.title());
+        logging::step_started(phase, id, step.title);
         let clock = Instant::now();
-        let result = step.run(ctx);
+        ctx.step = id;
+        let result = (step.run)(ctx);
         let elapsed = clock.elapsed();
         let ms = Some(elapsed.as_millis() as u64);
         match result {
@@ -331,7 +335,7 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                     ms,
                     Some(message.clone()),
                 )?;
-                logging::step_ended(phase_name, id, "done", elapsed, &message);
+                logging::step_ended(phase, id, StepStatus::Done, elapsed, &message);
             }
             Err(err) => {
                 let message = format!("{err:#}");
@@ -345,12 +349,12 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                     Some(message.clone()),
                 )
                 .context("recording a failed step")?;
-                logging::step_ended(phase_name, id, "failed", elapsed, &message);
-                return Err(err.context(format!("{phase_name}: step '{id}' failed")));
+                logging::step_ended(phase, id, StepStatus::Failed, elapsed, &message);
+                return Err(err.context(format!("{phase}: step '{id}' failed")));
             }
         }
         // Crash point after every step that changed the system (FAILPOINTS=NAME=panic).
-        let failpoint = format!("{phase_name}-after-{id}");
+        let failpoint = format!("{phase}-after-{id}");
         fail::fail_point!(&failpoint);
     }
     Ok(())

@@ -34,7 +34,33 @@ pub enum Phase {
     Aborted,
 }
 
-/// The two phases that run steps.
+impl Phase {
+    /// Every phase.
+    pub const ALL: [Phase; 6] = [
+        Phase::Preparing,
+        Phase::Armed,
+        Phase::Finishing,
+        Phase::Done,
+        Phase::Aborting,
+        Phase::Aborted,
+    ];
+
+    /// The name used in the state file, reports and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Preparing => "preparing",
+            Phase::Armed => "armed",
+            Phase::Finishing => "finishing",
+            Phase::Done => "done",
+            Phase::Aborting => "aborting",
+            Phase::Aborted => "aborted",
+        }
+    }
+}
+
+display_as_name!(Phase);
+
+/// The phases that run steps (the commands `prepare`, `finish`, `abort`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PhaseKind {
@@ -47,6 +73,9 @@ pub enum PhaseKind {
 }
 
 impl PhaseKind {
+    /// Every phase that runs steps.
+    pub const ALL: [PhaseKind; 3] = [PhaseKind::Prepare, PhaseKind::Finish, PhaseKind::Abort];
+
     /// The name used in logs, failpoints and the state file.
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +85,8 @@ impl PhaseKind {
         }
     }
 }
+
+display_as_name!(PhaseKind);
 
 /// A step's last known outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +101,28 @@ pub enum StepStatus {
     /// Failed; a rerun retries it.
     Failed,
 }
+
+impl StepStatus {
+    /// Every status.
+    pub const ALL: [StepStatus; 4] = [
+        StepStatus::Started,
+        StepStatus::Done,
+        StepStatus::Skipped,
+        StepStatus::Failed,
+    ];
+
+    /// The name used in the state file, the journal (`SYNNEFO_UPGRADE_OUTCOME`) and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepStatus::Started => "started",
+            StepStatus::Done => "done",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+display_as_name!(StepStatus);
 
 /// One step's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +325,14 @@ impl Default for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::assert_display_is_serde_name;
+
+    #[test]
+    fn phases_and_statuses_print_as_their_serialized_names() {
+        assert_display_is_serde_name(&Phase::ALL);
+        assert_display_is_serde_name(&PhaseKind::ALL);
+        assert_display_is_serde_name(&StepStatus::ALL);
+    }
 
     #[test]
     fn roundtrip_and_unknown_fields_are_rejected() {

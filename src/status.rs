@@ -165,15 +165,9 @@ fn collect_files(root: &Root, dir: &std::path::Path, out: &mut Vec<String>) {
 /// Builds the report of the node under `root`.
 pub fn report(root: &Root) -> Result<Report> {
     let state = State::load(root)?;
-    let phase = state.as_ref().map_or_else(
-        || "not-armed".to_string(),
-        |s| {
-            serde_json::to_value(s.phase)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default()
-        },
-    );
+    let phase = state
+        .as_ref()
+        .map_or_else(|| "not-armed".to_string(), |s| s.phase.to_string());
     let state = state.unwrap_or_default();
     let failed_step = state
         .steps
@@ -263,17 +257,14 @@ pub fn render(report: &Report) -> String {
     }
     out.push_str("steps:\n");
     for s in &report.steps {
-        let status = serde_json::to_value(s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        let status = s.status;
         let ms = s
             .duration_ms
             .map(|ms| format!(" ({ms} ms)"))
             .unwrap_or_default();
         out.push_str(&format!(
             "  {:<8} {:<22} {status}{ms}",
-            s.phase.name(),
+            s.phase.to_string(),
             s.id
         ));
         if let Some(message) = &s.message {
@@ -284,10 +275,10 @@ pub fn render(report: &Report) -> String {
     if let Some(failed) = &report.failed_step {
         out.push_str(&format!(
             "FAILED: {} {}: {}\n  fix the cause, then run 'synnefo-upgrade {}' (it resumes at this step)\n",
-            failed.phase.name(),
+            failed.phase,
             failed.id,
             failed.message.as_deref().unwrap_or(""),
-            failed.phase.name()
+            failed.phase
         ));
     }
     let section = |title: &str, items: &[String]| {

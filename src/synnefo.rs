@@ -4,6 +4,7 @@
 //! non-interactive Cyclades re-registration (what `snf-component-register
 //! cyclades` does after its prompts).
 
+use crate::state::PhaseKind;
 use anyhow::{bail, Context, Result};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ fn pause() -> Duration {
 
 /// Runs `snf-manage migrate --noinput`, retried for up to `retry_seconds`
 /// while the database is unreachable; any other failure stops at once.
-pub fn migrate(root: &Root, config: &Config, phase: &str, step: &str) -> Result<String> {
+pub fn migrate(root: &Root, config: &Config, phase: PhaseKind, step: &str) -> Result<String> {
     let program = snf_manage(root)?;
     let deadline = Instant::now() + Duration::from_secs(config.migrations.retry_seconds);
     let mut attempt = 1;
@@ -84,7 +85,7 @@ pub fn unapplied(lines: &[String]) -> Vec<String> {
 pub fn wait_for_migrations(
     root: &Root,
     config: &Config,
-    phase: &str,
+    phase: PhaseKind,
     step: &str,
 ) -> Result<String> {
     let program = snf_manage(root)?;
@@ -110,7 +111,12 @@ pub fn wait_for_migrations(
 /// Validates the changelog, runs `fix_ip_history` in dry-run mode (a
 /// successful dry run exits 1 with "Aborting due to dry run mode"), then with
 /// `--fix` when configured.
-pub fn fix_ip_history(root: &Root, config: &Config, phase: &str, step: &str) -> Result<String> {
+pub fn fix_ip_history(
+    root: &Root,
+    config: &Config,
+    phase: PhaseKind,
+    step: &str,
+) -> Result<String> {
     let Some(changelog_path) = &config.fix_ip_history.changelog else {
         return Ok("no changelog configured".into());
     };
@@ -155,7 +161,11 @@ pub fn fix_ip_history(root: &Root, config: &Config, phase: &str, step: &str) -> 
 }
 
 /// The registered Cyclades URLs, from `snf-manage component-list`.
-fn registered_urls(program: &str, phase: &str, step: &str) -> Result<Option<(String, String)>> {
+fn registered_urls(
+    program: &str,
+    phase: PhaseKind,
+    step: &str,
+) -> Result<Option<(String, String)>> {
     let list = exec::run_logged(
         phase,
         step,
@@ -183,7 +193,12 @@ fn registered_urls(program: &str, phase: &str, step: &str) -> Result<Option<(Str
 /// URLs (configured, or the ones registered now), then
 /// `snf-service-export cyclades URL | snf-manage service-import --json -`,
 /// the pipe made here (no shell).
-pub fn register_cyclades(root: &Root, config: &Config, phase: &str, step: &str) -> Result<String> {
+pub fn register_cyclades(
+    root: &Root,
+    config: &Config,
+    phase: PhaseKind,
+    step: &str,
+) -> Result<String> {
     let program = snf_manage(root)?;
     let current = registered_urls(&program, phase, step)?;
     let base = config

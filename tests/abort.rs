@@ -19,14 +19,6 @@ fn without_our_records(tree: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, Str
         .collect()
 }
 
-fn node_with(packages: &[&str]) -> Node {
-    let mut node = Node::wheezy();
-    for p in packages {
-        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
-    }
-    node
-}
-
 fn round_trip(node: &Node) {
     let before = without_our_records(node.snapshot());
     node.ok(&["prepare"]);
@@ -58,7 +50,7 @@ fn round_trip_for_every_role() {
         &["snf-pithos-app"],
         &["snf-cyclades-gtools"],
     ] {
-        let node = node_with(packages);
+        let node = Node::with_synnefo(packages);
         if packages.contains(&"snf-cyclades-app") {
             node.write("/etc/init.d/snf-dispatcher", "#!/bin/sh\n", 0o755);
             node.write(
@@ -82,7 +74,7 @@ fn round_trip_for_every_role() {
 
 #[test]
 fn service_node_gets_backports_and_pin_and_abort_takes_them_back() {
-    let node = node_with(&["snf-cyclades-app"]);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.ok(&["prepare"]);
     assert_eq!(
         fs::read_to_string(node.path("/etc/apt/sources.list.d/synnefo-upgrade-backports.list")).unwrap(),
@@ -109,7 +101,7 @@ fn service_node_gets_backports_and_pin_and_abort_takes_them_back() {
 
 #[test]
 fn added_backports_line_keeps_the_mirrors_options_and_deb822_continuations_are_rewritten() {
-    let node = node_with(&["snf-astakos-app"]);
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
     let list = "# Debian wheezy, through the site's mirror\n\
 deb [arch=amd64 trusted=yes] http://mirror/debian wheezy main\n\
 deb-src [arch=amd64 trusted=yes] http://mirror/debian wheezy main\n\
@@ -140,7 +132,7 @@ deb http://security.debian.org/ wheezy/updates main\n";
 
 #[test]
 fn finish_keeps_the_pin_and_drops_the_snippet() {
-    let node = node_with(&["snf-pithos-app"]);
+    let node = Node::with_synnefo(&["snf-pithos-app"]);
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
@@ -263,7 +255,7 @@ fn crash_during_abort_then_rerun_converges() {
         let node = Node::wheezy();
         let before = without_our_records(node.snapshot());
         node.ok(&["prepare"]);
-        let crash = format!("abort-after-{}=panic", step.id());
+        let crash = format!("abort-after-{}=panic", step.id);
         let out = node.run(&["abort"], &[("FAILPOINTS", &crash)]);
         assert!(!out.status.success(), "{crash} did not crash");
         node.ok(&["abort"]);

@@ -40,24 +40,14 @@ fn roles(json: &Value) -> Vec<&str> {
         .collect()
 }
 
-fn synnefo(node: &mut Node, packages: &[&str]) {
-    for p in packages {
-        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
-    }
-}
-
 #[test]
 fn all_in_one_node_passes_with_notices() {
-    let mut node = Node::wheezy();
-    synnefo(
-        &mut node,
-        &[
-            "snf-astakos-app",
-            "snf-cyclades-app",
-            "snf-pithos-app",
-            "snf-cyclades-gtools",
-        ],
-    );
+    let node = Node::with_synnefo(&[
+        "snf-astakos-app",
+        "snf-cyclades-app",
+        "snf-pithos-app",
+        "snf-cyclades-gtools",
+    ]);
     node.write("/etc/init.d/snf-dispatcher", "#!/bin/sh\n", 0o755);
     node.write(
         "/etc/default/snf-dispatcher",
@@ -153,8 +143,7 @@ fn role_mixes() {
         (&["snf-cyclades-gtools"], &["ganeti-node", "archipelago"]),
     ];
     for (packages, want) in cases {
-        let mut node = Node::wheezy();
-        synnefo(&mut node, packages);
+        let node = Node::with_synnefo(packages);
         let (code, json) = check(&node);
         assert_eq!(code, Some(0), "{packages:?}: {json:#}");
         assert_eq!(roles(&json), *want, "{packages:?}");
@@ -166,8 +155,7 @@ fn role_mixes() {
         );
     }
     // A master candidate that is not the master; FQDN in ssconf, short name here.
-    let mut node = Node::wheezy();
-    synnefo(&mut node, &["snf-cyclades-gtools"]);
+    let node = Node::with_synnefo(&["snf-cyclades-gtools"]);
     node.write(
         "/var/lib/ganeti/ssconf_master_candidates",
         "node0.example.org\nnode1.example.org\n",
@@ -244,8 +232,7 @@ fn inhibitor_synnefo_not_0_18_1_but_other_snf_projects_ignored() {
 
 #[test]
 fn inhibitor_ganeti_instances_running() {
-    let mut node = Node::wheezy();
-    synnefo(&mut node, &["snf-cyclades-gtools"]);
+    let node = Node::with_synnefo(&["snf-cyclades-gtools"]);
     node.write(
         "/var/run/ganeti/kvm-hypervisor/pid/vm1.example.org",
         "4242\n",
@@ -414,8 +401,7 @@ fn validate_changelog_reports_every_bad_line_or_a_summary() {
 #[test]
 fn conversion_problems_surface_before_arming() {
     // A custom allocator: kept, with a notice.
-    let mut node = Node::wheezy();
-    synnefo(&mut node, &["snf-cyclades-app"]);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.write(
         "/etc/synnefo/20-snf-cyclades-app-backend.conf",
         "BACKEND_ALLOCATOR_MODULE = 'grnet.allocators.RackAware'\n",

@@ -1,9 +1,13 @@
 //! A stable-Rust stand-in for the cargo-fuzz target (`fuzz/`): mutates the
 //! real settings and gunicorn fixtures at random (fixed seed, so a failure
-//! reproduces) and runs [`convert::check_parsers`] on each input, which panics
+//! reproduces) and runs the fuzz side's `check_parsers` (`fuzz/src/lib.rs`) on each input, which panics
 //! when an invariant breaks. `CONVERT_SMOKE_INPUTS=N` runs N inputs (default 20000).
 
-use synnefo_upgrade::convert;
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod properties;
+
+use properties::check_parsers;
 
 const SEEDS: [&[u8]; 5] = [
     include_bytes!("fixtures/convert/cyclades-node/etc/synnefo/20-snf-cyclades-app-vmapi.conf"),
@@ -68,9 +72,9 @@ fn random_inputs_never_break_the_parsers() {
     for _ in 0..inputs {
         let mut input = SEEDS[rng.below(SEEDS.len())].to_vec();
         mutate(&mut rng, &mut input);
-        convert::check_parsers(&input);
+        check_parsers(&input);
     }
     for seed in SEEDS {
-        convert::check_parsers(seed);
+        check_parsers(seed);
     }
 }

@@ -12,30 +12,9 @@ use std::fs;
 const A: &str = "0f5c2b3e-8a1d-4c6e-9b7a-1d2e3f4a5b6c";
 const B: &str = "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a";
 
-fn node_with(packages: &[&str]) -> Node {
-    let mut node = Node::wheezy();
-    for p in packages {
-        node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
-    }
-    node
-}
-
-fn calls(node: &Node) -> String {
-    fs::read_to_string(node.path("/var/log/snf-manage.calls")).unwrap_or_default()
-}
-
-fn step<'a>(state: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    state["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id && s["phase"] == "finish")
-        .unwrap()
-}
-
 #[test]
 fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
-    let node = node_with(&["snf-cyclades-app"]);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.write(
         "/etc/synnefo-upgrade/upgrade.toml",
         "[fix_ip_history]\nchangelog = \"/root/owners.log\"\nfix = true\n",
@@ -47,17 +26,16 @@ fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
         0o600,
     );
     // Like the real tool: a dry run raises CommandError and exits 1.
-    node.write(
+    node.fake_command(
         "/usr/lib/synnefo/tools/fix_ip_history",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../../../..\"\necho \"fix_ip_history $*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         if [ \"$1\" = --fix ]; then echo 'Processing change'; exit 0; fi\n\
+        "fix_ip_history ",
+        "if [ \"$1\" = --fix ]; then echo 'Processing change'; exit 0; fi\n\
          echo 'Running in dry run mode.'\necho 'CommandError: Aborting due to dry run mode.' >&2\nexit 1\n",
-        0o755,
     );
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    let log = calls(&node);
+    let log = node.calls();
     let root = node.root().display().to_string();
     assert!(
         log.contains(&format!(
@@ -67,14 +45,14 @@ fn fix_ip_history_dry_run_then_fix_on_a_cyclades_node() {
     );
     let state = node.state_json();
     assert_eq!(
-        step(&state, "fix-ip-history")["message"],
+        common::step_record(&state, "finish", "fix-ip-history")["message"],
         "IP history fixed for 1 owner change(s)"
     );
 }
 
 #[test]
 fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
-    let node = node_with(&["snf-cyclades-app"]);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.write(
         "/etc/synnefo-upgrade/upgrade.toml",
         "[fix_ip_history]\nchangelog = \"/root/owners.log\"\n",
@@ -95,11 +73,16 @@ fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let state = node.state_json();
-    assert_eq!(step(&state, "fix-ip-history")["status"], "failed");
-    assert!(step(&state, "fix-ip-history")["message"]
-        .as_str()
-        .unwrap()
-        .contains("dry run of fix_ip_history failed"));
+    assert_eq!(
+        common::step_record(&state, "finish", "fix-ip-history")["status"],
+        "failed"
+    );
+    assert!(
+        common::step_record(&state, "finish", "fix-ip-history")["message"]
+            .as_str()
+            .unwrap()
+            .contains("dry run of fix_ip_history failed")
+    );
     assert!(node.path("/var/lib/synnefo-upgrade/armed").exists());
     assert_eq!(
         fs::read_link(node.path("/etc/systemd/system/gunicorn.service"))
@@ -111,16 +94,13 @@ fn fix_ip_history_failing_dry_run_stops_finish_before_services_start() {
 
 #[test]
 fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
-    let node = node_with(&["snf-astakos-app"]);
-    node.write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         case \"$1\" in\n\
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
+    node.fake_snf_manage(
+        "case \"$1\" in\n\
          component-list) echo 'astakos,https://accounts.example.org/astakos,https://accounts.example.org/astakos/ui'; \
          echo 'cyclades,https://compute.example.org/cyclades,https://compute.example.org/cyclades/ui' ;;\n\
          service-import) cat > \"$root/var/log/service-import.stdin\" ;;\n\
          esac\n",
-        0o755,
     );
     node.write(
         "/usr/bin/snf-service-export",
@@ -130,7 +110,7 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    let log = calls(&node);
+    let log = node.calls();
     assert!(
         log.contains("component-modify cyclades --base-url https://compute.example.org/cyclades --ui-url https://compute.example.org/cyclades/ui --purge-services\nservice-import --json -\n"),
         "{log}"
@@ -141,9 +121,9 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     );
 
     // Configured URLs win over the registered ones.
-    let node = node_with(&["snf-astakos-app"]);
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
     node.write("/etc/synnefo-upgrade/upgrade.toml", "[cyclades]\nbase_url = \"https://new.example.org/cyclades\"\nui_url = \"https://new.example.org/cyclades/ui\"\n", 0o644);
-    node.write("/usr/bin/snf-manage", "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\ncat >/dev/null\n", 0o755);
+    node.fake_snf_manage("cat >/dev/null\n");
     node.write(
         "/usr/bin/snf-service-export",
         "#!/bin/sh\necho '{}'\n",
@@ -152,7 +132,7 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    assert!(calls(&node).contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
+    assert!(node.calls().contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
 }
 
 #[test]
@@ -174,10 +154,12 @@ fn health_checks_gate_done() {
     assert_eq!(out.status.code(), Some(1));
     let state = node.state_json();
     assert_eq!(state["phase"], "finishing");
-    assert!(step(&state, "health-checks")["message"]
-        .as_str()
-        .unwrap()
-        .contains("health checks failed: api (exit status: 1)"));
+    assert!(
+        common::step_record(&state, "finish", "health-checks")["message"]
+            .as_str()
+            .unwrap()
+            .contains("health checks failed: api (exit status: 1)")
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 502 from gunicorn"));
     // Fixed: the rerun resumes at the health checks and completes.
     node.write("/usr/local/bin/api-check", "#!/bin/sh\nexit 0\n", 0o755);
@@ -228,7 +210,7 @@ fn backups_and_dpkg_leftovers() {
     assert!(listing.contains("etc/gunicorn.d/synnefo"), "{listing}");
     let state = node.state_json();
     assert_eq!(
-        step(&state, "report-dpkg-dist")["message"],
+        common::step_record(&state, "finish", "report-dpkg-dist")["message"],
         "to review: /etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"
     );
 }
@@ -291,7 +273,7 @@ fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
     assert_eq!(out.status.code(), Some(1));
     let state = node.state_json();
     assert_eq!(state["phase"], "finishing");
-    let preconditions = step(&state, "preconditions");
+    let preconditions = common::step_record(&state, "finish", "preconditions");
     assert_eq!(preconditions["status"], "failed");
     let message = preconditions["message"].as_str().unwrap();
     assert!(
@@ -305,7 +287,7 @@ fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
         "{message}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("dpkg --configure -a"));
-    assert!(!calls(&node).contains("migrate"), "{}", calls(&node));
+    assert!(!node.calls().contains("migrate"), "{}", node.calls());
     assert!(!node.path("/var/backups/synnefo-upgrade").exists());
     assert!(masked(&node, "gunicorn.service"));
     assert!(node.path("/var/lib/synnefo-upgrade/armed").exists());
@@ -315,29 +297,34 @@ fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
     node.set_dpkg("gunicorn", "install ok installed", None);
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(step(&node.state_json(), "preconditions")["message"]
-        .as_str()
-        .unwrap()
-        .contains("snf-webproject (reinstreq)"));
-    assert!(!calls(&node).contains("migrate"));
+    assert!(
+        common::step_record(&node.state_json(), "finish", "preconditions")["message"]
+            .as_str()
+            .unwrap()
+            .contains("snf-webproject (reinstreq)")
+    );
+    assert!(!node.calls().contains("migrate"));
 
     // 'dpkg --configure -a' done: finish resumes and completes.
     node.set_dpkg("snf-webproject", "install ok installed", None);
     node.ok(&["finish"]);
     let state = node.state_json();
     assert_eq!(state["phase"], "done");
-    assert_eq!(step(&state, "preconditions")["status"], "done");
+    assert_eq!(
+        common::step_record(&state, "finish", "preconditions")["status"],
+        "done"
+    );
     assert!(
-        calls(&node).contains("migrate --noinput"),
+        node.calls().contains("migrate --noinput"),
         "{}",
-        calls(&node)
+        node.calls()
     );
     assert!(!masked(&node, "gunicorn.service"));
 }
 
 #[test]
 fn gevent_and_greenlet_are_compared_in_dpkg_order_and_shown_by_status() {
-    let mut node = node_with(&["snf-cyclades-app"]);
+    let mut node = Node::with_synnefo(&["snf-cyclades-app"]);
     node.package("python-gevent", "0.13.6-1+nmu3", None);
     node.package("python-greenlet", "0.3.1-2.5", None);
     node.ok(&["prepare"]);
@@ -352,7 +339,8 @@ fn gevent_and_greenlet_are_compared_in_dpkg_order_and_shown_by_status() {
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let state = node.state_json();
-    let message = step(&state, "preconditions")["message"].as_str().unwrap();
+    let record = common::step_record(&state, "finish", "preconditions");
+    let message = record["message"].as_str().unwrap();
     assert!(
         message.contains("python-gevent is 1.0.1-2, older than the 1.1.1 Synnefo 0.19 needs"),
         "{message}"
@@ -361,7 +349,7 @@ fn gevent_and_greenlet_are_compared_in_dpkg_order_and_shown_by_status() {
         message.contains("'apt-get install -t jessie-backports python-gevent'"),
         "{message}"
     );
-    assert!(!calls(&node).contains("migrate"));
+    assert!(!node.calls().contains("migrate"));
     let status: serde_json::Value =
         serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
     assert_eq!(

@@ -144,10 +144,7 @@ fn finish_after_prepare_converges_and_migrates_once() {
     node.to_jessie();
     node.ok(&["finish"]);
 
-    assert_eq!(
-        fs::read_to_string(r.join("var/log/snf-manage.calls")).unwrap(),
-        "migrate --noinput\n"
-    );
+    assert_eq!(node.calls(), "migrate --noinput\n");
     for gone in [
         "etc/systemd/system/gunicorn.service",
         "etc/systemd/system/archipelago.service",
@@ -290,21 +287,12 @@ fn failed_migration_stops_finish_and_a_rerun_resumes() {
     assert_eq!(node.state_json()["phase"], "finishing");
     let status = String::from_utf8_lossy(&node.ok(&["status", "--json"]).stdout).to_string();
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let migrate = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "migrate")
-        .unwrap()
-        .clone();
+    let migrate = common::step_record(&status, "finish", "migrate");
     assert_eq!(migrate["status"], "failed");
 
     fs::write(&fake, working).unwrap();
     node.ok(&["finish"]);
-    assert_eq!(
-        fs::read_to_string(r.join("var/log/snf-manage.calls")).unwrap(),
-        "migrate --noinput\n"
-    );
+    assert_eq!(node.calls(), "migrate --noinput\n");
     assert_eq!(node.state_json()["phase"], "done");
 }
 
@@ -321,7 +309,7 @@ fn crash_after_every_step_then_rerun_converges() {
     };
     for phase in [PhaseKind::Prepare, PhaseKind::Finish] {
         for step in steps(phase) {
-            let failpoint = format!("{}-after-{}", phase.name(), step.id());
+            let failpoint = format!("{}-after-{}", phase.name(), step.id);
             let node = Node::wheezy();
             let crash = format!("{failpoint}=panic");
             if phase == PhaseKind::Finish {
@@ -331,14 +319,8 @@ fn crash_after_every_step_then_rerun_converges() {
             let out = node.run(&[phase.name()], &[("FAILPOINTS", &crash)]);
             if out.status.success() {
                 // Only steps that ran (and so may have changed something) have a crash point.
-                let record = node.state_json()["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|s| s["id"] == step.id())
-                    .cloned();
                 assert_eq!(
-                    record.unwrap()["status"],
+                    node.step(phase.name(), step.id)["status"],
                     "skipped",
                     "{failpoint} did not crash"
                 );
@@ -380,13 +362,7 @@ fn prepare_download_fetches_from_the_new_sources_before_stopping_services() {
     // Without --download the step is skipped.
     let plain = Node::wheezy();
     plain.ok(&["prepare"]);
-    let download = plain.state_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "download")
-        .unwrap()
-        .clone();
+    let download = plain.step("prepare", "download");
     assert_eq!(download["status"], "skipped");
 }
 
@@ -401,13 +377,10 @@ fn migrate_is_retried_while_the_database_is_unreachable_then_gives_up() {
     node.ok(&["prepare"]);
     node.to_jessie();
     // Unreachable twice (PostgreSQL still starting), then it works.
-    node.write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         n=$(grep -c migrate \"$root/var/log/snf-manage.calls\")\n\
+    node.fake_snf_manage(
+        "n=$(grep -c migrate \"$root/var/log/snf-manage.calls\")\n\
          if [ \"$n\" -le 2 ]; then echo 'OperationalError: could not connect to server: Connection refused' >&2; exit 1; fi\n\
          echo 'Running migrations: OK'\n",
-        0o755,
     );
     let fast = [("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")];
     let out = node.run(&["finish"], &fast);
@@ -416,20 +389,8 @@ fn migrate_is_retried_while_the_database_is_unreachable_then_gives_up() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        fs::read_to_string(node.path("/var/log/snf-manage.calls"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
-    );
-    let migrate = node.state_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "migrate")
-        .unwrap()
-        .clone();
+    assert_eq!(node.calls().lines().count(), 3);
+    let migrate = node.step("finish", "migrate");
     assert!(
         migrate["message"].as_str().unwrap().contains("attempt 3"),
         "{migrate}"
@@ -465,12 +426,9 @@ fn a_node_that_does_not_migrate_waits_for_the_one_that_does() {
     node.ok(&["prepare"]);
     node.to_jessie();
     // The other node finishes after two polls.
-    node.write(
-        "/usr/bin/snf-manage",
-        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\n\
-         echo db\necho ' [X] 0001_initial'\n\
+    node.fake_snf_manage(
+        "echo db\necho ' [X] 0001_initial'\n\
          if [ $(wc -l < \"$root/var/log/snf-manage.calls\") -le 2 ]; then echo ' [ ] 0002_ipaddresshistory'; else echo ' [X] 0002_ipaddresshistory'; fi\n",
-        0o755,
     );
     let out = node.run(&["finish"], &[("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")]);
     assert!(
@@ -479,9 +437,51 @@ fn a_node_that_does_not_migrate_waits_for_the_one_that_does() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        fs::read_to_string(node.path("/var/log/snf-manage.calls")).unwrap(),
+        node.calls(),
         "migrate --list\nmigrate --list\nmigrate --list\n"
     );
     // No backup where migrations do not run.
     assert!(!node.path("/var/backups/synnefo-upgrade").exists());
+}
+
+#[test]
+fn prepare_evaluates_its_preflight_once_and_the_step_records_that_result() {
+    // A fresh node: the runner checks for inhibitors before writing anything,
+    // and the `preflight` step stands on that same evaluation.
+    let node = Node::wheezy();
+    let out = node.ok(&["-v", "prepare"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("preflight evaluated:").count(),
+        1,
+        "{stderr}"
+    );
+    // The findings of a wheezy node, in the one evaluation.
+    assert!(stderr.contains("kamaki"), "{stderr}");
+    let preflight = node.step("prepare", "preflight");
+    assert_eq!(preflight["status"], "done");
+    assert_eq!(preflight["message"], "no inhibitor");
+
+    // A prepare resumed after a crash in the preflight step evaluates it (once) in the step.
+    let node = Node::wheezy();
+    let out = node.run(
+        &["prepare"],
+        &[("FAILPOINTS", "prepare-after-preflight=panic")],
+    );
+    assert!(!out.status.success());
+    let mut state = node.state_json();
+    state["steps"][0]["status"] = "started".into();
+    node.write(
+        "/var/lib/synnefo-upgrade/state.json",
+        &serde_json::to_string(&state).unwrap(),
+        0o644,
+    );
+    let out = node.ok(&["-v", "prepare"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("preflight evaluated:").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("prepare: preflight: done"), "{stderr}");
 }

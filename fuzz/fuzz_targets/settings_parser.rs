@@ -1,5 +1,5 @@
 //! Fuzzes the Python 2 settings tokenizer, the literal parser, the gunicorn
-//! conversion ([`synnefo_upgrade::convert::check_parsers`]) and the settings
+//! conversion ([`synnefo_upgrade_fuzz::check_parsers`]) and the settings
 //! conversion: `cargo +nightly fuzz run settings_parser` (cargo-fuzz needs a
 //! nightly toolchain). See [`synnefo_upgrade_fuzz::settings_parser`]; the stable
 //! replay of the corpus is `tests/fuzz_smoke.rs`, the random stand-in

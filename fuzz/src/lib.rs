@@ -20,6 +20,48 @@ use synnefo_upgrade::error::{exit_code, EXIT_BAD_INPUT};
 use synnefo_upgrade::fsx::Root;
 use synnefo_upgrade::{apt, changelog, config, dpkg, policy_rcd};
 
+/// Runs the parsers over arbitrary `data` and panics when an invariant breaks
+/// (the `settings_parser` target and the stable loop in `tests/convert_fuzz.rs`
+/// call this): tokenizing never
+/// panics; every assignment's value lies inside the file; a literal renders and
+/// reads back; a converted gunicorn config converts to nothing the second time.
+pub fn check_parsers(data: &[u8]) {
+    let loaded = Loaded {
+        shown: PathBuf::from("/etc/gunicorn.d/fuzz"),
+        real: PathBuf::from("/etc/gunicorn.d/fuzz"),
+        bytes: data.to_vec(),
+    };
+    if let Ok(module) = convert::python::tokenize(data) {
+        for stmt in convert::python::assignments(data, &module) {
+            let line = &module.lines[stmt.line];
+            assert!(line.start <= line.end && line.end <= data.len());
+            let toks = &line.tokens[stmt.value.clone()];
+            if let Ok(expr) = convert::python::parse_literal(data, toks) {
+                assert!(expr.start <= expr.end && expr.end <= data.len());
+                if let Some(s) = expr.as_str() {
+                    let text = convert::python::quote(s, '"');
+                    let back = convert::python::tokenize(text.as_bytes())
+                        .expect("quoted string tokenizes");
+                    let reread =
+                        convert::python::parse_literal(text.as_bytes(), &back.lines[0].tokens)
+                            .expect("quoted string is a literal");
+                    assert_eq!(reread.as_str(), Some(s));
+                }
+            }
+        }
+    }
+    if let Ok(Some((new, _))) = convert::gunicorn::convert(&loaded) {
+        let again = Loaded {
+            bytes: new,
+            ..loaded
+        };
+        assert!(
+            matches!(convert::gunicorn::convert(&again), Ok(None)),
+            "second conversion changed something"
+        );
+    }
+}
+
 /// A property: panics when `data` breaks it.
 pub type Property = fn(data: &[u8]);
 
@@ -77,12 +119,12 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
     exit_code(err) == ExitCode::from(EXIT_BAD_INPUT)
 }
 
-/// Python settings: [`convert::check_parsers`] (tokenizer, literals, gunicorn),
+/// Python settings: [`check_parsers`] (tokenizer, literals, gunicorn),
 /// then the settings conversion over up to three `/etc/synnefo/*.conf` files
 /// (the input split at NUL bytes): it never panics, refuses only with a
 /// bad-input error (exit 2), and a converted node converts to nothing.
 pub fn settings_parser(data: &[u8]) {
-    convert::check_parsers(data);
+    check_parsers(data);
     let scratch = Scratch::new();
     let root = scratch.root();
     for (i, part) in data.splitn(3, |b| *b == 0).enumerate() {

@@ -1,4 +1,4 @@
-//! Config conversion: every 0.19 change of the upgrade guide, in place (design
+//! Config conversion: every 0.19 change of the upgrade guide, in place (docs/design.md
 //! §2 conversion rows, §3.1 `convert`).
 //!
 //! - [`settings`]: `/etc/synnefo/*.conf` (Python 2): cache URIs → cache dicts
@@ -475,45 +475,6 @@ pub fn passwd_ids(root: &Root, user: &str) -> Result<Option<(u32, u32)>> {
         return Ok(Some((id(2)?, id(3)?)));
     }
     Ok(None)
-}
-
-/// Runs the parsers over arbitrary `data` and panics when an invariant breaks
-/// (the fuzz target and the stable smoke loop call this): tokenizing never
-/// panics; every assignment's value lies inside the file; a literal renders and
-/// reads back; a converted gunicorn config converts to nothing the second time.
-pub fn check_parsers(data: &[u8]) {
-    let loaded = Loaded {
-        shown: PathBuf::from("/etc/gunicorn.d/fuzz"),
-        real: PathBuf::from("/etc/gunicorn.d/fuzz"),
-        bytes: data.to_vec(),
-    };
-    if let Ok(module) = python::tokenize(data) {
-        for stmt in python::assignments(data, &module) {
-            let line = &module.lines[stmt.line];
-            assert!(line.start <= line.end && line.end <= data.len());
-            let toks = &line.tokens[stmt.value.clone()];
-            if let Ok(expr) = python::parse_literal(data, toks) {
-                assert!(expr.start <= expr.end && expr.end <= data.len());
-                if let Some(s) = expr.as_str() {
-                    let text = python::quote(s, '"');
-                    let back = python::tokenize(text.as_bytes()).expect("quoted string tokenizes");
-                    let reread = python::parse_literal(text.as_bytes(), &back.lines[0].tokens)
-                        .expect("quoted string is a literal");
-                    assert_eq!(reread.as_str(), Some(s));
-                }
-            }
-        }
-    }
-    if let Ok(Some((new, _))) = gunicorn::convert(&loaded) {
-        let again = Loaded {
-            bytes: new,
-            ..loaded
-        };
-        assert!(
-            matches!(gunicorn::convert(&again), Ok(None)),
-            "second conversion changed something"
-        );
-    }
 }
 
 /// Owner of an existing path (following links).

@@ -8,7 +8,7 @@
 //! symbolic link, the target; the link stays). Commented defaults (`#KEY = …`)
 //! are comments and stay so. Every other byte of every file is kept.
 //!
-//! Conversions (design §2):
+//! Conversions (docs/design.md §2):
 //! - `VMAPI_CACHE_BACKEND` (else `CACHE_BACKEND`, which 0.18.1 fell back to) and
 //!   `VMAPI_CACHE_KEY_PREFIX` → `VMAPI_CACHE`;
 //! - `CACHE_BACKEND` → `PUBLIC_STATS_CACHE` (`KEY_PREFIX` `publicstats`, `TIMEOUT`

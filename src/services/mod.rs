@@ -18,6 +18,34 @@ use crate::paths;
 pub mod systemd;
 pub mod sysv;
 
+/// What is asked of a service (an init script's argument, a systemd job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Start it.
+    Start,
+    /// Stop it.
+    Stop,
+    /// Ask whether it runs.
+    Status,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 3] = [Action::Start, Action::Stop, Action::Status];
+
+    /// The name: the init script's argument, and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Status => "status",
+        }
+    }
+}
+
+display_as_name!(Action);
+
 /// A service's state before we touch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceStatus {
@@ -183,6 +211,11 @@ pub fn for_node(root: &Root) -> Result<Box<dyn Services>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_print_as_their_serialized_names() {
+        crate::testing::assert_display_is_serde_name(&Action::ALL);
+    }
 
     #[test]
     fn offline_masks_are_dev_null_links_and_admin_files_survive_unmask() {

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use zbus::zvariant::OwnedObjectPath;
 
-use super::{ServiceStatus, Services};
+use super::{Action, ServiceStatus, Services};
 use crate::node::{unit_name, InitSystem};
 
 /// The system bus socket (the fixed address of Debian's dbus).
@@ -106,7 +106,7 @@ impl Systemd {
     }
 
     /// Issues one job per unit (all at once), then waits for every `JobRemoved`.
-    fn run_jobs(&self, verb: &str, names: &[String]) -> Result<()> {
+    fn run_jobs(&self, verb: Action, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
         }
@@ -135,8 +135,8 @@ impl Systemd {
         for name in names {
             let unit = unit_name(name);
             let job = match verb {
-                "start" => self.manager.start_unit(&unit, "replace"),
-                _ => self.manager.stop_unit(&unit, "replace"),
+                Action::Start => self.manager.start_unit(&unit, "replace"),
+                Action::Stop | Action::Status => self.manager.stop_unit(&unit, "replace"),
             }
             .with_context(|| format!("{verb} of unit '{unit}'"))?;
             pending.insert(job, unit);
@@ -186,7 +186,7 @@ impl Services for Systemd {
     }
 
     fn stop(&self, names: &[String]) -> Result<()> {
-        self.run_jobs("stop", names)?;
+        self.run_jobs(Action::Stop, names)?;
         for name in names {
             let state = self.active_state(&unit_name(name))?;
             if state != "inactive" && state != "failed" {
@@ -200,7 +200,7 @@ impl Services for Systemd {
     }
 
     fn start(&self, names: &[String]) -> Result<()> {
-        self.run_jobs("start", names)
+        self.run_jobs(Action::Start, names)
     }
 
     fn is_active(&self, name: &str) -> Result<bool> {

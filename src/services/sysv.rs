@@ -5,7 +5,8 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 use super::{
-    disable_offline, is_enabled_on_disk, mask_offline, unmask_offline, ServiceStatus, Services,
+    disable_offline, is_enabled_on_disk, mask_offline, unmask_offline, Action, ServiceStatus,
+    Services,
 };
 use crate::exec;
 use crate::fsx::Root;
@@ -57,8 +58,8 @@ impl Services for Sysv {
     fn stop(&self, names: &[String]) -> Result<()> {
         for name in names {
             let script = self.script(name);
-            let (status, output) = exec::run_captured(&[&script, "stop"])?;
-            log::debug!("{script} stop: {status}: {}", output.trim());
+            let (status, output) = exec::run_captured(&[&script, Action::Stop.name()])?;
+            log::debug!("{script} {}: {status}: {}", Action::Stop, output.trim());
             if self.is_active(name)? {
                 bail!(
                     "'{script} stop' exited with {status} and '{name}' is still running: {}; stop it by hand and rerun",
@@ -72,7 +73,7 @@ impl Services for Sysv {
     fn start(&self, names: &[String]) -> Result<()> {
         for name in names {
             let script = self.script(name);
-            let (status, output) = exec::run_captured(&[&script, "start"])?;
+            let (status, output) = exec::run_captured(&[&script, Action::Start.name()])?;
             if !status.success() {
                 bail!("'{script} start' exited with {status}: {}", output.trim());
             }
@@ -85,7 +86,7 @@ impl Services for Sysv {
         if !self.root.path(&script).exists() {
             return Ok(false);
         }
-        let (status, _) = exec::run_captured(&[&script, "status"])
+        let (status, _) = exec::run_captured(&[&script, Action::Status.name()])
             .with_context(|| format!("asking '{script}' for status"))?;
         // LSB: 0 running; 1–3 not running; 4 (or anything else) unknown.
         Ok(match status.code() {

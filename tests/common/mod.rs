@@ -23,6 +23,9 @@ deb-src http://ftp.gr.debian.org/debian/ wheezy-updates main
 /// GRNET's flat repository.
 pub const GRNET_LIST: &str = "deb [trusted=yes] http://apt.dev.grnet.gr wheezy/\n";
 
+/// Where the fake commands record their calls.
+pub const CALLS: &str = "/var/log/snf-manage.calls";
+
 /// A fixture node.
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -54,10 +57,8 @@ impl Node {
         node.write("/etc/init.d/archipelago", "#!/bin/sh\nexit 0\n", 0o755);
         node.write("/etc/apt/sources.list", SOURCES_LIST, 0o644);
         node.write("/etc/apt/sources.list.d/grnet.list", GRNET_LIST, 0o640);
-        node.write(
-            "/usr/bin/snf-manage",
-            "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\necho \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n",
-            0o755,
+        node.fake_snf_manage(
+            "echo \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n",
         );
         fs::create_dir_all(node.path("/var/log")).unwrap();
         fs::create_dir_all(node.path("/var/cache/apt/archives")).unwrap();
@@ -67,6 +68,37 @@ impl Node {
         node.package("snf-webproject", "0.18.1-1~wheezy", Some("synnefo"));
         node.package("archipelago", "0.4.5-1~wheezy", None);
         node
+    }
+
+    /// [`Node::wheezy`] with Synnefo's `packages` at 0.18.1 too (the roles follow).
+    pub fn with_synnefo(packages: &[&str]) -> Node {
+        let mut node = Node::wheezy();
+        for p in packages {
+            node.package(p, "0.18.1-1~wheezy", Some("synnefo"));
+        }
+        node
+    }
+
+    /// Installs a fake command at `abs` that records each call, as
+    /// `PREFIX ARGS`, in [`Node::calls`], then runs the shell `body` (in which
+    /// `$root` is the fixture root).
+    pub fn fake_command(&self, abs: &str, prefix: &str, body: &str) {
+        let up = vec![".."; abs.trim_start_matches('/').matches('/').count()].join("/");
+        self.write(
+            abs,
+            &format!("#!/bin/sh\nroot=\"$(dirname \"$0\")/{up}\"\necho \"{prefix}$*\" >> \"$root{CALLS}\"\n{body}"),
+            0o755,
+        );
+    }
+
+    /// The fake `snf-manage`: records its arguments in [`Node::calls`], then runs `body`.
+    pub fn fake_snf_manage(&self, body: &str) {
+        self.fake_command("/usr/bin/snf-manage", "", body);
+    }
+
+    /// The calls the fake commands recorded, one line each.
+    pub fn calls(&self) -> String {
+        fs::read_to_string(self.path(CALLS)).unwrap_or_default()
     }
 
     pub fn root(&self) -> &Path {
@@ -181,9 +213,25 @@ impl Node {
             .unwrap()
     }
 
+    /// The state file's record of step `id` of `phase`.
+    pub fn step(&self, phase: &str, id: &str) -> serde_json::Value {
+        step_record(&self.state_json(), phase, id)
+    }
+
     pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
         snapshot(self.root())
     }
+}
+
+/// The record of step `id` of `phase` in a state file or `status --json` document.
+pub fn step_record(doc: &serde_json::Value, phase: &str, id: &str) -> serde_json::Value {
+    doc["steps"]
+        .as_array()
+        .expect("a steps array")
+        .iter()
+        .find(|s| s["id"] == id && s["phase"] == phase)
+        .unwrap_or_else(|| panic!("no record of step {phase}/{id} in {doc:#}"))
+        .clone()
 }
 
 /// Every file, link and directory under `root` with its content, target and mode;

@@ -1,0 +1,164 @@
+//! What a run knows of the node, gathered once at its start ([`Facts::gather`])
+//! and carried in the plan's context: the preflight computes its findings from
+//! it, and the steps decide from it where they apply.
+//!
+//! Each command is its own process, so "once per run" is also "fresh for each
+//! phase": `finish` runs after the dist-upgrade and so sees the new packages.
+//! A step that must see what an earlier step of the same run changed re-reads
+//! it itself, and says why.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{InitSystem, Role};
+use crate::apt;
+use crate::config::Config;
+use crate::convert::settings::Settings;
+use crate::dpkg::{self, Package};
+use crate::fsx::Root;
+use crate::state::{Phase, State};
+
+/// Free space where the dist-upgrade needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// MiB free in `/var/cache/apt/archives` (or `/var`).
+    pub archives_free_mib: u64,
+    /// Whether the archive cache is on the file system of `/`.
+    pub archives_on_root_fs: bool,
+    /// MiB free in `/`.
+    pub root_free_mib: u64,
+}
+
+/// What a run knows of the node.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The OS codename, or why it is unknown.
+    pub os: Result<String, String>,
+    /// The init system in charge.
+    pub init: InitSystem,
+    /// The host name (`/etc/hostname`).
+    pub hostname: Option<String>,
+    /// The present packages of dpkg's status, or why it cannot be read.
+    pub packages: Result<Vec<Package>, String>,
+    /// The roles, sorted.
+    pub roles: Vec<Role>,
+    /// The Synnefo services installed here (init script or unit file).
+    pub installed_services: Vec<String>,
+    /// The `/etc/default` enable flags of the services that have one (installed or not).
+    pub default_flags: BTreeMap<String, Option<String>>,
+    /// Ganeti instances running here.
+    pub running_instances: Vec<String>,
+    /// Whether the run is live and not as root.
+    pub live_non_root: bool,
+    /// The APT sources' suites (file, line, suite) at the start of the run, or
+    /// why they cannot be read. The `apt-sources` step rewrites the files from
+    /// disk, not from these.
+    pub apt_suites: Result<Vec<(PathBuf, usize, String)>, String>,
+    /// The phase of the state file at the start of the run (`None`: no state
+    /// file), or why it cannot be read: the preflight's view. The runner keeps
+    /// the live state, which its steps change, in the plan's context.
+    pub state: Result<Option<Phase>, String>,
+    /// Free space, when the file systems answer.
+    pub space: Option<Space>,
+    /// The Synnefo settings' `BACKEND_ALLOCATOR_MODULE` at the start of the run
+    /// (empty when it is not a string), when set. `finish`'s conversion may
+    /// change it; no later step of that run reads it.
+    pub allocator: Option<String>,
+}
+
+impl Facts {
+    /// Reads the node under `root`, read-only.
+    pub fn gather(root: &Root) -> Facts {
+        let packages = dpkg::present_packages(root).map_err(|e| format!("{e:#}"));
+        let roles = super::roles(root, packages.as_deref().unwrap_or_default());
+        let installed_services = super::installed_services(root);
+        let default_flags = super::SYNNEFO_SERVICES
+            .iter()
+            .filter(|s| super::default_flag_of(s).is_some())
+            .map(|s| (s.to_string(), super::default_flag(root, s)))
+            .collect();
+        Facts {
+            os: super::os_codename(root).map_err(|e| format!("{e:#}")),
+            init: InitSystem::detect(root),
+            hostname: super::hostname(root),
+            packages,
+            roles,
+            installed_services,
+            default_flags,
+            running_instances: super::running_instances(root),
+            live_non_root: root.is_live() && !nix::unistd::geteuid().is_root(),
+            apt_suites: apt::suites(root).map_err(|e| format!("{e:#}")),
+            state: State::load(root)
+                .map(|s| s.map(|s| s.phase))
+                .map_err(|e| format!("{e:#}")),
+            space: space(root),
+            allocator: Settings::load(root)
+                .and_then(|s| s.literal("BACKEND_ALLOCATOR_MODULE"))
+                .ok()
+                .flatten()
+                .map(|m| m.as_str().unwrap_or_default().to_string()),
+        }
+    }
+
+    /// The OS codename, or an error saying why it is unknown.
+    pub fn os_codename(&self) -> anyhow::Result<&str> {
+        self.os.as_deref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The present packages, or an error saying why dpkg's status cannot be read.
+    pub fn present_packages(&self) -> anyhow::Result<&[Package]> {
+        self.packages.as_deref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The present packages (none when dpkg's status cannot be read).
+    pub fn packages(&self) -> &[Package] {
+        self.packages.as_deref().unwrap_or_default()
+    }
+
+    /// Whether this node has `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether this node serves Astakos, Cyclades or Pithos (gunicorn apps).
+    pub fn is_service_node(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| matches!(r, Role::Astakos | Role::Cyclades | Role::Pithos))
+    }
+
+    /// The value of `service`'s `/etc/default` enable flag, when it has one.
+    pub fn default_flag(&self, service: &str) -> Option<String> {
+        self.default_flags.get(service).cloned().flatten()
+    }
+
+    /// The services this node's upgrade manages: the configuration's list, or the
+    /// Synnefo services installed here (gunicorn everywhere; archipelago on
+    /// Pithos, Cyclades and Ganeti nodes; snf-dispatcher with Cyclades;
+    /// snf-ganeti-eventd where snf-cyclades-gtools put it).
+    pub fn managed_services(&self, config: &Config) -> Vec<String> {
+        config
+            .services
+            .managed
+            .clone()
+            .unwrap_or_else(|| self.installed_services.clone())
+    }
+}
+
+fn space(root: &Root) -> Option<Space> {
+    let free = |abs: &str| -> Option<(u64, u64)> {
+        let stat = nix::sys::statvfs::statvfs(&root.path(abs)).ok()?;
+        Some((
+            stat.blocks_available() * stat.fragment_size() / (1024 * 1024),
+            stat.filesystem_id(),
+        ))
+    };
+    let (archives_free_mib, archives_fs) =
+        free("/var/cache/apt/archives").or_else(|| free("/var"))?;
+    let (root_free_mib, root_fs) = free("/")?;
+    Some(Space {
+        archives_free_mib,
+        archives_on_root_fs: archives_fs == root_fs,
+        root_free_mib,
+    })
+}

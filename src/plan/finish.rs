@@ -1,0 +1,242 @@
+//! The bodies of `finish`'s steps (the table is in [`super::FINISH`]); the
+//! last ones also serve `abort` ([`super::ABORT`]).
+
+use anyhow::{bail, Result};
+use std::path::Path;
+
+use super::{list, names, Ctx};
+use crate::apt;
+use crate::backup;
+use crate::convert;
+use crate::dpkg;
+use crate::exec;
+use crate::fsx;
+use crate::node::{self, InitSystem, Role};
+use crate::paths;
+use crate::policy_rcd;
+use crate::state::{Phase, PhaseKind};
+use crate::synnefo;
+
+/// The Synnefo version `finish` expects.
+pub const TO_VERSION: &str = "0.19";
+
+pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
+    // A dist-upgrade cut short (power loss, a failed maintainer script) must be
+    // completed before anything is backed up or migrated.
+    dpkg::ensure_fully_installed(&ctx.root)?;
+    // Gathered at the start of this process, which runs after the dist-upgrade and reboot.
+    let codename = ctx.facts.os_codename()?.to_string();
+    let want = &ctx.config.release.os_to;
+    if &codename != want {
+        bail!("the OS is '{codename}', not '{want}': run 'apt-get dist-upgrade' to {want} and reboot first");
+    }
+    if ctx.services.init() == InitSystem::Sysv {
+        bail!("systemd is not PID 1: reboot into {want}'s systemd first");
+    }
+    let packages = ctx.facts.present_packages()?;
+    let old: Vec<String> = packages
+        .iter()
+        .filter(|p| node::is_synnefo_package(p) && !p.is_upstream(TO_VERSION))
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    if !old.is_empty() {
+        bail!(
+            "Synnefo packages are not {TO_VERSION}: {}; finish the dist-upgrade ('apt-get dist-upgrade'), then run \
+             'synnefo-upgrade finish'",
+            old.join(", ")
+        );
+    }
+    if ctx.facts.is_service_node() {
+        apt::ensure_gevent(packages, &ctx.config.release.suite_to)?;
+    }
+    Ok(format!(
+        "OS is {codename}, init is {}, Synnefo is {TO_VERSION}",
+        ctx.services.init()
+    ))
+}
+
+pub(super) fn backups_wanted(ctx: &Ctx) -> bool {
+    ctx.config.backups.enabled && ctx.config.migrations.run
+}
+
+pub(super) fn backups(ctx: &mut Ctx) -> Result<String> {
+    backup::take(&ctx.root, &ctx.config)
+}
+
+pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
+    let phase = PhaseKind::Finish;
+    if ctx.config.migrations.run {
+        synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
+    } else {
+        synnefo::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
+    }
+}
+
+pub(super) fn fix_ip_history_wanted(ctx: &Ctx) -> bool {
+    ctx.config.fix_ip_history.changelog.is_some() && ctx.facts.has_role(Role::Cyclades)
+}
+
+pub(super) fn fix_ip_history(ctx: &mut Ctx) -> Result<String> {
+    synnefo::fix_ip_history(&ctx.root, &ctx.config, PhaseKind::Finish, ctx.step)
+}
+
+pub(super) fn convert(ctx: &mut Ctx) -> Result<String> {
+    let conversion = convert::plan(&ctx.root, &ctx.config)?;
+    conversion.apply(&ctx.root)?;
+    Ok(conversion.summary())
+}
+
+pub(super) fn is_astakos(ctx: &Ctx) -> bool {
+    ctx.facts.has_role(Role::Astakos)
+}
+
+pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {
+    synnefo::register_cyclades(&ctx.root, &ctx.config, PhaseKind::Finish, ctx.step)
+}
+
+pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
+    let disable = names(
+        ctx.state
+            .services
+            .iter()
+            .filter(|s| !s.was_masked && !s.ran_at_boot()),
+    );
+    ctx.services.disable(&disable)?;
+    Ok(format!("kept disabled: {}", list(&disable)))
+}
+
+pub(super) fn unmask_services(ctx: &mut Ctx) -> Result<String> {
+    let unmask = names(ctx.state.services.iter().filter(|s| !s.was_masked));
+    ctx.services.unmask(&unmask)?;
+    Ok(format!("unmasked: {}", list(&unmask)))
+}
+
+pub(super) fn start_services(ctx: &mut Ctx) -> Result<String> {
+    let start = names(ctx.state.services.iter().filter(|s| s.was_active));
+    ctx.services.start(&start)?;
+    Ok(format!("started: {}", list(&start)))
+}
+
+pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
+    let started = names(ctx.state.services.iter().filter(|s| s.was_active));
+    let down = |ctx: &Ctx| -> Result<Vec<String>> {
+        let mut down = Vec::new();
+        for name in &started {
+            if !ctx.services.is_active(name)? {
+                down.push(node::unit_name(name));
+            }
+        }
+        Ok(down)
+    };
+    let mut inactive = down(ctx)?;
+    // A service that dies right after starting must not pass: look again after the settle period.
+    let settle = ctx.config.services.settle_seconds;
+    if inactive.is_empty()
+        && !started.is_empty()
+        && settle > 0
+        && ctx.services.init() != InitSystem::Offline
+    {
+        std::thread::sleep(std::time::Duration::from_secs(settle));
+        inactive = down(ctx)?;
+    }
+    if !inactive.is_empty() {
+        bail!(
+            "not active after start{}: {}; see 'systemctl status {}' and 'journalctl -u {}'",
+            if settle > 0 {
+                format!(" (or within {settle}s of it)")
+            } else {
+                String::new()
+            },
+            inactive.join(", "),
+            inactive.join(" "),
+            inactive[0]
+        );
+    }
+    ctx.state.services_restored(crate::state::now());
+    Ok(format!("active: {}", list(&started)))
+}
+
+pub(super) fn health_wanted(ctx: &Ctx) -> bool {
+    !ctx.config.health.is_empty()
+}
+
+pub(super) fn health_checks(ctx: &mut Ctx) -> Result<String> {
+    let mut failed = Vec::new();
+    for (i, check) in ctx.config.health.iter().enumerate() {
+        let name = check
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("check {}", i + 1));
+        let argv: Vec<String> = match (&check.url, &check.command) {
+            (Some(url), _) => [
+                "curl",
+                "--fail",
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "30",
+                "--output",
+                "/dev/null",
+                url,
+            ]
+            .map(String::from)
+            .to_vec(),
+            (None, Some(argv)) => argv.clone(),
+            (None, None) => continue,
+        };
+        let program = exec::find(&ctx.root, &argv[0])?;
+        let program = program.to_string_lossy();
+        let mut full: Vec<&str> = vec![&program];
+        full.extend(argv[1..].iter().map(String::as_str));
+        let run = exec::run_logged(PhaseKind::Finish, ctx.step, &full, &[])?;
+        if !run.status.success() {
+            failed.push(format!("{name} ({})", run.status));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("health checks failed: {}; their output is in 'journalctl SYNNEFO_UPGRADE_STEP=health-checks'", failed.join(", "));
+    }
+    Ok(format!("{} check(s) passed", ctx.config.health.len()))
+}
+
+pub(super) fn remove_apt_config(ctx: &mut Ctx) -> Result<String> {
+    let mut undone = vec![format!(
+        "{}: {}",
+        apt::CONF_SNIPPET,
+        fsx::undo(&ctx.root, Path::new(apt::CONF_SNIPPET))?
+    )];
+    // Abort also takes back the backports source and the pin; finish keeps them.
+    if ctx.state.phase == Phase::Aborting {
+        for file in [apt::BACKPORTS_LIST, apt::PIN_FILE] {
+            undone.push(format!(
+                "{file}: {}",
+                fsx::undo(&ctx.root, Path::new(file))?
+            ));
+        }
+    }
+    Ok(undone.join(", "))
+}
+
+pub(super) fn remove_policy_rcd(ctx: &mut Ctx) -> Result<String> {
+    policy_rcd::remove(&ctx.root)?;
+    Ok(format!("{} removed", paths::POLICY_RCD))
+}
+
+pub(super) fn report_dpkg_dist(ctx: &mut Ctx) -> Result<String> {
+    let found = crate::status::dpkg_leftovers(&ctx.root);
+    if found.is_empty() {
+        return Ok("none".into());
+    }
+    let found: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+    log::warn!(
+        "kept your configuration; the package's new versions are beside it, compare them: {}",
+        found.join(", ")
+    );
+    Ok(format!("to review: {}", found.join(", ")))
+}
+
+pub(super) fn disable_finish_unit(ctx: &mut Ctx) -> Result<String> {
+    fsx::remove(&ctx.root, Path::new(paths::FINISH_UNIT_WANTS))?;
+    fsx::remove(&ctx.root, Path::new(paths::ARMED_MARKER))?;
+    Ok("finish unit disabled, node disarmed".into())
+}

@@ -16,6 +16,9 @@
 //!   sysvinit init scripts, or offline under `--root`).
 //! - [`preflight`]: the findings that decide whether a node may be armed.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
+//! - [`boot`]: boot readiness under systemd (fstab, DKMS headers).
+//! - [`notices`]: what is reported, not changed (PostgreSQL clusters, AMQP
+//!   guest, gunicorn behind a remote proxy).
 //! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`apt`]: the APT sources rewrite.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
@@ -28,6 +31,7 @@
 
 pub mod apt;
 pub mod backup;
+pub mod boot;
 pub mod changelog;
 pub mod cli;
 pub mod commands;
@@ -39,6 +43,7 @@ pub mod exec;
 pub mod fsx;
 pub mod logging;
 pub mod node;
+pub mod notices;
 pub mod paths;
 pub mod plan;
 pub mod policy_rcd;

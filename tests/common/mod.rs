@@ -23,6 +23,17 @@ deb-src http://ftp.gr.debian.org/debian/ wheezy-updates main
 /// GRNET's flat repository.
 pub const GRNET_LIST: &str = "deb [trusted=yes] http://apt.dev.grnet.gr wheezy/\n";
 
+/// The fake `snf-manage`: records its arguments in /var/log/snf-manage.calls,
+/// except `migrate --list` (a read-only query, as check runs it), which
+/// answers in South's format (0.18.1) from /var/lib/fake-south/list when the
+/// test wrote one, else with every migration applied.
+pub const FAKE_SNF_MANAGE: &str = "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\n\
+if [ \"$*\" = \"migrate --list\" ]; then\n\
+  if [ -f \"$root/var/lib/fake-south/list\" ]; then cat \"$root/var/lib/fake-south/list\"; exit 0; fi\n\
+  printf ' db\\n  (*) 0001_initial\\n  (*) 0002_auto__add_ipaddresshistory\\n\\n im\\n  (*) 0001_initial\\n\\n'; exit 0\n\
+fi\n\
+echo \"$*\" >> \"$root/var/log/snf-manage.calls\"\necho \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n";
+
 /// A fixture node.
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -54,11 +65,7 @@ impl Node {
         node.write("/etc/init.d/archipelago", "#!/bin/sh\nexit 0\n", 0o755);
         node.write("/etc/apt/sources.list", SOURCES_LIST, 0o644);
         node.write("/etc/apt/sources.list.d/grnet.list", GRNET_LIST, 0o640);
-        node.write(
-            "/usr/bin/snf-manage",
-            "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/snf-manage.calls\"\necho \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n",
-            0o755,
-        );
+        node.write("/usr/bin/snf-manage", FAKE_SNF_MANAGE, 0o755);
         fs::create_dir_all(node.path("/var/log")).unwrap();
         fs::create_dir_all(node.path("/var/cache/apt/archives")).unwrap();
         node.link("../init.d/gunicorn", "/etc/rc2.d/S02gunicorn");

@@ -36,6 +36,10 @@ pub struct Report {
     pub backups: Vec<String>,
     /// New conffile versions dpkg left beside kept ones, to review.
     pub dpkg_leftovers: Vec<String>,
+    /// What is reported, not changed (same shape as `check`'s findings):
+    /// PostgreSQL clusters to upgrade, a remote AMQP `guest`, a gunicorn
+    /// proxy on another host.
+    pub notices: Vec<crate::preflight::Finding>,
     /// Where to read the logs.
     pub logs: Vec<String>,
 }
@@ -129,6 +133,10 @@ pub fn report(root: &Root) -> Result<Report> {
         denied_actions,
         backups,
         dpkg_leftovers,
+        notices: crate::notices::findings(
+            root,
+            &crate::dpkg::present_packages(root).unwrap_or_default(),
+        ),
         services: state.services,
         steps: state.steps,
         logs: vec![
@@ -217,6 +225,18 @@ pub fn render(report: &Report) -> String {
         "new conffile versions to review",
         &report.dpkg_leftovers,
     ));
+    if !report.notices.is_empty() {
+        out.push_str("reported, not changed:\n");
+        for n in &report.notices {
+            out.push_str(&format!(
+                "  [{}] {}\n      what to do: {}\n",
+                n.id, n.title, n.remediation.hint
+            ));
+            for c in &n.remediation.commands {
+                out.push_str(&format!("        # {c}\n"));
+            }
+        }
+    }
     out.push_str(&format!("logs: {}\n", report.logs.join(" | ")));
     out
 }

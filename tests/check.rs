@@ -598,6 +598,25 @@ fn reported_not_changed_postgresql_amqp_guest_gunicorn_proxy() {
         .unwrap()
         .contains("0.0.0.0:8080"));
 
+    // status says the same, after the upgrade as before it.
+    let status: Value = serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    let noticed: Vec<&str> = status["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        noticed,
+        [
+            "postgresql-clusters",
+            "amqp-remote-guest",
+            "gunicorn-forwarded-ips"
+        ]
+    );
+    let text = String::from_utf8_lossy(&node.ok(&["status"]).stdout).to_string();
+    assert!(text.contains("# pg_upgradecluster 9.1 main"), "{text}");
+
     // With Apache on this host, the proxy is local: no gunicorn notice.
     node.package("apache2", "2.2.22-13+deb7u13", None);
     let (_, json) = check(&node);

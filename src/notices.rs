@@ -200,12 +200,12 @@ pub fn gunicorn_binds(text: &str) -> Vec<String> {
     binds
 }
 
-/// The gunicorn notice: bound beyond loopback with no Apache on this host, the
+/// The gunicorn notice: bound beyond loopback with no web server on this host, the
 /// TLS-terminating proxy is on another host, and jessie's gunicorn 19 trusts
 /// its `X-Forwarded-Proto` only from `forwarded_allow_ips` (default
 /// 127.0.0.1): Synnefo would see `http` and build wrong URLs.
-pub fn gunicorn_findings(binds: &[(String, String)], apache_here: bool) -> Vec<Finding> {
-    if apache_here {
+pub fn gunicorn_findings(binds: &[(String, String)], proxy_here: bool) -> Vec<Finding> {
+    if proxy_here {
         return Vec::new();
     }
     binds
@@ -224,7 +224,7 @@ pub fn gunicorn_findings(binds: &[(String, String)], apache_here: bool) -> Vec<F
             Finding::new(
                 "gunicorn-forwarded-ips",
                 "low",
-                format!("{file}: gunicorn listens on {addr}, with no Apache on this host"),
+                format!("{file}: gunicorn listens on {addr}, with no web server on this host"),
                 "the proxy in front is on another host; gunicorn 19 (jessie) honours X-Forwarded-Proto only from the addresses in forwarded_allow_ips (default 127.0.0.1), so HTTPS requests look like HTTP to Synnefo",
                 format!("add '--forwarded-allow-ips=PROXY_ADDRESS' to the args in {file} (the package does not guess your proxy's address)"),
             )
@@ -232,14 +232,18 @@ pub fn gunicorn_findings(binds: &[(String, String)], apache_here: bool) -> Vec<F
         .collect()
 }
 
-/// Whether Apache is installed on this node.
-fn apache_here(root: &Root, packages: &[Package]) -> bool {
+/// Whether a web server that could be the proxy in front of gunicorn is
+/// installed on this node (Apache, as Synnefo's guide sets up, or nginx).
+fn local_proxy(root: &Root, packages: &[Package]) -> bool {
     packages.iter().any(|p| {
         p.is_present()
             && (p.name == "apache2"
+                || p.name == "apache2.2-common"
                 || p.name.starts_with("apache2-mpm-")
-                || p.name == "apache2.2-common")
+                || p.name == "nginx"
+                || p.name.starts_with("nginx-"))
     }) || root.path("/etc/apache2/apache2.conf").is_file()
+        || root.path("/etc/nginx/nginx.conf").is_file()
 }
 
 /// The notices of the node under `root`.
@@ -265,13 +269,17 @@ pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
             continue;
         }
         let abs = dir.join(&name);
-        if let Ok(text) = std::fs::read_to_string(root.path(&abs)) {
+        // Other applications' configs are theirs.
+        let Ok(text) = std::fs::read_to_string(root.path(&abs)) else {
+            continue;
+        };
+        if text.contains("synnefo") {
             for addr in gunicorn_binds(&text) {
                 binds.push((abs.display().to_string(), addr));
             }
         }
     }
-    found.extend(gunicorn_findings(&binds, apache_here(root, packages)));
+    found.extend(gunicorn_findings(&binds, local_proxy(root, packages)));
     found
 }
 

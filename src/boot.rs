@@ -257,6 +257,7 @@ pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{arbitrary_texts, package};
 
     const FSTAB_TEXT: &str = "\
 # /etc/fstab: static file system information.
@@ -323,16 +324,6 @@ tmpfs           /tmp            tmpfs   defaults
         assert_eq!(found.len(), 3);
     }
 
-    fn package(name: &str) -> Package {
-        Package {
-            name: name.into(),
-            version: "1".into(),
-            state: "installed".into(),
-            source: name.into(),
-            installed_size_kib: 0,
-        }
-    }
-
     #[test]
     fn dkms_modules_need_the_flavour_headers_metapackage() {
         let blktap = vec!["blktap".to_string()];
@@ -362,21 +353,7 @@ tmpfs           /tmp            tmpfs   defaults
     #[test]
     fn fstab_parser_survives_arbitrary_input() {
         let alphabet = b" \t\n#,=UIDLABE/devnfs_netdevnofail\\040";
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        for round in 0..2000 {
-            let bytes: Vec<u8> = (0..round % 160)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if x % 7 == 0 {
-                        (x >> 8) as u8
-                    } else {
-                        alphabet[(x as usize >> 3) % alphabet.len()]
-                    }
-                })
-                .collect();
-            let text = String::from_utf8_lossy(&bytes);
+        for text in arbitrary_texts(alphabet, 0x2545_f491_4f6c_dd1d, 2000, 160) {
             let entries = parse_fstab(&text);
             let _ = fstab_findings(&entries, &|p: &str| p.len() % 2 == 0);
         }

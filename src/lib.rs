@@ -53,3 +53,5 @@ pub mod services;
 pub mod state;
 pub mod status;
 pub mod synnefo;
+#[cfg(test)]
+mod testing;

@@ -286,16 +286,7 @@ pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn package(name: &str) -> Package {
-        Package {
-            name: name.into(),
-            version: "1".into(),
-            state: "installed".into(),
-            source: name.into(),
-            installed_size_kib: 0,
-        }
-    }
+    use crate::testing::{arbitrary_texts, package};
 
     fn c(v: &str, n: &str) -> (String, String) {
         (v.into(), n.into())
@@ -386,21 +377,7 @@ mod tests {
     #[test]
     fn notice_parsers_survive_arbitrary_input() {
         let alphabet = b"'\"-b-bind=:@/amqp://guest[]#\n 0.1";
-        let mut x: u64 = 0xdead_beef_cafe_f00d;
-        for round in 0..2000 {
-            let bytes: Vec<u8> = (0..round % 120)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if x % 6 == 0 {
-                        (x >> 8) as u8
-                    } else {
-                        alphabet[(x as usize >> 3) % alphabet.len()]
-                    }
-                })
-                .collect();
-            let text = String::from_utf8_lossy(&bytes).into_owned();
+        for text in arbitrary_texts(alphabet, 0xdead_beef_cafe_f00d, 2000, 120) {
             let binds: Vec<(String, String)> = gunicorn_binds(&text)
                 .into_iter()
                 .map(|b| ("f".into(), b))

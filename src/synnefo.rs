@@ -369,6 +369,7 @@ pub fn register_cyclades(root: &Root, config: &Config, phase: &str, step: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::arbitrary_texts;
 
     #[test]
     fn unapplied_migrations_from_the_list() {
@@ -450,28 +451,12 @@ mod tests {
 
     #[test]
     fn south_parser_survives_arbitrary_input() {
-        // A deterministic xorshift stream of bytes biased towards the list's own characters.
         let alphabet = b" ()*\n\t_ab0123\xc3\xa9\r(";
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for round in 0..2000 {
-            let len = round % 200;
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if x % 5 == 0 {
-                        (x >> 8) as u8
-                    } else {
-                        alphabet[(x as usize >> 3) % alphabet.len()]
-                    }
-                })
-                .collect();
-            let text = String::from_utf8_lossy(&bytes);
+        for text in arbitrary_texts(alphabet, 0x9e37_79b9_7f4a_7c15, 2000, 200) {
             for m in parse_south_list(&text) {
                 assert!(!m.name.is_empty() && !m.name.contains(char::is_whitespace));
             }
-            let _ = south_findings(&Ok(text.into_owned()));
+            let _ = south_findings(&Ok(text));
         }
     }
 }

@@ -23,6 +23,9 @@
 //! - [`preflight`]: the findings that decide whether a node may be armed,
 //!   computed from the run's facts.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
+//! - [`boot`]: boot readiness under systemd (fstab, DKMS headers).
+//! - [`notices`]: what is reported, not changed (PostgreSQL clusters, AMQP
+//!   guest, gunicorn behind a remote proxy).
 //! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
@@ -49,6 +52,7 @@ macro_rules! display_as_name {
 
 pub mod apt;
 pub mod backup;
+pub mod boot;
 pub mod changelog;
 pub mod cli;
 pub mod commands;
@@ -60,6 +64,7 @@ pub mod exec;
 pub mod fsx;
 pub mod logging;
 pub mod node;
+pub mod notices;
 pub mod paths;
 pub mod plan;
 pub mod policy_rcd;
@@ -71,15 +76,4 @@ pub mod status;
 pub mod synnefo;
 
 #[cfg(test)]
-pub(crate) mod testing {
-    /// Checks that every variant of `all` prints as its serialized name.
-    pub fn assert_display_is_serde_name<T: serde::Serialize + std::fmt::Display>(all: &[T]) {
-        assert!(!all.is_empty());
-        for v in all {
-            assert_eq!(
-                serde_json::to_value(v).unwrap(),
-                serde_json::Value::String(v.to_string())
-            );
-        }
-    }
-}
+mod testing;

@@ -121,7 +121,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(
+    pub(crate) fn new(
         id: &'static str,
         severity: Severity,
         title: impl Into<String>,
@@ -141,7 +141,7 @@ impl Finding {
         }
     }
 
-    fn inhibitor(
+    pub(crate) fn inhibitor(
         id: &'static str,
         title: impl Into<String>,
         summary: impl Into<String>,
@@ -153,7 +153,7 @@ impl Finding {
         }
     }
 
-    fn commands(mut self, commands: impl IntoIterator<Item = String>) -> Self {
+    pub(crate) fn commands(mut self, commands: impl IntoIterator<Item = String>) -> Self {
         self.remediation.commands = commands.into_iter().collect();
         self
     }
@@ -376,6 +376,9 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         }
     }
     notices(root, config, facts, &mut found);
+    let packages = facts.packages.as_deref().unwrap_or_default();
+    found.extend(crate::boot::findings(root, packages));
+    found.extend(crate::notices::findings(root, packages));
     found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }
@@ -396,6 +399,9 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             "database migrations will run on this node",
             "run them on exactly one node per service (Astakos, Cyclades, Pithos): two nodes migrating one database at once is the hazard the guide warns about",
             "on the other nodes of the same service set [migrations] run = false",
+        ));
+        found.extend(crate::synnefo::south_findings(
+            &crate::synnefo::south_listing(root),
         ));
     }
     for service in ["snf-ganeti-eventd", "snf-dispatcher"] {

@@ -40,6 +40,10 @@ pub struct Report {
     pub dpkg_leftovers: Vec<String>,
     /// gevent and greenlet as installed, against what Synnefo 0.19 needs.
     pub gevent: Vec<Installed>,
+    /// What is reported, not changed (same shape as `check`'s findings):
+    /// PostgreSQL clusters to upgrade, a remote AMQP `guest`, a gunicorn
+    /// proxy on another host.
+    pub notices: Vec<crate::preflight::Finding>,
     /// Where to read the logs.
     pub logs: Vec<String>,
 }
@@ -202,6 +206,10 @@ pub fn report(root: &Root) -> Result<Report> {
         backups,
         dpkg_leftovers,
         gevent: gevent(root),
+        notices: crate::notices::findings(
+            root,
+            &crate::dpkg::present_packages(root).unwrap_or_default(),
+        ),
         services: state.services,
         steps: state.steps,
         logs: vec![
@@ -311,6 +319,18 @@ pub fn render(report: &Report) -> String {
         })
         .collect();
     out.push_str(&format!("gevent/greenlet: {}\n", gevent.join(", ")));
+    if !report.notices.is_empty() {
+        out.push_str("reported, not changed:\n");
+        for n in &report.notices {
+            out.push_str(&format!(
+                "  [{}] {}\n      what to do: {}\n",
+                n.id, n.title, n.remediation.hint
+            ));
+            for c in &n.remediation.commands {
+                out.push_str(&format!("        # {c}\n"));
+            }
+        }
+    }
     out.push_str(&format!("logs: {}\n", report.logs.join(" | ")));
     out
 }

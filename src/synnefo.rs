@@ -80,6 +80,117 @@ pub fn unapplied(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// One migration in South's `migrate --list` output (Synnefo 0.18.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SouthMigration {
+    /// The app label it belongs to (`db`, `im`, ...).
+    pub app: String,
+    /// Its name (`0002_auto__add_field`).
+    pub name: String,
+    /// Marked `(*)`.
+    pub applied: bool,
+}
+
+/// Parses South's `migrate --list`: an app label on a line of its own (South
+/// prints `" " + label`), then one line per migration, `  (*) NAME` when
+/// applied (with ` (applied DATE)` at higher verbosity) and `  ( ) NAME` when
+/// not. Anything else (warnings, blank lines) is skipped; a migration line
+/// before any app label is attributed to `?`. Never panics.
+pub fn parse_south_list(text: &str) -> Vec<SouthMigration> {
+    let mut app: Option<String> = None;
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let (applied, rest) = if let Some(rest) = t.strip_prefix("(*)") {
+            (true, rest)
+        } else if let Some(rest) = t.strip_prefix("( )") {
+            (false, rest)
+        } else {
+            let is_label = !t.is_empty()
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !t.starts_with(|c: char| c.is_ascii_digit());
+            if is_label {
+                app = Some(t.to_string());
+            }
+            continue;
+        };
+        let Some(name) = rest.split_whitespace().next() else {
+            continue;
+        };
+        found.push(SouthMigration {
+            app: app.clone().unwrap_or_else(|| "?".into()),
+            name: name.to_string(),
+            applied,
+        });
+    }
+    found
+}
+
+/// South's `migrate --list` on this node, quietly: its output, or why there is none.
+pub fn south_listing(root: &Root) -> std::result::Result<String, String> {
+    let program = snf_manage(root).map_err(|e| format!("{e:#}"))?;
+    let (status, text) =
+        exec::run_captured(&[&program, "migrate", "--list"]).map_err(|e| format!("{e:#}"))?;
+    if status.success() {
+        Ok(text)
+    } else {
+        let tail: Vec<&str> = text.lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Err(format!(
+            "'snf-manage migrate --list' failed ({status}): {}",
+            tail.join(" / ")
+        ))
+    }
+}
+
+/// The database-readiness findings of a node that will run the migrations:
+/// every South migration of 0.18.1 applied, or an inhibitor naming each one
+/// that is not (0.19's first Django migrations are faked over the schema, so
+/// a schema behind 0.18.1's stays behind); a listing that cannot be had is a
+/// warning, never silence.
+pub fn south_findings(
+    listing: &std::result::Result<String, String>,
+) -> Vec<crate::preflight::Finding> {
+    use crate::preflight::{Finding, Severity};
+    let unknown = |why: String| {
+        vec![Finding::new(
+            "south-migrations-unknown",
+            Severity::Medium,
+            "whether 0.18.1's South migrations are all applied is unknown",
+            why,
+            "run 'snf-manage migrate --list' and apply what is marked '( )' before arming",
+        )]
+    };
+    let text = match listing {
+        Err(why) => return unknown(why.clone()),
+        Ok(text) => text,
+    };
+    let migrations = parse_south_list(text);
+    if migrations.is_empty() {
+        return unknown("'snf-manage migrate --list' listed no South migration".into());
+    }
+    let pending: Vec<&SouthMigration> = migrations.iter().filter(|m| !m.applied).collect();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let mut apps: Vec<&str> = pending.iter().map(|m| m.app.as_str()).collect();
+    apps.dedup();
+    vec![Finding::inhibitor(
+        "south-migrations-pending",
+        format!("{} South migration(s) of 0.18.1 are not applied", pending.len()),
+        format!(
+            "not applied: {}; 0.19 replaces South with Django migrations whose initial ones are faked over the existing schema, so it must be 0.18.1's whole",
+            pending
+                .iter()
+                .map(|m| format!("{} {}", m.app, m.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "apply them on 0.18.1 first (on this node, the one that runs the migrations), then check again",
+    )
+    .commands(apps.iter().map(|a| format!("snf-manage migrate {a}")))]
+}
+
 /// On a node that does not migrate: waits until another node has applied
 /// every migration, for up to `wait_seconds`.
 pub fn wait_for_migrations(
@@ -273,6 +384,7 @@ pub fn register_cyclades(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::arbitrary_texts;
 
     #[test]
     fn unapplied_migrations_from_the_list() {
@@ -287,5 +399,79 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(unapplied(&lines), ["[ ] 0002_ipaddresshistory"]);
+    }
+
+    /// South's own layout (south/management/commands/migrate.py, its tutorial).
+    const SOUTH_LIST: &str = " db\n  (*) 0001_initial\n  (*) 0002_auto__add_field_virtualmachine_task\n  ( ) 0003_auto__add_ipaddresshistory\n\n im\n  (*) 0001_initial  (applied 2016-03-01 10:00:00)\n  ( ) 0002_auto\n\n";
+
+    #[test]
+    fn south_list_parsed_by_app_with_applied_marks() {
+        let parsed = parse_south_list(SOUTH_LIST);
+        let got: Vec<(String, String, bool)> = parsed
+            .iter()
+            .map(|m| (m.app.clone(), m.name.clone(), m.applied))
+            .collect();
+        let want = [
+            ("db", "0001_initial", true),
+            ("db", "0002_auto__add_field_virtualmachine_task", true),
+            ("db", "0003_auto__add_ipaddresshistory", false),
+            ("im", "0001_initial", true),
+            ("im", "0002_auto", false),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(a, n, x)| (a.to_string(), n.to_string(), *x))
+                .collect::<Vec<_>>()
+        );
+        // Warnings before the list are not app labels.
+        let noisy = format!("/usr/lib/python2.7/dist-packages/x.py:1: DeprecationWarning: y\n  import z\n{SOUTH_LIST}");
+        assert_eq!(parse_south_list(&noisy), parsed);
+    }
+
+    #[test]
+    fn pending_south_migrations_inhibit_naming_app_and_migration() {
+        let found = south_findings(&Ok(SOUTH_LIST.into()));
+        assert_eq!(found.len(), 1);
+        let f = &found[0];
+        assert_eq!(f.id, "south-migrations-pending");
+        assert!(f.inhibitor);
+        assert!(
+            f.summary.contains("db 0003_auto__add_ipaddresshistory"),
+            "{}",
+            f.summary
+        );
+        assert!(f.summary.contains("im 0002_auto"), "{}", f.summary);
+        assert_eq!(
+            f.remediation.commands,
+            ["snf-manage migrate db", "snf-manage migrate im"]
+        );
+
+        let all_applied = SOUTH_LIST.replace("( )", "(*)");
+        assert!(south_findings(&Ok(all_applied)).is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_south_list_is_a_warning_not_silence() {
+        for listing in [
+            Err("command 'snf-manage' not found".to_string()),
+            Ok("Operations to perform: ...\n".to_string()),
+        ] {
+            let found = south_findings(&listing);
+            assert_eq!(found.len(), 1, "{listing:?}");
+            assert_eq!(found[0].id, "south-migrations-unknown");
+            assert!(!found[0].inhibitor);
+        }
+    }
+
+    #[test]
+    fn south_parser_survives_arbitrary_input() {
+        let alphabet = b" ()*\n\t_ab0123\xc3\xa9\r(";
+        for text in arbitrary_texts(alphabet, 0x9e37_79b9_7f4a_7c15, 2000, 200) {
+            for m in parse_south_list(&text) {
+                assert!(!m.name.is_empty() && !m.name.contains(char::is_whitespace));
+            }
+            let _ = south_findings(&Ok(text));
+        }
     }
 }

@@ -435,3 +435,184 @@ fn conversion_problems_surface_before_arming() {
         "{finding}"
     );
 }
+
+fn finding<'a>(json: &'a Value, id: &str) -> &'a Value {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {json:#}"))
+}
+
+#[test]
+fn inhibitor_south_migrations_pending_on_the_migrating_node_only() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "all applied: {json:#}");
+    assert!(!ids(&json, false).iter().any(|i| i.starts_with("south-")));
+
+    node.write(
+        "/var/lib/fake-south/list",
+        " db\n  (*) 0001_initial\n  ( ) 0002_auto__add_ipaddresshistory\n\n logic\n  (*) 0001_initial\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "south-migrations-pending");
+    let f = finding(&json, "south-migrations-pending");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("db 0002_auto__add_ipaddresshistory"),
+        "{f}"
+    );
+    assert_eq!(f["remediation"]["commands"][0], "snf-manage migrate db");
+
+    // A node that does not run the migrations does not ask.
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[migrations]\nrun = false\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+}
+
+#[test]
+fn south_list_that_cannot_be_had_is_a_warning() {
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
+    node.write(
+        "/usr/bin/snf-manage",
+        "#!/bin/sh\necho 'OperationalError: could not connect to server' >&2\nexit 1\n",
+        0o755,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let f = finding(&json, "south-migrations-unknown");
+    assert_eq!(f["inhibitor"], false);
+    assert!(
+        f["summary"].as_str().unwrap().contains("could not connect"),
+        "{f}"
+    );
+}
+
+#[test]
+fn inhibitor_fstab_device_missing_or_network_mount_systemd_cannot_recognise() {
+    let node = Node::wheezy();
+    node.write("/dev/disk/by-uuid/1111-aaaa", "", 0o644);
+    node.write(
+        "/etc/fstab",
+        "UUID=1111-aaaa / ext4 errors=remount-ro 0 1\nUUID=2222-bbbb /srv ext4 defaults,nofail 0 2\nnas:/export /mnt/nfs nfs defaults 0 0\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert!(ids(&json, false).contains(&"fstab-netdev".to_string()));
+
+    node.write(
+        "/etc/fstab",
+        "UUID=1111-aaaa / ext4 errors=remount-ro 0 1\n/dev/sdb2 none swap sw 0 0\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "fstab-device-missing");
+    assert!(finding(&json, "fstab-device-missing")["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("/etc/fstab:2:"));
+
+    node.write(
+        "/etc/fstab",
+        "gluster1:/vol /srv/images fuse.glusterfs defaults 0 0\n",
+        0o644,
+    );
+    inhibited_by(&node, "fstab-network-unrecognised");
+}
+
+#[test]
+fn dkms_module_without_the_new_kernels_headers_is_reported() {
+    let mut node = Node::wheezy();
+    node.package("ganeti", "2.12.4-1~bpo70+1", None);
+    node.package("linux-image-amd64", "3.2+46", None);
+    node.package("linux-headers-3.2.0-4-amd64", "3.2.96-2", None);
+    std::fs::create_dir_all(node.path("/var/lib/dkms/blktap/2.0.91")).unwrap();
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let f = finding(&json, "dkms-headers");
+    assert!(f["title"].as_str().unwrap().contains("blktap"), "{f}");
+    assert_eq!(
+        f["remediation"]["commands"][0],
+        "apt-get install linux-headers-amd64"
+    );
+    node.package("linux-headers-amd64", "3.2+46", None);
+    let (_, json) = check(&node);
+    assert!(!ids(&json, false).contains(&"dkms-headers".to_string()));
+}
+
+#[test]
+fn reported_not_changed_postgresql_amqp_guest_gunicorn_proxy() {
+    let mut node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.package("postgresql-9.1", "9.1.24lts2-0+deb7u1", None);
+    node.write(
+        "/etc/postgresql/9.1/main/postgresql.conf",
+        "port = 5432\n",
+        0o644,
+    );
+    node.write(
+        "/etc/postgresql/9.4/main/postgresql.conf",
+        "port = 5433\n",
+        0o644,
+    );
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-queues.conf",
+        "AMQP_HOSTS = [\"amqp://guest:guest@mq.example.org:5672\"]\n",
+        0o640,
+    );
+    node.write(
+        "/etc/gunicorn.d/synnefo",
+        "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': (\n   '--bind=0.0.0.0:8080',\n   '--workers=8',\n ),\n}\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "notices only: {json:#}");
+    let pg = finding(&json, "postgresql-clusters");
+    assert_eq!(pg["inhibitor"], false);
+    assert_eq!(
+        pg["remediation"]["commands"],
+        serde_json::json!([
+            "pg_dropcluster --stop 9.4 main",
+            "pg_upgradecluster 9.1 main"
+        ])
+    );
+    assert!(finding(&json, "amqp-remote-guest")["title"]
+        .as_str()
+        .unwrap()
+        .contains("mq.example.org"));
+    assert!(finding(&json, "gunicorn-forwarded-ips")["title"]
+        .as_str()
+        .unwrap()
+        .contains("0.0.0.0:8080"));
+
+    // status says the same, after the upgrade as before it.
+    let status: Value = serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    let noticed: Vec<&str> = status["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        noticed,
+        [
+            "postgresql-clusters",
+            "amqp-remote-guest",
+            "gunicorn-forwarded-ips"
+        ]
+    );
+    let text = String::from_utf8_lossy(&node.ok(&["status"]).stdout).to_string();
+    assert!(text.contains("# pg_upgradecluster 9.1 main"), "{text}");
+
+    // With Apache on this host, the proxy is local: no gunicorn notice.
+    node.package("apache2", "2.2.22-13+deb7u13", None);
+    let (_, json) = check(&node);
+    assert!(!ids(&json, false).contains(&"gunicorn-forwarded-ips".to_string()));
+}

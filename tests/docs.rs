@@ -57,3 +57,45 @@ fn cited_design_sections_exist() {
         "no citation found: is the walk looking in the right place?"
     );
 }
+
+/// Every finding id that a `Finding` constructor in src/ is given as a
+/// literal is documented in docs/json.md (a contract for fleet tooling).
+#[test]
+fn json_doc_lists_every_literal_finding_id() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let doc = include_str!("../docs/json.md");
+    let mut texts = Vec::new();
+    sources(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut texts,
+    );
+    let mut ids = Vec::new();
+    for text in &texts {
+        for ctor in ["Finding::new(", "Finding::inhibitor("] {
+            for (at, _) in text.match_indices(ctor) {
+                let rest = text[at + ctor.len()..].trim_start();
+                if let Some(literal) = rest.strip_prefix('"') {
+                    if let Some(end) = literal.find('"') {
+                        ids.push(literal[..end].to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(ids.len() > 20, "the scan finds the constructors: {ids:?}");
+    for id in ids {
+        assert!(
+            doc.contains(&format!("`{id}`")),
+            "docs/json.md should list the finding id `{id}`"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use synnefo_upgrade::convert::webserver::{self, Server};
 use synnefo_upgrade::convert::{self, gunicorn, Change, Loaded};
 use synnefo_upgrade::error::{exit_code, EXIT_BAD_INPUT};
 use synnefo_upgrade::fsx::Root;
-use synnefo_upgrade::{apt, changelog, config, dpkg, policy_rcd};
+use synnefo_upgrade::{apt, boot, changelog, config, dpkg, notices, policy_rcd, synnefo};
 
 /// Runs the parsers over arbitrary `data` and panics when an invariant breaks
 /// (the `settings_parser` target and the stable loop in `tests/convert_fuzz.rs`
@@ -77,6 +77,7 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("changelog", changelog),
     ("policy_rcd_args", policy_rcd_args),
     ("config_toml", config_toml),
+    ("preflight_parsers", preflight_parsers),
 ];
 
 /// A scratch node root, removed when dropped (also when a property panics).
@@ -472,4 +473,112 @@ pub fn config_toml(data: &[u8]) {
     assert_eq!(ok(&main), ok(&both), "merged with itself");
     assert_eq!(main.is_ok(), dropin.is_ok());
     assert_eq!(main.is_ok(), both.is_ok());
+}
+
+/// The read-only parsers behind preflight's boot, database and notice
+/// findings, on UTF-8 input (lossy): South's `migrate --list` parses to
+/// migrations with a one-word name, and rendering them in South's format
+/// parses back to the same; fstab entries have non-empty, whitespace-free
+/// fields on ascending lines and survive a render and re-parse; with every
+/// path present no device is missing, and with none present every missing
+/// device inhibits; gunicorn binds and AMQP URLs never panic, and a notice
+/// names what it found.
+pub fn preflight_parsers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+
+    let migrations = synnefo::parse_south_list(&text);
+    let marked = text
+        .lines()
+        .filter(|l| {
+            let t = l.trim();
+            t.starts_with("(*)") || t.starts_with("( )")
+        })
+        .count();
+    assert!(migrations.len() <= marked, "one migration per marked line");
+    let mut rendered = String::new();
+    let mut app = None;
+    for m in &migrations {
+        assert!(
+            !m.name.is_empty() && !m.name.contains(char::is_whitespace),
+            "{m:?}"
+        );
+        if app != Some(&m.app) {
+            rendered.push_str(&format!(" {}\n", m.app));
+            app = Some(&m.app);
+        }
+        rendered.push_str(&format!(
+            "  ({}) {}\n",
+            if m.applied { '*' } else { ' ' },
+            m.name
+        ));
+    }
+    assert_eq!(
+        synnefo::parse_south_list(&rendered),
+        migrations,
+        "South render and re-parse"
+    );
+    let pending = migrations.iter().any(|m| !m.applied);
+    let found = synnefo::south_findings(&Ok(text.to_string()));
+    assert_eq!(
+        found.iter().any(|f| f.inhibitor),
+        pending,
+        "inhibits exactly when one is pending"
+    );
+
+    let entries = boot::parse_fstab(&text);
+    assert!(
+        entries.windows(2).all(|w| w[0].line < w[1].line),
+        "ascending lines"
+    );
+    let mut rendered = String::new();
+    for e in &entries {
+        for field in [&e.spec, &e.file, &e.vfstype] {
+            assert!(
+                !field.is_empty() && !field.contains(char::is_whitespace) && !field.contains('#')
+            );
+        }
+        rendered.push_str(&format!(
+            "{} {} {} {}\n",
+            e.spec,
+            e.file,
+            e.vfstype,
+            e.options.join(",")
+        ));
+    }
+    let reparsed: Vec<_> = boot::parse_fstab(&rendered)
+        .into_iter()
+        .map(|e| (e.spec, e.file, e.vfstype, e.options))
+        .collect();
+    let original: Vec<_> = entries
+        .iter()
+        .cloned()
+        .map(|e| (e.spec, e.file, e.vfstype, e.options))
+        .collect();
+    assert_eq!(reparsed, original, "fstab render and re-parse");
+    let all = boot::fstab_findings(&entries, &|_| true);
+    assert!(all.iter().all(|f| f.id != "fstab-device-missing"));
+    let none = boot::fstab_findings(&entries, &|_| false);
+    for f in &none {
+        assert!(
+            f.id.starts_with("fstab-") && f.title.starts_with("/etc/fstab:"),
+            "{f:?}"
+        );
+        if f.id == "fstab-device-missing" {
+            assert!(f.inhibitor);
+        }
+    }
+
+    let binds = notices::gunicorn_binds(&text);
+    let named: Vec<(String, String)> = binds
+        .iter()
+        .map(|b| ("/etc/gunicorn.d/f".into(), b.clone()))
+        .collect();
+    for f in notices::gunicorn_findings(&named, false) {
+        assert!(binds.iter().any(|b| f.title.contains(b.as_str())), "{f:?}");
+    }
+    let urls: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    for url in &urls {
+        let _ = notices::amqp_user_host(url);
+    }
+    assert!(notices::amqp_findings(&urls).len() <= 1);
 }

@@ -26,6 +26,14 @@ pub const GRNET_LIST: &str = "deb [trusted=yes] http://apt.dev.grnet.gr wheezy/\
 /// Where the fake commands record their calls.
 pub const CALLS: &str = "/var/log/snf-manage.calls";
 
+/// The fake `snf-manage`'s answer to `migrate --list` (a read-only query, as
+/// check runs it; not recorded): South's format (0.18.1) from
+/// /var/lib/fake-south/list when the test wrote one, else every migration applied.
+const SOUTH_LIST: &str = "if [ \"$*\" = \"migrate --list\" ]; then\n\
+  if [ -f \"$root/var/lib/fake-south/list\" ]; then cat \"$root/var/lib/fake-south/list\"; exit 0; fi\n\
+  printf ' db\\n  (*) 0001_initial\\n  (*) 0002_auto__add_ipaddresshistory\\n\\n im\\n  (*) 0001_initial\\n\\n'; exit 0\n\
+fi\n";
+
 /// A fixture node.
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -57,7 +65,7 @@ impl Node {
         node.write("/etc/init.d/archipelago", "#!/bin/sh\nexit 0\n", 0o755);
         node.write("/etc/apt/sources.list", SOURCES_LIST, 0o644);
         node.write("/etc/apt/sources.list.d/grnet.list", GRNET_LIST, 0o640);
-        node.fake_snf_manage(
+        node.fake_south_snf_manage(
             "echo \"Operations to perform: ...\"\necho \"Running migrations: OK\" >&2\n",
         );
         fs::create_dir_all(node.path("/var/log")).unwrap();
@@ -93,7 +101,22 @@ impl Node {
 
     /// The fake `snf-manage`: records its arguments in [`Node::calls`], then runs `body`.
     pub fn fake_snf_manage(&self, body: &str) {
-        self.fake_command("/usr/bin/snf-manage", "", body);
+        self.fake_snf_manage_after("", body);
+    }
+
+    /// The default node's fake `snf-manage`: 0.18.1's, which answers `migrate
+    /// --list` the South way (see [`SOUTH_LIST`]); any other call is recorded
+    /// in [`Node::calls`], then runs `body`.
+    pub fn fake_south_snf_manage(&self, body: &str) {
+        self.fake_snf_manage_after(SOUTH_LIST, body);
+    }
+
+    fn fake_snf_manage_after(&self, first: &str, body: &str) {
+        self.write(
+            "/usr/bin/snf-manage",
+            &format!("#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\n{first}echo \"$*\" >> \"$root{CALLS}\"\n{body}"),
+            0o755,
+        );
     }
 
     /// The calls the fake commands recorded, one line each.

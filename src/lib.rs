@@ -17,6 +17,7 @@
 //! - [`preflight`]: the findings that decide whether a node may be armed.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
 //! - [`backup`]: database dump and configuration tarball before migrations.
+//! - [`dbguard`]: no other client of the Synnefo databases before migrating.
 //! - [`apt`]: the APT sources rewrite.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod convert;
+pub mod dbguard;
 pub mod dpkg;
 pub mod error;
 pub mod exec;

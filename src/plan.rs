@@ -457,7 +457,9 @@ impl Step for Migrate {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<String> {
         if ctx.config.migrations.run {
+            let quiet = crate::dbguard::ensure_quiet(&ctx.root, &ctx.config)?;
             synnefo::migrate(&ctx.root, &ctx.config, PhaseKind::Finish.name(), self.id())
+                .map(|done| format!("{quiet}; {done}"))
         } else {
             synnefo::wait_for_migrations(
                 &ctx.root,

@@ -1,0 +1,183 @@
+//! The database guard of `finish` on the migrating node: a fake `psql` inside
+//! the fixture tree shows another client of the Synnefo databases for a
+//! number of polls (or always); the fake `snf-manage` records whether
+//! `migrate` ran.
+
+mod common;
+
+use common::Node;
+use std::fs;
+
+const SETTINGS: &str = "DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'synnefo', 'PASSWORD': 's3cret', 'HOST': '10.0.0.1', 'PORT': '5432'}}\n";
+const PITHOS: &str =
+    "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://synnefo:s3cret@10.0.0.1:5432/snf_pithos'\n";
+
+/// Prints one client row (unit-separated, as `psql -A -t -F` would) while
+/// `/var/lib/fake-pg/polls-with-client` says so: a count, or `always`.
+const FAKE_PSQL: &str = r#"#!/bin/sh
+root="$(dirname "$0")/../.."
+echo "$* PGPASSWORD=$PGPASSWORD" >> "$root/var/log/psql.calls"
+case "$*" in *server_version_num*) echo 90400; exit 0;; esac
+n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
+if [ "$n" = always ] || [ "$n" -gt 0 ]; then
+  [ "$n" = always ] || echo $((n - 1)) > "$root/var/lib/fake-pg/polls-with-client"
+  printf '10.0.0.7\037\037gunicorn\037synnefo\037snf_apps\0372026-12-01 22:00:00+00\n'
+fi
+"#;
+
+/// A migrating node on PostgreSQL with the fake psql, armed and dist-upgraded.
+fn node(polls_with_client: &str, dropin: &str) -> Node {
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", SETTINGS, 0o640);
+    node.write("/etc/synnefo/20-snf-pithos-backend.conf", PITHOS, 0o640);
+    node.write("/usr/bin/psql", FAKE_PSQL, 0o755);
+    node.write("/var/lib/fake-pg/polls-with-client", polls_with_client, 0o644);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        &format!("[backups]\nenabled = false\n{dropin}"),
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node
+}
+
+fn read(node: &Node, abs: &str) -> String {
+    fs::read_to_string(node.path(abs)).unwrap_or_default()
+}
+
+fn migrate_step(node: &Node) -> serde_json::Value {
+    node.state_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "migrate" && s["phase"] == "finish")
+        .unwrap()
+        .clone()
+}
+
+fn masked(node: &Node, unit: &str) -> bool {
+    fs::read_link(node.path(&format!("/etc/systemd/system/{unit}")))
+        .is_ok_and(|target| target.to_str() == Some("/dev/null"))
+}
+
+#[test]
+fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
+    let node = node("2", "[migrations]\nquiet_period_secs = 10\n");
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("no other client of snf_apps, snf_pithos after 2s (left: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps"),
+        "{message}"
+    );
+    assert!(message.contains("database migrations applied"), "{message}");
+    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    let calls = read(&node, "/var/log/psql.calls");
+    let lines: Vec<&str> = calls.lines().collect();
+    // The version once, then polls until the client is gone: one server for both databases.
+    assert_eq!(lines.len(), 4, "{calls}");
+    assert!(lines[0].contains("server_version_num"), "{calls}");
+    for line in &lines {
+        assert!(
+            line.starts_with("-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -c "),
+            "{line}"
+        );
+        // The password only in the environment.
+        let (argv, env) = line.rsplit_once(" PGPASSWORD=").unwrap();
+        assert_eq!(env, "s3cret");
+        assert!(!argv.contains("s3cret"), "{line}");
+    }
+    assert!(
+        lines[1].contains("datname = ANY(ARRAY['snf_apps', 'snf_pithos'])")
+            && lines[1].contains(" pid <> pg_backend_pid()"),
+        "{calls}"
+    );
+}
+
+#[test]
+fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
+    let node = node("always", "[migrations]\nquiet_period_secs = 2\n");
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1), "a step failure");
+    let step = migrate_step(&node);
+    assert_eq!(step["status"], "failed");
+    let message = step["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 other client(s) still connected to snf_apps, snf_pithos after 2s, not migrating: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps"),
+        "{message}"
+    );
+    assert!(
+        message.contains("stop gunicorn and every Synnefo service on all other hosts")
+            && message.contains("then 'systemctl restart synnefo-upgrade-finish'"),
+        "{message}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.7"));
+    assert!(
+        !read(&node, "/var/log/snf-manage.calls").contains("migrate"),
+        "{}",
+        read(&node, "/var/log/snf-manage.calls")
+    );
+    // It waited the quiet period, polling: the version, then 3 polls (0 s, 1 s, 2 s).
+    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 4);
+    assert_eq!(node.state_json()["phase"], "finishing");
+    assert!(masked(&node, "gunicorn.service"));
+
+    // The other host is armed: the restart resumes at migrate and completes.
+    node.write("/var/lib/fake-pg/polls-with-client", "0", 0o644);
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    assert!(migrate_step(&node)["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("no other client of snf_apps, snf_pithos; database migrations applied"));
+    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    assert!(!masked(&node, "gunicorn.service"));
+}
+
+#[test]
+fn the_switch_turns_the_guard_off() {
+    let node = node(
+        "always",
+        "[migrations]\nrequire_quiet_database = false\nquiet_period_secs = 2\n",
+    );
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    assert!(migrate_step(&node)["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("database guard off ([migrations] require_quiet_database = false); database migrations applied"));
+    assert_eq!(read(&node, "/var/log/psql.calls"), "");
+    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+}
+
+#[test]
+fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
+    // PostgreSQL settings, no psql in the node: skipped, migrate runs.
+    let node = node("always", "");
+    fs::remove_file(node.path("/usr/bin/psql")).unwrap();
+    node.ok(&["finish"]);
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("database guard skipped: no psql on this node (install postgresql-client"),
+        "{message}"
+    );
+    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+
+    // SQLite: nothing to ask, psql present or not.
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/srv/snf.sqlite'}}\n", 0o640);
+    node.write("/srv/snf.sqlite", "SQLite format 3\0fake", 0o600);
+    node.write("/usr/bin/psql", FAKE_PSQL, 0o755);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with(
+            "database guard skipped: no PostgreSQL database (not checked: SQLite /srv/snf.sqlite)"
+        ),
+        "{message}"
+    );
+    assert_eq!(read(&node, "/var/log/psql.calls"), "");
+}

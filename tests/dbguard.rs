@@ -28,10 +28,18 @@ fi
 /// A migrating node on PostgreSQL with the fake psql, armed and dist-upgraded.
 fn node(polls_with_client: &str, dropin: &str) -> Node {
     let node = Node::wheezy();
-    node.write("/etc/synnefo/10-snf-webproject-database.conf", SETTINGS, 0o640);
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        SETTINGS,
+        0o640,
+    );
     node.write("/etc/synnefo/20-snf-pithos-backend.conf", PITHOS, 0o640);
     node.write("/usr/bin/psql", FAKE_PSQL, 0o755);
-    node.write("/var/lib/fake-pg/polls-with-client", polls_with_client, 0o644);
+    node.write(
+        "/var/lib/fake-pg/polls-with-client",
+        polls_with_client,
+        0o644,
+    );
     node.write(
         "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
         &format!("[backups]\nenabled = false\n{dropin}"),
@@ -80,7 +88,9 @@ fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
     assert!(lines[0].contains("server_version_num"), "{calls}");
     for line in &lines {
         assert!(
-            line.starts_with("-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -c "),
+            line.starts_with(
+                "-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -c "
+            ),
             "{line}"
         );
         // The password only in the environment.
@@ -159,7 +169,8 @@ fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
     node.ok(&["finish"]);
     let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
     assert!(
-        message.starts_with("database guard skipped: no psql on this node (install postgresql-client"),
+        message
+            .starts_with("database guard skipped: no psql on this node (install postgresql-client"),
         "{message}"
     );
     assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
@@ -180,4 +191,197 @@ fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
         "{message}"
     );
     assert_eq!(read(&node, "/var/log/psql.calls"), "");
+}
+
+/// A throwaway PostgreSQL server (the machine's own binaries) on 127.0.0.1,
+/// run as `postgres` when we are root; stopped on drop.
+struct Server {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn as_postgres(&self, program: &str) -> std::process::Command {
+        let program = self.bin.join(program);
+        if nix::unistd::Uid::effective().is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    fn start() -> Server {
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)",
+            )
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").is_file())
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+            std::os::unix::fs::chown(dir.path(), Some(pg.uid.as_raw()), Some(pg.gid.as_raw()))
+                .unwrap();
+        }
+        let server = Server {
+            dir,
+            bin,
+            port: 54329,
+        };
+        let data = server.dir.path().join("data");
+        let ok = server
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            server.port,
+            server.dir.path().display()
+        );
+        let ok = server
+            .as_postgres("pg_ctl")
+            .args(["-w", "-l"])
+            .arg(server.dir.path().join("log"))
+            .args(["-o", &options, "-D"])
+            .arg(&data)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        for db in ["snf_apps", "snf_pithos"] {
+            server.sql(&format!("CREATE DATABASE {db}"));
+        }
+        server
+    }
+
+    fn psql(&self, db: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(self.bin.join("psql"));
+        c.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db]);
+        c
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        let out = self.psql("postgres").args(["-c", sql]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// The guard's query against a real server: run by hand where PostgreSQL is
+/// installed (`cargo test --test dbguard -- --ignored`). An idle client of
+/// snf_pithos (as gunicorn keeps one) stops finish; its server's own
+/// background processes and our psql do not count; once it left, finish completes.
+#[test]
+#[ignore = "needs a PostgreSQL server installation (apt-get install postgresql)"]
+fn real_postgresql_other_client_then_none() {
+    let server = Server::start();
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        &format!("DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'postgres', 'PASSWORD': '', 'HOST': '127.0.0.1', 'PORT': '{}'}}}}\n", server.port),
+        0o640,
+    );
+    node.write(
+        "/etc/synnefo/20-snf-pithos-backend.conf",
+        &format!(
+            "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://postgres@127.0.0.1:{}/snf_pithos'\n",
+            server.port
+        ),
+        0o640,
+    );
+    node.link(server.bin.join("psql").to_str().unwrap(), "/usr/bin/psql");
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+
+    // An idle client, connected until its stdin closes.
+    let mut client = server
+        .psql("snf_pithos")
+        .env("PGAPPNAME", "gunicorn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"SELECT 1;\n")
+        .unwrap();
+    let connected = || {
+        server
+            .sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gunicorn'")
+            .trim()
+            == "1"
+    };
+    for _ in 0..50 {
+        if connected() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(connected());
+
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("1 other client(s) still connected to snf_apps, snf_pithos after 2s, not migrating: 127.0.0.1 (application 'gunicorn', user postgres, database snf_pithos, connected since "),
+        "{message}"
+    );
+    assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+
+    drop(client.stdin.take());
+    client.wait().unwrap();
+    node.ok(&["finish"]);
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("no other client of snf_apps, snf_pithos"),
+        "{message}"
+    );
+    assert_eq!(node.state_json()["phase"], "done");
+    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
 }

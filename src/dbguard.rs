@@ -7,7 +7,9 @@
 //! PostgreSQL's `pg_stat_activity` is read with their credentials through the
 //! node's own `psql` (the password in `PGPASSWORD`, never on a command line).
 //! Other clients get `[migrations] quiet_period_secs` to leave (polled every
-//! second); any still there fails the step before migrating. SQLite databases
+//! second); any still there fails the step before migrating. A server not
+//! reachable yet is retried like `migrate` (`retry_seconds`); any other `psql`
+//! failure fails the step (fail closed). SQLite databases
 //! and a node without `psql` are skipped with the reason in the outcome.
 
 use anyhow::{bail, Context, Result};
@@ -17,6 +19,7 @@ use crate::backup::{self, Postgres, Target};
 use crate::config::Config;
 use crate::exec;
 use crate::fsx::Root;
+use crate::synnefo;
 
 /// psql's field separator in our output (ASCII unit separator: in no name).
 const SEP: char = '\u{1f}';
@@ -256,13 +259,25 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
         return Ok(notice);
     };
     let program = program.to_string_lossy().into_owned();
+    // First contact: retried while the server is not reachable yet (as migrate is).
+    let deadline = Instant::now() + Duration::from_secs(config.migrations.retry_seconds);
     let mut sqls = Vec::new();
     for server in &servers {
-        let version = psql(
-            &program,
-            &server.conn,
-            "SELECT current_setting('server_version_num')",
-        )?;
+        let version = loop {
+            let sql = "SELECT current_setting('server_version_num')";
+            match psql(&program, &server.conn, sql) {
+                Err(err)
+                    if Instant::now() < deadline
+                        && synnefo::UNREACHABLE
+                            .iter()
+                            .any(|u| format!("{err:#}").contains(u)) =>
+                {
+                    log::warn!("database guard: {err:#}; retrying");
+                    std::thread::sleep(synnefo::pause());
+                }
+                other => break other?,
+            }
+        };
         sqls.push(query(&server.names, pid_column(&version)?));
     }
     let mut clients = || -> Result<Vec<Client>> {

@@ -17,6 +17,10 @@ const PITHOS: &str =
 const FAKE_PSQL: &str = r#"#!/bin/sh
 root="$(dirname "$0")/../.."
 echo "$* PGPASSWORD=$PGPASSWORD" >> "$root/var/log/psql.calls"
+if [ -e "$root/var/lib/fake-pg/starting" ]; then
+  rm "$root/var/lib/fake-pg/starting"
+  echo 'psql: could not connect to server: Connection refused' >&2; exit 2
+fi
 case "$*" in *server_version_num*) echo 90400; exit 0;; esac
 n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
 if [ "$n" = always ] || [ "$n" -gt 0 ]; then
@@ -26,7 +30,7 @@ fi
 "#;
 
 /// A migrating node on PostgreSQL with the fake psql, armed and dist-upgraded.
-fn node(polls_with_client: &str, dropin: &str) -> Node {
+fn migrating(polls_with_client: &str, dropin: &str) -> Node {
     let node = Node::wheezy();
     node.write(
         "/etc/synnefo/10-snf-webproject-database.conf",
@@ -64,6 +68,18 @@ fn migrate_step(node: &Node) -> serde_json::Value {
         .clone()
 }
 
+/// Runs finish to `done`; the migrate step's outcome starts with `guard`,
+/// then `snf-manage migrate` ran. Returns that outcome.
+fn finishes_after(node: &Node, guard: &str) -> String {
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    let message = migrate_step(node)["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with(guard), "{message}");
+    assert!(message.contains("database migrations applied"), "{message}");
+    assert!(read(node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    message
+}
+
 fn masked(node: &Node, unit: &str) -> bool {
     fs::read_link(node.path(&format!("/etc/systemd/system/{unit}")))
         .is_ok_and(|target| target.to_str() == Some("/dev/null"))
@@ -71,16 +87,8 @@ fn masked(node: &Node, unit: &str) -> bool {
 
 #[test]
 fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
-    let node = node("2", "[migrations]\nquiet_period_secs = 10\n");
-    node.ok(&["finish"]);
-    assert_eq!(node.state_json()["phase"], "done");
-    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
-    assert!(
-        message.starts_with("no other client of snf_apps, snf_pithos after 2s (left: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps"),
-        "{message}"
-    );
-    assert!(message.contains("database migrations applied"), "{message}");
-    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    let node = migrating("2", "[migrations]\nquiet_period_secs = 10\n");
+    finishes_after(&node, "no other client of snf_apps, snf_pithos after 2s (left: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps");
     let calls = read(&node, "/var/log/psql.calls");
     let lines: Vec<&str> = calls.lines().collect();
     // The version once, then polls until the client is gone: one server for both databases.
@@ -107,7 +115,7 @@ fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
 
 #[test]
 fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
-    let node = node("always", "[migrations]\nquiet_period_secs = 2\n");
+    let node = migrating("always", "[migrations]\nquiet_period_secs = 2\n");
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1), "a step failure");
     let step = migrate_step(&node);
@@ -135,45 +143,63 @@ fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
 
     // The other host is armed: the restart resumes at migrate and completes.
     node.write("/var/lib/fake-pg/polls-with-client", "0", 0o644);
-    node.ok(&["finish"]);
-    assert_eq!(node.state_json()["phase"], "done");
-    assert!(migrate_step(&node)["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("no other client of snf_apps, snf_pithos; database migrations applied"));
-    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
     assert!(!masked(&node, "gunicorn.service"));
 }
 
 #[test]
-fn the_switch_turns_the_guard_off() {
-    let node = node(
-        "always",
-        "[migrations]\nrequire_quiet_database = false\nquiet_period_secs = 2\n",
+fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
+    let node = migrating("0", "");
+    node.write("/var/lib/fake-pg/starting", "", 0o644);
+    let out = node.run(&["finish"], &[("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    node.ok(&["finish"]);
-    assert_eq!(node.state_json()["phase"], "done");
     assert!(migrate_step(&node)["message"]
         .as_str()
         .unwrap()
-        .starts_with("database guard off ([migrations] require_quiet_database = false); database migrations applied"));
+        .starts_with("no other client of snf_apps, snf_pithos; "));
+    // The refused attempt, then the version and one poll.
+    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 3);
+
+    // Any other psql failure: the step fails, nothing migrated.
+    let node = migrating("0", "");
+    node.write("/usr/bin/psql", "#!/bin/sh\necho 'psql: FATAL:  password authentication failed for user \"synnefo\"' >&2\nexit 2\n", 0o755);
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("'psql' on database snf_apps at 10.0.0.1 failed")
+            && message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+}
+
+#[test]
+fn the_switch_turns_the_guard_off() {
+    let node = migrating(
+        "always",
+        "[migrations]\nrequire_quiet_database = false\nquiet_period_secs = 2\n",
+    );
+    finishes_after(
+        &node,
+        "database guard off ([migrations] require_quiet_database = false); ",
+    );
     assert_eq!(read(&node, "/var/log/psql.calls"), "");
-    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
 }
 
 #[test]
 fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
     // PostgreSQL settings, no psql in the node: skipped, migrate runs.
-    let node = node("always", "");
+    let node = migrating("always", "");
     fs::remove_file(node.path("/usr/bin/psql")).unwrap();
-    node.ok(&["finish"]);
-    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
-    assert!(
-        message
-            .starts_with("database guard skipped: no psql on this node (install postgresql-client"),
-        "{message}"
+    finishes_after(
+        &node,
+        "database guard skipped: no psql on this node (install postgresql-client",
     );
-    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
 
     // SQLite: nothing to ask, psql present or not.
     let node = Node::wheezy();
@@ -182,15 +208,22 @@ fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
     node.write("/usr/bin/psql", FAKE_PSQL, 0o755);
     node.ok(&["prepare"]);
     node.to_jessie();
-    node.ok(&["finish"]);
-    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
-    assert!(
-        message.starts_with(
-            "database guard skipped: no PostgreSQL database (not checked: SQLite /srv/snf.sqlite)"
-        ),
-        "{message}"
+    finishes_after(
+        &node,
+        "database guard skipped: no PostgreSQL database (not checked: SQLite /srv/snf.sqlite); ",
     );
     assert_eq!(read(&node, "/var/log/psql.calls"), "");
+}
+
+/// Runs `command`, which must succeed; its stdout.
+fn succeeds(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A throwaway PostgreSQL server (the machine's own binaries) on 127.0.0.1,
@@ -234,35 +267,25 @@ impl Server {
             port: 54329,
         };
         let data = server.dir.path().join("data");
-        let ok = server
-            .as_postgres("initdb")
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stderr)
+        succeeds(
+            server
+                .as_postgres("initdb")
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(&data),
         );
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             server.port,
             server.dir.path().display()
         );
-        let ok = server
-            .as_postgres("pg_ctl")
-            .args(["-w", "-l"])
-            .arg(server.dir.path().join("log"))
-            .args(["-o", &options, "-D"])
-            .arg(&data)
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stderr)
+        succeeds(
+            server
+                .as_postgres("pg_ctl")
+                .args(["-w", "-l"])
+                .arg(server.dir.path().join("log"))
+                .args(["-o", &options, "-D"])
+                .arg(&data)
+                .arg("start"),
         );
         for db in ["snf_apps", "snf_pithos"] {
             server.sql(&format!("CREATE DATABASE {db}"));
@@ -279,13 +302,7 @@ impl Server {
     }
 
     fn sql(&self, sql: &str) -> String {
-        let out = self.psql("postgres").args(["-c", sql]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeds(self.psql("postgres").args(["-c", sql]))
     }
 }
 
@@ -376,12 +393,5 @@ fn real_postgresql_other_client_then_none() {
 
     drop(client.stdin.take());
     client.wait().unwrap();
-    node.ok(&["finish"]);
-    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
-    assert!(
-        message.starts_with("no other client of snf_apps, snf_pithos"),
-        "{message}"
-    );
-    assert_eq!(node.state_json()["phase"], "done");
-    assert!(read(&node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
 }

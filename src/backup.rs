@@ -222,40 +222,74 @@ fn text(e: Option<&Expr>) -> String {
 /// Where Synnefo keeps its SQLite database when `DATABASES` is not set.
 const DEFAULT_SQLITE: &str = "/usr/share/synnefo/synnefo_database.sqlite";
 
-/// The default database: its backup, and the PostgreSQL target when it is one.
-fn default_database(settings: &Settings, root: &Root) -> Result<(Dump, Option<Postgres>)> {
+/// One of the node's Synnefo databases, as its settings name it.
+#[derive(Debug, PartialEq)]
+pub enum Target {
+    /// A PostgreSQL database.
+    Postgres(Postgres),
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// None, and why (`DATABASES` unset and no default SQLite file).
+    Missing(String),
+    /// Another engine (Django's `ENGINE`).
+    Other(String),
+}
+
+/// The default database, as `DATABASES['default']` names it.
+fn default_database(settings: &Settings, root: &Root) -> Result<Target> {
     let Some(databases) = settings.literal("DATABASES")? else {
         let default = Path::new(DEFAULT_SQLITE);
-        return Ok((
-            if root.path(default).is_file() {
-                Dump::Copy(default.to_path_buf())
-            } else {
-                Dump::Nothing(format!(
-                    "DATABASES is not set and {DEFAULT_SQLITE} does not exist"
-                ))
-            },
-            None,
-        ));
+        return Ok(if root.path(default).is_file() {
+            Target::Sqlite(default.to_path_buf())
+        } else {
+            Target::Missing(format!(
+                "DATABASES is not set and {DEFAULT_SQLITE} does not exist"
+            ))
+        });
     };
     let Some(db) = databases.get("default") else {
         bail!("DATABASES has no 'default' entry: set [backups] database_command");
     };
     let engine = text(db.get("ENGINE"));
     let name = text(db.get("NAME"));
-    if engine.contains("postgresql") {
-        let pg = Postgres {
+    Ok(if engine.contains("postgresql") {
+        Target::Postgres(Postgres {
             host: text(db.get("HOST")),
             port: text(db.get("PORT")),
             user: text(db.get("USER")),
             password: text(db.get("PASSWORD")),
             name,
-        };
-        Ok((pg.dump(), Some(pg)))
+        })
     } else if engine.contains("sqlite3") {
-        Ok((Dump::Copy(PathBuf::from(name)), None))
+        Target::Sqlite(PathBuf::from(name))
     } else {
-        bail!("cannot dump a '{engine}' database: set [backups] database_command (or [backups] enabled = false)")
+        Target::Other(engine)
+    })
+}
+
+/// The node's Synnefo databases: `DATABASES['default']`, then the Pithos
+/// backend's `PITHOS_BACKEND_DB_CONNECTION` when it is set and another database.
+pub fn databases(root: &Root) -> Result<Vec<Target>> {
+    let settings = Settings::load(root)?;
+    let default = default_database(&settings, root)?;
+    let mut targets = Vec::new();
+    if let Some(url) = settings.literal(PITHOS_DB_SETTING)? {
+        let url = url
+            .as_str()
+            .with_context(|| format!("{PITHOS_DB_SETTING} is not a string"))?
+            .to_string();
+        let parsed = parse_db_url(&url).with_context(|| format!("reading {PITHOS_DB_SETTING}"))?;
+        match (&default, parsed) {
+            (Target::Postgres(d), DbUrl::Postgres(pg)) if d.same_database(&pg) => {
+                log::info!("{PITHOS_DB_SETTING} is the default database: dumped once");
+            }
+            (Target::Sqlite(d), DbUrl::Sqlite(path)) if *d == path => {}
+            (_, DbUrl::Postgres(pg)) => targets.push(Target::Postgres(pg)),
+            (_, DbUrl::Sqlite(path)) => targets.push(Target::Sqlite(path)),
+        }
     }
+    targets.insert(0, default);
+    Ok(targets)
 }
 
 /// What to back up on the node under `root`: the default database, then the
@@ -270,40 +304,19 @@ pub fn dump_plan(root: &Root, config: &Config) -> Result<Vec<Database>> {
             },
         }]);
     }
-    let settings = Settings::load(root)?;
-    let (dump, default_pg) = default_database(&settings, root)?;
-    let file = match dump {
-        Dump::Copy(_) => "database.sqlite",
-        _ => "database.dump",
-    };
-    let mut plan = vec![Database {
-        file: file.into(),
-        dump,
-    }];
-    if let Some(url) = settings.literal(PITHOS_DB_SETTING)? {
-        let url = url
-            .as_str()
-            .with_context(|| format!("{PITHOS_DB_SETTING} is not a string"))?
-            .to_string();
-        let parsed = parse_db_url(&url).with_context(|| format!("reading {PITHOS_DB_SETTING}"))?;
-        match parsed {
-            DbUrl::Postgres(pg) if default_pg.as_ref().is_some_and(|d| d.same_database(&pg)) => {
-                log::info!("{PITHOS_DB_SETTING} is the default database: dumped once");
-            }
-            DbUrl::Postgres(pg) => plan.push(Database {
-                file: "pithos-backend.dump".into(),
-                dump: pg.dump(),
-            }),
-            DbUrl::Sqlite(path) => {
-                let same = plan.iter().any(|d| d.dump == Dump::Copy(path.clone()));
-                if !same {
-                    plan.push(Database {
-                        file: "pithos-backend.sqlite".into(),
-                        dump: Dump::Copy(path),
-                    });
-                }
-            }
-        }
+    let mut plan = Vec::new();
+    for (i, target) in databases(root)?.into_iter().enumerate() {
+        let stem = if i == 0 { "database" } else { "pithos-backend" };
+        let (dump, ext) = match target {
+            Target::Postgres(pg) => (pg.dump(), "dump"),
+            Target::Sqlite(path) => (Dump::Copy(path), "sqlite"),
+            Target::Missing(why) => (Dump::Nothing(why), "dump"),
+            Target::Other(engine) => bail!("cannot dump a '{engine}' database: set [backups] database_command (or [backups] enabled = false)"),
+        };
+        plan.push(Database {
+            file: format!("{stem}.{ext}"),
+            dump,
+        });
     }
     Ok(plan)
 }

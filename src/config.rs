@@ -164,6 +164,11 @@ pub struct Migrations {
     /// On a node that does not migrate: how long to wait for the designated
     /// node to apply every migration (`snf-manage migrate --list`).
     pub wait_seconds: u64,
+    /// Before migrating: refuse while another client is connected to the
+    /// Synnefo databases (PostgreSQL's `pg_stat_activity`).
+    pub require_quiet_database: bool,
+    /// How long (seconds) the other clients have to leave before `migrate`.
+    pub quiet_period_secs: u64,
 }
 
 impl Default for Migrations {
@@ -172,6 +177,8 @@ impl Default for Migrations {
             run: true,
             retry_seconds: 300,
             wait_seconds: 1800,
+            require_quiet_database: true,
+            quiet_period_secs: 60,
         }
     }
 }

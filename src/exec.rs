@@ -52,6 +52,15 @@ pub fn find(root: &Root, name: &str) -> Result<PathBuf> {
     anyhow::bail!("command '{name}' not found in {}", SEARCH.join(":"))
 }
 
+/// Finds `name` inside the root only (a fixture root never reaches the live
+/// system's client tools, nor the live system's servers through them).
+pub fn find_inside(root: &Root, name: &str) -> Option<PathBuf> {
+    SEARCH
+        .iter()
+        .map(|dir| root.path(Path::new(dir).join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
 /// What a logged command did.
 #[derive(Debug)]
 pub struct Logged {
@@ -126,6 +135,17 @@ fn stream(
         }
         buf.clear();
     }
+}
+
+/// Runs `argv` quietly with `env` added; stdout and stderr apart (for parsing).
+pub fn run_output(argv: &[&str], env: &[(&str, &str)]) -> Result<std::process::Output> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running '{}'", argv.join(" ")))
 }
 
 /// Runs `argv` quietly and returns its status and combined output (for status probes).

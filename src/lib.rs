@@ -27,6 +27,7 @@
 //! - [`notices`]: what is reported, not changed (PostgreSQL clusters, AMQP
 //!   guest, gunicorn behind a remote proxy).
 //! - [`backup`]: database dump and configuration tarball before migrations.
+//! - [`dbguard`]: no other client of the Synnefo databases before migrating.
 //! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
@@ -58,6 +59,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod convert;
+pub mod dbguard;
 pub mod dpkg;
 pub mod error;
 pub mod exec;

@@ -19,7 +19,7 @@ use crate::fsx::Root;
 pub const FIX_IP_HISTORY: &str = "/usr/lib/synnefo/tools/fix_ip_history";
 
 /// Output that means the database could not be reached (yet): worth a retry.
-const UNREACHABLE: &[&str] = &[
+pub const UNREACHABLE: &[&str] = &[
     "could not connect to server",
     "Connection refused",
     "the database system is starting up",
@@ -35,7 +35,7 @@ fn snf_manage(root: &Root) -> Result<String> {
 }
 
 /// Pause between two attempts (shortened by the test knob below).
-fn pause() -> Duration {
+pub fn pause() -> Duration {
     let ms = std::env::var("SYNNEFO_UPGRADE_RETRY_PAUSE_MS")
         .ok()
         .and_then(|v| v.parse().ok())

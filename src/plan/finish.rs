@@ -66,7 +66,10 @@ pub(super) fn backups(ctx: &mut Ctx) -> Result<String> {
 pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
     let phase = PhaseKind::Finish;
     if ctx.config.migrations.run {
+        // The guide's order: every other client of the databases gone first.
+        let quiet = crate::dbguard::ensure_quiet(&ctx.root, &ctx.config)?;
         synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
+            .map(|done| format!("{quiet}; {done}"))
     } else {
         synnefo::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
     }

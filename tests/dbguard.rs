@@ -1,0 +1,397 @@
+//! The database guard of `finish` on the migrating node: a fake `psql` inside
+//! the fixture tree shows another client of the Synnefo databases for a
+//! number of polls (or always); the fake `snf-manage` records whether
+//! `migrate` ran.
+
+mod common;
+
+use common::Node;
+use std::fs;
+
+const SETTINGS: &str = "DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'synnefo', 'PASSWORD': 's3cret', 'HOST': '10.0.0.1', 'PORT': '5432'}}\n";
+const PITHOS: &str =
+    "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://synnefo:s3cret@10.0.0.1:5432/snf_pithos'\n";
+
+/// Prints one client row (unit-separated, as `psql -A -t -F` would) while
+/// `/var/lib/fake-pg/polls-with-client` says so: a count, or `always`.
+const FAKE_PSQL: &str = r#"#!/bin/sh
+root="$(dirname "$0")/../.."
+echo "$* PGPASSWORD=$PGPASSWORD" >> "$root/var/log/psql.calls"
+if [ -e "$root/var/lib/fake-pg/starting" ]; then
+  rm "$root/var/lib/fake-pg/starting"
+  echo 'psql: could not connect to server: Connection refused' >&2; exit 2
+fi
+case "$*" in *server_version_num*) echo 90400; exit 0;; esac
+n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
+if [ "$n" = always ] || [ "$n" -gt 0 ]; then
+  [ "$n" = always ] || echo $((n - 1)) > "$root/var/lib/fake-pg/polls-with-client"
+  printf '10.0.0.7\037\037gunicorn\037synnefo\037snf_apps\0372026-12-01 22:00:00+00\n'
+fi
+"#;
+
+/// A migrating node on PostgreSQL with the fake psql, armed and dist-upgraded.
+fn migrating(polls_with_client: &str, dropin: &str) -> Node {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        SETTINGS,
+        0o640,
+    );
+    node.write("/etc/synnefo/20-snf-pithos-backend.conf", PITHOS, 0o640);
+    node.write("/usr/bin/psql", FAKE_PSQL, 0o755);
+    node.write(
+        "/var/lib/fake-pg/polls-with-client",
+        polls_with_client,
+        0o644,
+    );
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        &format!("[backups]\nenabled = false\n{dropin}"),
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node
+}
+
+fn read(node: &Node, abs: &str) -> String {
+    fs::read_to_string(node.path(abs)).unwrap_or_default()
+}
+
+fn migrate_step(node: &Node) -> serde_json::Value {
+    node.state_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "migrate" && s["phase"] == "finish")
+        .unwrap()
+        .clone()
+}
+
+/// Runs finish to `done`; the migrate step's outcome starts with `guard`,
+/// then `snf-manage migrate` ran. Returns that outcome.
+fn finishes_after(node: &Node, guard: &str) -> String {
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    let message = migrate_step(node)["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with(guard), "{message}");
+    assert!(message.contains("database migrations applied"), "{message}");
+    assert!(read(node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
+    message
+}
+
+fn masked(node: &Node, unit: &str) -> bool {
+    fs::read_link(node.path(&format!("/etc/systemd/system/{unit}")))
+        .is_ok_and(|target| target.to_str() == Some("/dev/null"))
+}
+
+#[test]
+fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
+    let node = migrating("2", "[migrations]\nquiet_period_secs = 10\n");
+    finishes_after(&node, "no other client of snf_apps, snf_pithos after 2s (left: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps");
+    let calls = read(&node, "/var/log/psql.calls");
+    let lines: Vec<&str> = calls.lines().collect();
+    // The version once, then polls until the client is gone: one server for both databases.
+    assert_eq!(lines.len(), 4, "{calls}");
+    assert!(lines[0].contains("server_version_num"), "{calls}");
+    for line in &lines {
+        assert!(
+            line.starts_with(
+                "-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -c "
+            ),
+            "{line}"
+        );
+        // The password only in the environment.
+        let (argv, env) = line.rsplit_once(" PGPASSWORD=").unwrap();
+        assert_eq!(env, "s3cret");
+        assert!(!argv.contains("s3cret"), "{line}");
+    }
+    assert!(
+        lines[1].contains("datname = ANY(ARRAY['snf_apps', 'snf_pithos'])")
+            && lines[1].contains(" pid <> pg_backend_pid()"),
+        "{calls}"
+    );
+}
+
+#[test]
+fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
+    let node = migrating("always", "[migrations]\nquiet_period_secs = 2\n");
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1), "a step failure");
+    let step = migrate_step(&node);
+    assert_eq!(step["status"], "failed");
+    let message = step["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 other client(s) still connected to snf_apps, snf_pithos after 2s, not migrating: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps"),
+        "{message}"
+    );
+    assert!(
+        message.contains("stop gunicorn and every Synnefo service on all other hosts")
+            && message.contains("then 'systemctl restart synnefo-upgrade-finish'"),
+        "{message}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.7"));
+    assert!(
+        !read(&node, "/var/log/snf-manage.calls").contains("migrate"),
+        "{}",
+        read(&node, "/var/log/snf-manage.calls")
+    );
+    // It waited the quiet period, polling: the version, then 3 polls (0 s, 1 s, 2 s).
+    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 4);
+    assert_eq!(node.state_json()["phase"], "finishing");
+    assert!(masked(&node, "gunicorn.service"));
+
+    // The other host is armed: the restart resumes at migrate and completes.
+    node.write("/var/lib/fake-pg/polls-with-client", "0", 0o644);
+    finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
+    assert!(!masked(&node, "gunicorn.service"));
+}
+
+#[test]
+fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
+    let node = migrating("0", "");
+    node.write("/var/lib/fake-pg/starting", "", 0o644);
+    let out = node.run(&["finish"], &[("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "100")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(migrate_step(&node)["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("no other client of snf_apps, snf_pithos; "));
+    // The refused attempt, then the version and one poll.
+    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 3);
+
+    // Any other psql failure: the step fails, nothing migrated.
+    let node = migrating("0", "");
+    node.write("/usr/bin/psql", "#!/bin/sh\necho 'psql: FATAL:  password authentication failed for user \"synnefo\"' >&2\nexit 2\n", 0o755);
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("'psql' on database snf_apps at 10.0.0.1 failed")
+            && message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+}
+
+#[test]
+fn the_switch_turns_the_guard_off() {
+    let node = migrating(
+        "always",
+        "[migrations]\nrequire_quiet_database = false\nquiet_period_secs = 2\n",
+    );
+    finishes_after(
+        &node,
+        "database guard off ([migrations] require_quiet_database = false); ",
+    );
+    assert_eq!(read(&node, "/var/log/psql.calls"), "");
+}
+
+#[test]
+fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
+    // PostgreSQL settings, no psql in the node: skipped, migrate runs.
+    let node = migrating("always", "");
+    fs::remove_file(node.path("/usr/bin/psql")).unwrap();
+    finishes_after(
+        &node,
+        "database guard skipped: no psql on this node (install postgresql-client",
+    );
+
+    // SQLite: nothing to ask, psql present or not.
+    let node = Node::wheezy();
+    node.write("/etc/synnefo/10-snf-webproject-database.conf", "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/srv/snf.sqlite'}}\n", 0o640);
+    node.write("/srv/snf.sqlite", "SQLite format 3\0fake", 0o600);
+    node.write("/usr/bin/psql", FAKE_PSQL, 0o755);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    finishes_after(
+        &node,
+        "database guard skipped: no PostgreSQL database (not checked: SQLite /srv/snf.sqlite); ",
+    );
+    assert_eq!(read(&node, "/var/log/psql.calls"), "");
+}
+
+/// Runs `command`, which must succeed; its stdout.
+fn succeeds(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A throwaway PostgreSQL server (the machine's own binaries) on 127.0.0.1,
+/// run as `postgres` when we are root; stopped on drop.
+struct Server {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn as_postgres(&self, program: &str) -> std::process::Command {
+        let program = self.bin.join(program);
+        if nix::unistd::Uid::effective().is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    fn start() -> Server {
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)",
+            )
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").is_file())
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+            std::os::unix::fs::chown(dir.path(), Some(pg.uid.as_raw()), Some(pg.gid.as_raw()))
+                .unwrap();
+        }
+        let server = Server {
+            dir,
+            bin,
+            port: 54329,
+        };
+        let data = server.dir.path().join("data");
+        succeeds(
+            server
+                .as_postgres("initdb")
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(&data),
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            server.port,
+            server.dir.path().display()
+        );
+        succeeds(
+            server
+                .as_postgres("pg_ctl")
+                .args(["-w", "-l"])
+                .arg(server.dir.path().join("log"))
+                .args(["-o", &options, "-D"])
+                .arg(&data)
+                .arg("start"),
+        );
+        for db in ["snf_apps", "snf_pithos"] {
+            server.sql(&format!("CREATE DATABASE {db}"));
+        }
+        server
+    }
+
+    fn psql(&self, db: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(self.bin.join("psql"));
+        c.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db]);
+        c
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        succeeds(self.psql("postgres").args(["-c", sql]))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// The guard's query against a real server: run by hand where PostgreSQL is
+/// installed (`cargo test --test dbguard -- --ignored`). An idle client of
+/// snf_pithos (as gunicorn keeps one) stops finish; its server's own
+/// background processes and our psql do not count; once it left, finish completes.
+#[test]
+#[ignore = "needs a PostgreSQL server installation (apt-get install postgresql)"]
+fn real_postgresql_other_client_then_none() {
+    let server = Server::start();
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        &format!("DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'postgres', 'PASSWORD': '', 'HOST': '127.0.0.1', 'PORT': '{}'}}}}\n", server.port),
+        0o640,
+    );
+    node.write(
+        "/etc/synnefo/20-snf-pithos-backend.conf",
+        &format!(
+            "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://postgres@127.0.0.1:{}/snf_pithos'\n",
+            server.port
+        ),
+        0o640,
+    );
+    node.link(server.bin.join("psql").to_str().unwrap(), "/usr/bin/psql");
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+
+    // An idle client, connected until its stdin closes.
+    let mut client = server
+        .psql("snf_pithos")
+        .env("PGAPPNAME", "gunicorn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"SELECT 1;\n")
+        .unwrap();
+    let connected = || {
+        server
+            .sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gunicorn'")
+            .trim()
+            == "1"
+    };
+    for _ in 0..50 {
+        if connected() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(connected());
+
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("1 other client(s) still connected to snf_apps, snf_pithos after 2s, not migrating: 127.0.0.1 (application 'gunicorn', user postgres, database snf_pithos, connected since "),
+        "{message}"
+    );
+    assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+
+    drop(client.stdin.take());
+    client.wait().unwrap();
+    finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
+}

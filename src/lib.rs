@@ -28,6 +28,7 @@
 
 pub mod apt;
 pub mod backup;
+pub mod bootstart;
 pub mod changelog;
 pub mod cli;
 pub mod commands;

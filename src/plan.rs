@@ -64,6 +64,7 @@ pub fn steps(phase: PhaseKind) -> &'static [&'static dyn Step] {
             &InstallPolicyRcd,
             &StopServices,
             &MaskServices,
+            &DisableBootStart,
             &EnableFinishUnit,
             &Arm,
         ],
@@ -76,6 +77,7 @@ pub fn steps(phase: PhaseKind) -> &'static [&'static dyn Step] {
             &RegisterCyclades,
             // Disabled while still masked: a crash after the unmask must not
             // let the next boot start a service that did not start at boot before.
+            &RestoreBootStart,
             &RestoreBootState,
             &UnmaskServices,
             &StartServices,
@@ -89,6 +91,7 @@ pub fn steps(phase: PhaseKind) -> &'static [&'static dyn Step] {
         PhaseKind::Abort => &[
             &AbortGate,
             &RemoveAptConfig,
+            &RestoreBootStart,
             &RestoreBackups,
             &RemovePolicyRcd,
             &UnmaskServices,
@@ -234,6 +237,34 @@ impl Step for MaskServices {
         let mask = names(ctx.state.services.iter().filter(|s| !s.was_masked));
         ctx.services.mask(&mask)?;
         Ok(format!("masked: {}", list(&mask)))
+    }
+}
+
+struct DisableBootStart;
+impl Step for DisableBootStart {
+    fn id(&self) -> &'static str {
+        "disable-boot-start"
+    }
+    fn title(&self) -> &'static str {
+        "disable the sysvinit boot-time start of the managed services (as update-rc.d disable)"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        crate::bootstart::disable_step(ctx)
+    }
+}
+
+/// In `finish` and `abort`; in `abort` before restore-backups, which would
+/// otherwise put the `S` links back beside our `K` links.
+struct RestoreBootStart;
+impl Step for RestoreBootStart {
+    fn id(&self) -> &'static str {
+        "restore-boot-start"
+    }
+    fn title(&self) -> &'static str {
+        "put back the sysvinit boot-time start links prepare disabled"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<String> {
+        crate::bootstart::restore_step(ctx)
     }
 }
 

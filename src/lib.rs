@@ -44,6 +44,7 @@ pub mod paths;
 pub mod plan;
 pub mod policy_rcd;
 pub mod preflight;
+pub mod rearm;
 pub mod runner;
 pub mod services;
 pub mod state;

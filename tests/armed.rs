@@ -139,3 +139,61 @@ fn finish_restores_the_start_links() {
     assert_eq!(rc_links(&node), before);
     assert_started_at_boot(&node);
 }
+
+#[test]
+fn prepare_on_an_armed_node_restores_the_missing_protections_and_says_which() {
+    let node = node();
+    node.ok(&["prepare"]);
+    let armed = without_our_records(node.snapshot());
+    // What an old package's postrm (or an admin) left: no policy-rc.d, one
+    // mask gone, the start link back, the sources on wheezy again.
+    fs::remove_file(node.path("/usr/sbin/policy-rc.d")).unwrap();
+    fs::remove_file(node.path("/etc/systemd/system/gunicorn.service")).unwrap();
+    fs::rename(
+        node.path("/etc/rc2.d/K02gunicorn"),
+        node.path("/etc/rc2.d/S02gunicorn"),
+    )
+    .unwrap();
+    node.write("/etc/apt/sources.list", common::SOURCES_LIST, 0o644);
+
+    let out = node.ok(&["prepare"]);
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("protections were missing; restored:"),
+        "{said}"
+    );
+    for what in [
+        "/usr/sbin/policy-rc.d",
+        "masks of gunicorn",
+        "/etc/rc2.d/S02gunicorn -> /etc/rc2.d/K02gunicorn",
+        "/etc/apt/sources.list",
+    ] {
+        assert!(said.contains(what), "{what} not reported: {said}");
+    }
+    assert_eq!(
+        fs::read_link(node.path("/usr/sbin/policy-rc.d")).unwrap(),
+        Path::new("/usr/sbin/synnefo-upgrade")
+    );
+    assert_eq!(
+        fs::read_link(node.path("/etc/systemd/system/gunicorn.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+    assert_eq!(without_our_records(node.snapshot()), armed);
+    assert_eq!(node.state_json()["phase"], "armed");
+
+    // All in place: it says so and changes nothing.
+    let out = node.ok(&["prepare"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("every protection is in place"));
+    assert_eq!(without_our_records(node.snapshot()), armed);
+
+    // And abort still takes everything back.
+    let out = node.run(&["abort"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_started_at_boot(&node);
+    assert!(fs::symlink_metadata(node.path("/usr/sbin/policy-rc.d")).is_err());
+}

@@ -127,6 +127,8 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
                 return Ok(());
             }
             let restored = crate::rearm::reverify(ctx)?;
+            // Written by this version (a state of an older schema is migrated on disk).
+            ctx.state.save(&ctx.root)?;
             if restored.is_empty() {
                 log::info!("this node is already armed; every protection is in place (see 'synnefo-upgrade status')");
             } else {

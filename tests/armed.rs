@@ -155,6 +155,13 @@ fn prepare_on_an_armed_node_restores_the_missing_protections_and_says_which() {
     )
     .unwrap();
     node.write("/etc/apt/sources.list", common::SOURCES_LIST, 0o644);
+    for gone in [
+        "/etc/systemd/system/multi-user.target.wants/synnefo-upgrade-finish.service",
+        "/etc/apt/apt.conf.d/50synnefo-upgrade",
+        "/var/lib/synnefo-upgrade/armed",
+    ] {
+        fs::remove_file(node.path(gone)).unwrap();
+    }
 
     let out = node.ok(&["prepare"]);
     let said =
@@ -168,6 +175,9 @@ fn prepare_on_an_armed_node_restores_the_missing_protections_and_says_which() {
         "masks of gunicorn",
         "/etc/rc2.d/S02gunicorn -> /etc/rc2.d/K02gunicorn",
         "/etc/apt/sources.list",
+        "the finish unit's enable link",
+        "/etc/apt/apt.conf.d/50synnefo-upgrade",
+        "the armed marker",
     ] {
         assert!(said.contains(what), "{what} not reported: {said}");
     }
@@ -180,6 +190,7 @@ fn prepare_on_an_armed_node_restores_the_missing_protections_and_says_which() {
         Path::new("/dev/null")
     );
     assert_eq!(without_our_records(node.snapshot()), armed);
+    assert!(node.path("/var/lib/synnefo-upgrade/armed").is_file());
     assert_eq!(node.state_json()["phase"], "armed");
 
     // All in place: it says so and changes nothing.

@@ -54,6 +54,7 @@ macro_rules! display_as_name {
 pub mod apt;
 pub mod backup;
 pub mod boot;
+pub mod bootstart;
 pub mod changelog;
 pub mod cli;
 pub mod commands;
@@ -71,6 +72,7 @@ pub mod paths;
 pub mod plan;
 pub mod policy_rcd;
 pub mod preflight;
+pub mod rearm;
 pub mod runner;
 pub mod services;
 pub mod state;

@@ -103,7 +103,8 @@ pub fn lock(root: &crate::fsx::Root) -> Result<Lock> {
     Ok(Lock(flock))
 }
 
-/// `prepare`: arm the node. Already armed is success, with nothing done.
+/// `prepare`: arm the node. On an armed node, verify every protection and
+/// restore the missing ones ([`crate::rearm`]).
 pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     // An aborted node starts over.
     let loaded = State::load(&ctx.root).map(|s| s.filter(|s| s.phase != Phase::Aborted));
@@ -121,7 +122,22 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     };
     match state {
         Some(state) if state.phase == Phase::Armed => {
-            log::info!("this node is already armed; nothing to do (see 'synnefo-upgrade status')");
+            ctx.state = state;
+            if dry_run {
+                println!("prepare: already armed: would verify every protection and restore what is missing");
+                return Ok(());
+            }
+            let restored = crate::rearm::reverify(ctx)?;
+            // Written by this version (a state of an older schema is migrated on disk).
+            ctx.state.save(&ctx.root)?;
+            if restored.is_empty() {
+                log::info!("this node is already armed; every protection is in place (see 'synnefo-upgrade status')");
+            } else {
+                log::warn!(
+                    "this node is armed, but protections were missing; restored: {}",
+                    restored.join("; ")
+                );
+            }
             return Ok(());
         }
         Some(state) if state.phase == Phase::Done => {

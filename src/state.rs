@@ -4,6 +4,11 @@
 //! It records the phase, each managed service's pre-upgrade state and which
 //! masks we made, and every step's outcome — the "about to run X" record is
 //! written before X runs, so a crash leaves a trace and a rerun resumes.
+//!
+//! A state file of an older schema (left by an older version of the package,
+//! which may be upgraded while a node is armed or between a failed `finish`
+//! and its resume) is migrated on load, one schema at a time ([`migrate`]);
+//! one of a newer schema is refused (a downgrade of the package).
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -14,7 +19,11 @@ use crate::fsx::{self, Root};
 use crate::paths;
 
 /// Version of the state file format.
-pub const SCHEMA: u32 = 1;
+///
+/// - 1: `tool_version` was the version that created the file.
+/// - 2: `tool_version` is the version that last wrote it; `prepared_by` the
+///   one that ran `prepare` (migrated from 1's `tool_version`).
+pub const SCHEMA: u32 = 2;
 
 /// Where the node is in the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,8 +199,10 @@ pub struct Downtime {
 pub struct State {
     /// [`SCHEMA`].
     pub schema: u32,
-    /// Version of the tool that wrote it.
+    /// Version of the tool that last wrote it.
     pub tool_version: String,
+    /// Version of the tool that ran `prepare` (schema 2).
+    pub prepared_by: String,
     /// Current phase.
     pub phase: Phase,
     /// Managed services, recorded by `prepare`.
@@ -216,6 +227,7 @@ impl State {
         State {
             schema: SCHEMA,
             tool_version: env!("CARGO_PKG_VERSION").into(),
+            prepared_by: env!("CARGO_PKG_VERSION").into(),
             phase: Phase::Preparing,
             services: Vec::new(),
             steps: Vec::new(),
@@ -250,27 +262,49 @@ impl State {
                 })
             }
         };
-        let state: State = serde_json::from_str(&text).map_err(|e| {
+        let bad = |e: serde_json::Error| {
             Fatal::BadInput(format!(
                 "{}:{}:{}: {e}; it was not written by this version of synnefo-upgrade",
                 paths::STATE_FILE,
                 e.line(),
                 e.column()
             ))
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        let schema = value.get("schema").and_then(serde_json::Value::as_u64);
+        let value = match schema {
+            Some(n) if n > u64::from(SCHEMA) => bail!(Fatal::BadInput(format!(
+                "{}: schema {n} is newer than {SCHEMA}: it was written by a newer version of synnefo-upgrade; \
+                 install that version (or a newer one) again",
+                paths::STATE_FILE
+            ))),
+            Some(n) if n < u64::from(SCHEMA) => {
+                log::info!(
+                    "{}: migrating the state from schema {n} to {SCHEMA}",
+                    paths::STATE_FILE
+                );
+                migrate(value, n as u32)?
+            }
+            Some(_) => value,
+            None => bail!(Fatal::BadInput(format!(
+                "{}: no numeric \"schema\": it was not written by synnefo-upgrade",
+                paths::STATE_FILE
+            ))),
+        };
+        let state: State = serde_json::from_value(value).map_err(|e| {
+            Fatal::BadInput(format!(
+                "{}: {e}; it was not written by this version of synnefo-upgrade",
+                paths::STATE_FILE
+            ))
         })?;
-        if state.schema != SCHEMA {
-            bail!(Fatal::BadInput(format!(
-                "{}: schema {} is not {SCHEMA}; it was written by another version of synnefo-upgrade",
-                paths::STATE_FILE,
-                state.schema
-            )));
-        }
         Ok(Some(state))
     }
 
-    /// Writes the state atomically.
+    /// Writes the state atomically, as written by this version.
     pub fn save(&self, root: &Root) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self).context("serializing the state")?;
+        let mut state = self.clone();
+        state.tool_version = env!("CARGO_PKG_VERSION").into();
+        let mut text = serde_json::to_string_pretty(&state).context("serializing the state")?;
         text.push('\n');
         fsx::write_state_file(root, paths::STATE_FILE, text.as_bytes())
     }
@@ -314,6 +348,33 @@ impl State {
     pub fn managed(&self) -> impl Iterator<Item = &str> {
         self.services.iter().map(|s| s.name.as_str())
     }
+}
+
+/// Brings a state document of schema `from` to [`SCHEMA`], one schema at a time.
+pub fn migrate(mut value: serde_json::Value, from: u32) -> Result<serde_json::Value> {
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| Fatal::BadInput(format!("{}: not a JSON object", paths::STATE_FILE)))?;
+    let mut schema = from;
+    while schema < SCHEMA {
+        match schema {
+            1 => {
+                // Schema 1's tool_version was the version that created the file: prepare's.
+                let created_by = object
+                    .get("tool_version")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::Value::String("unknown".into()));
+                object.insert("prepared_by".into(), created_by);
+            }
+            n => bail!(Fatal::BadInput(format!(
+                "{}: schema {n} is not one this version can migrate (it reads {SCHEMA}, migrates from 1)",
+                paths::STATE_FILE
+            ))),
+        }
+        schema += 1;
+        object.insert("schema".into(), schema.into());
+    }
+    Ok(value)
 }
 
 impl Default for State {
@@ -410,5 +471,76 @@ mod tests {
         });
         idle.services_stopping(10);
         assert_eq!(idle.downtime, None, "nothing ran: no downtime");
+    }
+
+    #[test]
+    fn an_armed_state_of_schema_1_is_migrated_and_one_of_a_newer_schema_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        // Exactly as version 0.1.0 (schema 1) wrote it on an armed node.
+        let old = r#"{
+  "schema": 1,
+  "tool_version": "0.1.0",
+  "phase": "armed",
+  "services": [
+    {
+      "name": "gunicorn",
+      "was_active": true,
+      "was_enabled": true,
+      "was_masked": false
+    },
+    {
+      "name": "snf-dispatcher",
+      "was_active": true,
+      "was_enabled": true,
+      "was_masked": false,
+      "default_flag": "true"
+    }
+  ],
+  "steps": [
+    {
+      "phase": "prepare",
+      "id": "mask-services",
+      "status": "done",
+      "started": 1700000000,
+      "duration_ms": 3,
+      "message": "masked: gunicorn, snf-dispatcher"
+    }
+  ],
+  "downtime": {
+    "stopped_at": 1700000000,
+    "restored_at": null
+  }
+}
+"#;
+        let host = root.path(paths::STATE_FILE);
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        std::fs::write(&host, old).unwrap();
+        let state = State::load(&root).unwrap().unwrap();
+        assert_eq!(state.schema, SCHEMA);
+        assert_eq!(state.phase, Phase::Armed);
+        assert_eq!(state.prepared_by, "0.1.0");
+        assert_eq!(state.services.len(), 2);
+        assert_eq!(state.services[1].default_flag.as_deref(), Some("true"));
+        assert_eq!(
+            state
+                .step(PhaseKind::Prepare, "mask-services")
+                .unwrap()
+                .status,
+            StepStatus::Done
+        );
+        assert_eq!(state.downtime.unwrap().stopped_at, 1700000000);
+        // Saved by this version: the current schema, who prepared it kept.
+        state.save(&root).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+        assert_eq!(saved["schema"], SCHEMA);
+        assert_eq!(saved["prepared_by"], "0.1.0");
+        assert_eq!(saved["tool_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(State::load(&root).unwrap().unwrap(), state);
+
+        std::fs::write(&host, old.replace("\"schema\": 1", "\"schema\": 9")).unwrap();
+        let err = format!("{:#}", State::load(&root).unwrap_err());
+        assert!(err.contains("schema 9 is newer"), "{err}");
     }
 }

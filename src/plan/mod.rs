@@ -8,6 +8,7 @@
 
 use anyhow::Result;
 
+use crate::bootstart;
 use crate::config::Config;
 use crate::fsx::Root;
 use crate::node::Facts;
@@ -35,6 +36,7 @@ pub static PREPARE: &[StepDef] = &[
     step("install-policy-rc.d",  always,                     p::install_policy_rcd,    "deny starts of the managed services during package runs"),
     step("stop-services",        always,                     p::stop_services,         "stop the managed services and verify they are down"),
     step("mask-services",        always,                     p::mask_services,         "mask the managed services for the next boot"),
+    step("disable-boot-start",   always,                     bootstart::disable_step,  "disable the sysvinit boot-time start of the managed services (as update-rc.d disable)"),
     step("enable-finish-unit",   always,                     p::enable_finish_unit,    "enable synnefo-upgrade-finish.service for the next boot"),
     step("arm",                  always,                     p::arm,                   "arm the finish unit"),
 ];
@@ -51,6 +53,7 @@ pub static FINISH: &[StepDef] = &[
     step("register-cyclades",    f::is_astakos,              f::register_cyclades,     "re-register the Cyclades component (its endpoints changed in 0.19)"),
     // Disabled while still masked: a crash after the unmask must not
     // let the next boot start a service that did not start at boot before.
+    RESTORE_BOOT_START,
     step("restore-boot-state",   always,                     f::restore_boot_state,    "keep disabled the services that did not start at boot before (0.19 units ignore /etc/default flags)"),
     UNMASK_SERVICES,
     START_SERVICES,
@@ -67,6 +70,8 @@ pub static FINISH: &[StepDef] = &[
 pub static ABORT: &[StepDef] = &[
     step("abort-gate",           always,                     a::abort_gate,            "check that the dist-upgrade has not started"),
     REMOVE_APT_CONFIG,
+    // Before restore-backups, which would put the S links back beside our K links.
+    RESTORE_BOOT_START,
     step("restore-backups",      always,                     a::restore_backups,       "put back every file prepare changed, byte for byte with owner and mode"),
     REMOVE_POLICY_RCD,
     UNMASK_SERVICES,
@@ -77,6 +82,8 @@ pub static ABORT: &[StepDef] = &[
 ];
 
 // Steps of both finish and abort (their bodies are in finish.rs).
+#[rustfmt::skip]
+const RESTORE_BOOT_START:  StepDef = step("restore-boot-start",  always, bootstart::restore_step, "put back the sysvinit boot-time start links prepare disabled");
 #[rustfmt::skip]
 const REMOVE_APT_CONFIG:   StepDef = step("remove-apt-config",   always, f::remove_apt_config,    "remove the APT snippet and the guard hook (the gevent pin stays)");
 #[rustfmt::skip]

@@ -25,26 +25,37 @@
 #
 # Method: each round runs ITERATIONS executions of each command from a bash
 # loop (fork + exec + wait, output to /dev/null: what invoke-rc.d, itself a
-# shell script, pays per call) and takes the wall time from $EPOCHREALTIME.
-# The rounds interleave the commands; the printed time is the median round,
-# the ratio the median of the per-round ratios to /bin/true of that round
-# (so a load change between rounds moves both sides). Nothing here asserts
-# a time; the script fails only if a decision is wrong.
+# shell script, pays per call) and takes the wall time from $EPOCHREALTIME
+# and the CPU time of the loop's children (user + system of the forked
+# shells and the commands they exec, from bash's `times`: getrusage
+# RUSAGE_CHILDREN of the loop's subshell). The CPU column is the steadier one
+# on a loaded machine. The rounds interleave the commands; the printed time
+# is the median round, the ratio the median of the per-round ratios to
+# /bin/true of that round (so a load change between rounds moves both
+# sides). Nothing here asserts a time; the script fails only if a decision
+# is wrong. POLICY_RCD_BIN=PATH measures that binary instead of building
+# (to compare two builds, run them alternately).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
 n=${1:-2000}
 rounds=${2:-7}
 
 if [ "${1:-}" != --inside ]; then
-    cargo build --release --quiet
-    bin=$PWD/target/x86_64-unknown-linux-gnu/release/synnefo-upgrade
+    bin=${POLICY_RCD_BIN:-}
+    if [ -z "$bin" ]; then
+        cargo build --release --quiet
+        bin=$PWD/target/x86_64-unknown-linux-gnu/release/synnefo-upgrade
+    fi
+    bin=$(realpath "$bin")
     if [ "$(id -u)" = 0 ]; then ns=(unshare -m --propagation private); else ns=(unshare -rm); fi
-    exec "${ns[@]}" "$BASH" "$0" --inside "$bin" "$n" "$rounds"
+    exec "${ns[@]}" "$BASH" "$self" --inside "$bin" "$n" "$rounds"
 fi
 
 # --- inside the private mount namespace -------------------------------------
 bin=$2 n=$3 rounds=$4
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 mount -t tmpfs -o mode=0755 bench-usr-sbin /usr/sbin
 : >/usr/sbin/synnefo-upgrade
 mount --bind "$bin" /usr/sbin/synnefo-upgrade
@@ -74,6 +85,7 @@ cat >/var/lib/synnefo-upgrade/state.json <<JSON
   ]
 }
 JSON
+# shellcheck disable=SC2016 # the script's own $1
 printf '%s\n' '#!/bin/sh' '[ "$1" = gunicorn ] && exit 101' 'exit 0' >"$work/deny.sh"
 chmod +x "$work/deny.sh"
 policy=/usr/sbin/policy-rc.d
@@ -88,13 +100,18 @@ set -e
 grep -q ' gunicorn start -$' /var/lib/synnefo-upgrade/denied-actions.log ||
     { echo "the denial is not in the ledger" >&2; exit 1; }
 
-now_us() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }
-# run_us CMD...: wall microseconds for n runs of CMD (exit status ignored).
-run_us() {
-    local start i
-    start=$(now_us)
+# run CMD...: "WALL CPU" microseconds for n runs of CMD (exit status ignored),
+# CPU being the children's user + system time; run it in a subshell of its own.
+run() {
+    local start=${EPOCHREALTIME/./} i
     for ((i = 0; i < n; i++)); do "$@" >/dev/null 2>&1 || :; done
-    echo $(($(now_us) - start))
+    local end=${EPOCHREALTIME/./}
+    # times: the shell's own line, then its children's: "0m0.123s 0m0.456s"
+    # (to a file: in a pipeline it would run in a child of its own).
+    times >"$work/times"
+    awk -v w=$((end - start)) 'NR == 2 {
+        split($1, u, /[ms]/); split($2, y, /[ms]/)
+        printf "%d %d\n", w, ((u[1] + y[1]) * 60 + u[2] + y[2]) * 1e6 }' "$work/times"
 }
 
 names=(true sh deny allow)
@@ -104,29 +121,30 @@ declare -A cmd=(
     [deny]="$policy gunicorn start"
     [allow]="$policy cron start"
 )
-declare -A times ratios
-run_us /bin/true >/dev/null # warm the page cache
-for r in $(seq "$rounds"); do
+declare -A wall cpu wall_ratio cpu_ratio
+(run /bin/true >/dev/null) # warm the page cache
+for ((r = 0; r < rounds; r++)); do
     for k in "${names[@]}"; do
         # shellcheck disable=SC2086 # the command line is split on purpose
-        t=$(run_us ${cmd[$k]})
-        times[$k]+="$t "
-        [ "$k" = true ] && base=$t
-        ratios[$k]+="$(awk -v t="$t" -v b="$base" 'BEGIN { printf "%.4f", t / b }') "
+        read -r w c < <(run ${cmd[$k]})
+        wall[$k]+="$w " cpu[$k]+="$c "
+        [ "$k" = true ] && base_w=$w base_c=$c
+        wall_ratio[$k]+="$(awk -v t="$w" -v b="$base_w" 'BEGIN { printf "%.4f", t / b }') "
+        cpu_ratio[$k]+="$(awk -v t="$c" -v b="$base_c" 'BEGIN { printf "%.4f", t / b }') "
     done
-    : "$r"
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+per_call() { awk -v t="$(median <<<"$1")" -v n="$n" 'BEGIN { printf "%.1f", t / n }'; }
 declare -A label=(
     [true]="/bin/true (baseline)"
     [sh]="#!/bin/sh deny script"
     [deny]="policy-rc.d gunicorn start (101)"
     [allow]="policy-rc.d cron start (0)"
 )
-echo "policy-rc.d installed form, $n calls x $rounds rounds (median round; ratio = median of per-round ratios):"
+echo "policy-rc.d installed form, $n calls x $rounds rounds (median round; ratio = median of per-round ratios to /bin/true):"
+printf '  %-34s %10s %8s  %10s %8s\n' "" "wall us" "ratio" "CPU us" "ratio"
 for k in "${names[@]}"; do
-    t=$(median <<<"${times[$k]}")
-    printf '  %-34s %8.1f us/call  %6.3fx /bin/true\n' "${label[$k]}" \
-        "$(awk -v t="$t" -v n="$n" 'BEGIN { print t / n }')" "$(median <<<"${ratios[$k]}")"
+    printf '  %-34s %10s %7.3fx  %10s %7.3fx\n' "${label[$k]}" \
+        "$(per_call "${wall[$k]}")" "$(median <<<"${wall_ratio[$k]}")" \
+        "$(per_call "${cpu[$k]}")" "$(median <<<"${cpu_ratio[$k]}")"
 done
-rm -rf "$work"

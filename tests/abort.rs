@@ -5,19 +5,12 @@
 
 mod common;
 
-use common::Node;
-use std::collections::BTreeMap;
+use common::{without_our_records, Node};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use synnefo_upgrade::plan::steps;
 use synnefo_upgrade::state::PhaseKind;
-
-fn without_our_records(tree: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
-    tree.into_iter()
-        .filter(|(p, _)| !p.starts_with("var/lib/synnefo-upgrade") && p != Path::new("var/lib"))
-        .collect()
-}
 
 fn round_trip(node: &Node) {
     let before = without_our_records(node.snapshot());

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Node;
+use common::{without_our_records, Node};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,12 +39,6 @@ fn rc_links(node: &Node) -> BTreeMap<PathBuf, String> {
     node.snapshot()
         .into_iter()
         .filter(|(p, _)| p.starts_with("etc") && p.to_string_lossy().contains("/rc"))
-        .collect()
-}
-
-fn without_our_records(tree: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
-    tree.into_iter()
-        .filter(|(p, _)| !p.starts_with("var/lib/synnefo-upgrade") && p != Path::new("var/lib"))
         .collect()
 }
 

@@ -80,11 +80,6 @@ fn finishes_after(node: &Node, guard: &str) -> String {
     message
 }
 
-fn masked(node: &Node, unit: &str) -> bool {
-    fs::read_link(node.path(&format!("/etc/systemd/system/{unit}")))
-        .is_ok_and(|target| target.to_str() == Some("/dev/null"))
-}
-
 #[test]
 fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
     let node = migrating("2", "[migrations]\nquiet_period_secs = 10\n");
@@ -139,12 +134,12 @@ fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
     // It waited the quiet period, polling: the version, then 3 polls (0 s, 1 s, 2 s).
     assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 4);
     assert_eq!(node.state_json()["phase"], "finishing");
-    assert!(masked(&node, "gunicorn.service"));
+    assert!(node.masked("gunicorn.service"));
 
     // The other host is armed: the restart resumes at migrate and completes.
     node.write("/var/lib/fake-pg/polls-with-client", "0", 0o644);
     finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
-    assert!(!masked(&node, "gunicorn.service"));
+    assert!(!node.masked("gunicorn.service"));
 }
 
 #[test]

@@ -256,11 +256,6 @@ fn conversion_runs_in_finish_and_a_bad_setting_stops_it_with_file_and_line() {
     );
 }
 
-fn masked(node: &Node, unit: &str) -> bool {
-    fs::read_link(node.path(&format!("/etc/systemd/system/{unit}")))
-        .is_ok_and(|target| target.to_str() == Some("/dev/null"))
-}
-
 #[test]
 fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
     let node = Node::wheezy();
@@ -289,7 +284,7 @@ fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("dpkg --configure -a"));
     assert!(!node.calls().contains("migrate"), "{}", node.calls());
     assert!(!node.path("/var/backups/synnefo-upgrade").exists());
-    assert!(masked(&node, "gunicorn.service"));
+    assert!(node.masked("gunicorn.service"));
     assert!(node.path("/var/lib/synnefo-upgrade/armed").exists());
 
     // A package needing reinstallation is not finished either.
@@ -319,7 +314,7 @@ fn an_unfinished_dist_upgrade_stops_finish_before_backups_and_migrations() {
         "{}",
         node.calls()
     );
-    assert!(!masked(&node, "gunicorn.service"));
+    assert!(!node.masked("gunicorn.service"));
 }
 
 #[test]

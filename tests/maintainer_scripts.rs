@@ -8,17 +8,10 @@
 
 mod common;
 
-use common::{Node, BIN};
-use std::collections::BTreeMap;
+use common::{without_our_records, Node, BIN};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn without_our_records(tree: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
-    tree.into_iter()
-        .filter(|(p, _)| !p.starts_with("var/lib/synnefo-upgrade") && p != Path::new("var/lib"))
-        .collect()
-}
 
 /// Runs `debian/SCRIPT ARGS` on `node`; returns the output and its stderr text.
 fn script(node: &Node, name: &str, args: &[&str]) -> (Output, String) {

@@ -244,6 +244,20 @@ impl Node {
     pub fn snapshot(&self) -> BTreeMap<PathBuf, String> {
         snapshot(self.root())
     }
+
+    /// Whether the systemd unit `unit` is masked (a link to /dev/null).
+    pub fn masked(&self, unit: &str) -> bool {
+        fs::read_link(self.path(&format!("/etc/systemd/system/{unit}")))
+            .is_ok_and(|target| target.to_str() == Some("/dev/null"))
+    }
+}
+
+/// A [`snapshot`] without what the tool keeps for itself (its state, ledger
+/// and backups under /var/lib/synnefo-upgrade).
+pub fn without_our_records(tree: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, String> {
+    tree.into_iter()
+        .filter(|(p, _)| !p.starts_with("var/lib/synnefo-upgrade") && p != Path::new("var/lib"))
+        .collect()
 }
 
 /// The record of step `id` of `phase` in a state file or `status --json` document.

@@ -16,6 +16,9 @@
     # No fake gunicorn process at all.
     # (Anchored: the guest shell running this check has the name in its own cmdline.)
     GUEST_GUNICORN_DOWN='! pgrep -f "^/bin/sh /usr/sbin/fake-gunicorn" >/dev/null'
+    # The fake snf-dispatcher daemon (sysvinit script on 0.18.1, native unit on 0.19).
+    GUEST_DISPATCHER_RUNNING='pgrep -f "^/bin/sh /usr/sbin/fake-snf-dispatcher" >/dev/null'
+    GUEST_DISPATCHER_DOWN='! pgrep -f "^/bin/sh /usr/sbin/fake-snf-dispatcher" >/dev/null'
 }
 
 # check DESC CMD: CMD (a guest shell string) must succeed.

@@ -17,6 +17,52 @@ stage_old_node() {
     check "gunicorn running (pidfile names a live fake-gunicorn)" "$GUEST_GUNICORN_RUNNING"
 }
 
+# A second managed service whose 0.19 package takes another form: snf-dispatcher
+# runs from a sysvinit script on 0.18.1 (enabled in /etc/default, as operators
+# do); its 0.19 package brings a native unit that its postinst enables the
+# debhelper way (deb-systemd-helper) during the dist-upgrade, while our mask stands.
+stage_dispatcher() {
+    step "installing snf-dispatcher (0.18.1: a sysvinit service, enabled at boot)"
+    check "SNF_DSPTCH_ENABLE=true in /etc/default/snf-dispatcher" \
+        'echo SNF_DSPTCH_ENABLE=true >/etc/default/snf-dispatcher'
+    check "apt-get install snf-dispatcher" \
+        'DEBIAN_FRONTEND=noninteractive apt-get install -y -q snf-dispatcher'
+    check "snf-dispatcher running" "$GUEST_DISPATCHER_RUNNING"
+    check "snf-dispatcher starts at boot (rc2.d S link)" 'ls /etc/rc2.d/S*snf-dispatcher >/dev/null'
+}
+
+# An armed node rebooted before its dist-upgrade (still sysvinit): the managed
+# services must stay down, their start links disabled as update-rc.d disable does.
+stage_armed_reboot() {
+    check "boot-time start disabled while armed (rc2.d K links, no S link)" \
+        'ls /etc/rc2.d/K*gunicorn /etc/rc2.d/K*snf-dispatcher >/dev/null && ! ls /etc/rc2.d/S*gunicorn /etc/rc2.d/S*snf-dispatcher 2>/dev/null'
+    step "rebooting the armed node before its dist-upgrade (still sysvinit)"
+    vm_reboot
+    timing reboot-armed-sysvinit "$VM_REBOOT_SECONDS"
+    check "PID 1 is sysvinit" "$GUEST_IS_SYSVINIT"
+    check "gunicorn stayed down across the boot" "$GUEST_GUNICORN_DOWN"
+    check "snf-dispatcher stayed down across the boot" "$GUEST_DISPATCHER_DOWN"
+    vm_mount_repo
+}
+
+# After finish: the service whose package became a native unit runs, and both
+# start at the next boot too (the finish unit does not run again).
+assert_second_boot() {
+    check_eq "snf-dispatcher.service active after finish" active 'systemctl is-active snf-dispatcher.service'
+    check "snf-dispatcher.service is the native unit" \
+        'systemctl show -p FragmentPath --value snf-dispatcher.service | grep -qx /lib/systemd/system/snf-dispatcher.service'
+    check_eq "snf-dispatcher.service enabled" enabled 'systemctl is-enabled snf-dispatcher.service'
+    step "rebooting a second time: what ran before the upgrade starts at every boot"
+    vm_reboot
+    timing second-systemd-boot "$VM_REBOOT_SECONDS"
+    vm_wait_guest "gunicorn.service and snf-dispatcher.service active after the second boot" 120 \
+        'systemctl is-active --quiet gunicorn.service && systemctl is-active --quiet snf-dispatcher.service'
+    check "gunicorn and snf-dispatcher processes running" "$GUEST_GUNICORN_RUNNING && $GUEST_DISPATCHER_RUNNING"
+    check "the finish unit did not run on the second boot (disabled, state done)" \
+        '[ "$(systemctl show -p ExecMainStartTimestampMonotonic --value synnefo-upgrade-finish.service)" = 0 ] &&
+         grep -Eq "\"phase\"[[:space:]]*:[[:space:]]*\"done\"" /var/lib/synnefo-upgrade/state.json'
+}
+
 # The operator's own 0.18.1 configuration, as a real Cyclades node carries it
 # (tests/fixtures/convert/cyclades-node, the fixture the conversion tests use):
 # a django-mode gunicorn config, an Apache site named without `.conf` (enabled by

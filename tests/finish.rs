@@ -373,3 +373,49 @@ fn gevent_and_greenlet_are_compared_in_dpkg_order_and_shown_by_status() {
     assert!(pin.contains("Package: python-gevent\nPin: version 1.1.1-2*\nPin-Priority: 990\n"));
     assert!(pin.contains("Package: python-greenlet\nPin: version 0.4.10-1*\nPin-Priority: 990\n"));
 }
+
+/// The 0.19 packages bring native units; their maintainer scripts ran
+/// `deb-systemd-helper enable` while our masks stood (no link for gunicorn,
+/// which started at boot before) or made a link for a service that did not
+/// (archipelago). After finish, boot starts what started before, only that.
+#[test]
+fn boot_state_is_restored_both_ways_for_native_units() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let unit = "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n";
+    node.write("/lib/systemd/system/gunicorn.service", unit, 0o644);
+    node.write("/lib/systemd/system/archipelago.service", unit, 0o644);
+    node.link(
+        "/lib/systemd/system/archipelago.service",
+        "/etc/systemd/system/multi-user.target.wants/archipelago.service",
+    );
+    node.write(
+        "/var/lib/systemd/deb-systemd-helper-enabled/archipelago.service.dsh-also",
+        "/etc/systemd/system/multi-user.target.wants/archipelago.service\n",
+        0o644,
+    );
+    node.ok(&["finish"]);
+    let wants = "/etc/systemd/system/multi-user.target.wants";
+    assert_eq!(
+        fs::read_link(node.path(&format!("{wants}/gunicorn.service"))).unwrap(),
+        std::path::Path::new("/lib/systemd/system/gunicorn.service"),
+        "gunicorn started at boot before: enabled as systemctl enable does"
+    );
+    assert!(
+        fs::symlink_metadata(node.path(&format!("{wants}/archipelago.service"))).is_err(),
+        "archipelago did not start at boot before: its package's link is gone"
+    );
+    assert!(!node.masked("gunicorn") && !node.masked("archipelago"));
+    let state = node.state_json();
+    let message = common::step_record(&state, "finish", "restore-boot-state")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        message,
+        "enabled: gunicorn.service; by rc links: none; kept disabled: archipelago"
+    );
+    // The rc start link of the init script is back too (restore-boot-start).
+    assert!(fs::symlink_metadata(node.path("/etc/rc2.d/S02gunicorn")).is_ok());
+}

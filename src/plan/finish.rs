@@ -14,6 +14,7 @@ use crate::fsx;
 use crate::node::{self, InitSystem, Role};
 use crate::paths;
 use crate::policy_rcd;
+use crate::services;
 use crate::state::{Phase, PhaseKind};
 use crate::synnefo;
 
@@ -98,6 +99,20 @@ pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
+    // Enabled: what started at boot before, where 0.19 brings a native unit
+    // (a maintainer script's `deb-systemd-helper enable` found our mask and
+    // made no link). The links are written directly, as `systemctl enable`
+    // makes them: the units are still masked, and D-Bus EnableUnitFiles
+    // refuses masked units. Without a native unit the rc S links decide
+    // (restore-boot-start put them back).
+    let mut enabled = Vec::new();
+    let mut by_rc_links = Vec::new();
+    for record in ctx.state.services.iter().filter(|s| s.ran_at_boot()) {
+        match services::install::enable(&ctx.root, &record.name)? {
+            Some(_) => enabled.push(node::unit_name(&record.name)),
+            None => by_rc_links.push(record.name.clone()),
+        }
+    }
     let disable = names(
         ctx.state
             .services
@@ -105,7 +120,12 @@ pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
             .filter(|s| !s.was_masked && !s.ran_at_boot()),
     );
     ctx.services.disable(&disable)?;
-    Ok(format!("kept disabled: {}", list(&disable)))
+    Ok(format!(
+        "enabled: {}; by rc links: {}; kept disabled: {}",
+        list(&enabled),
+        list(&by_rc_links),
+        list(&disable)
+    ))
 }
 
 pub(super) fn unmask_services(ctx: &mut Ctx) -> Result<String> {

@@ -179,6 +179,41 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
     Ok(format!("active: {}", list(&started)))
 }
 
+pub(super) fn apache_wanted(ctx: &Ctx) -> bool {
+    use super::prepare::{apache2_installed, APACHE2};
+    apache2_installed(&ctx.facts)
+        && match ctx.state.apache2_was_active {
+            Some(was) => was,
+            // A state file from before Apache was recorded: enabled at boot stands in.
+            None => crate::services::is_enabled_on_disk(&ctx.root, APACHE2),
+        }
+}
+
+pub(super) fn restart_apache(ctx: &mut Ctx) -> Result<String> {
+    use super::prepare::APACHE2;
+    let program = exec::find(&ctx.root, "apache2ctl")?;
+    let program = program.to_string_lossy();
+    let run = exec::run_logged(PhaseKind::Finish, ctx.step, &[&program, "configtest"], &[])?;
+    if !run.status.success() {
+        bail!(
+            "'apache2ctl configtest' failed ({}): {}; fix the Apache configuration (Apache 2.4 reads only \
+             sites-enabled/*.conf and conf-enabled/*.conf; 'Require' replaces Order/Allow/Deny, or \
+             'a2enmod access_compat'), then run 'synnefo-upgrade finish' again",
+            run.status,
+            run.lines.join(" | ")
+        );
+    }
+    let names = [APACHE2.to_string()];
+    ctx.services.restart(&names)?;
+    if !ctx.services.is_active(APACHE2)? {
+        bail!(
+            "apache2 is not active after its restart; see 'systemctl status apache2' and 'journalctl -u apache2', \
+             then run 'synnefo-upgrade finish' again"
+        );
+    }
+    Ok("apache2ctl configtest passed; apache2 restarted and active".into())
+}
+
 pub(super) fn health_wanted(ctx: &Ctx) -> bool {
     !ctx.config.health.is_empty()
 }

@@ -62,6 +62,10 @@ pub static FINISH: &[StepDef] = &[
     UNMASK_SERVICES,
     START_SERVICES,
     VERIFY_SERVICES,
+    // After the conversion (sites and conf.d in Apache 2.4's places) and the
+    // managed services (Apache proxies to gunicorn); before the health checks,
+    // which usually go through Apache.
+    step("restart-apache",       f::apache_wanted,           f::restart_apache,        "check the Apache configuration (apache2ctl configtest) and restart Apache, where it ran before"),
     step("health-checks",        f::health_wanted,           f::health_checks,         "run the configured [[health]] checks"),
     REMOVE_APT_CONFIG,
     REMOVE_POLICY_RCD,

@@ -66,6 +66,9 @@ pub trait Services {
     fn stop(&self, names: &[String]) -> Result<()>;
     /// Starts every service in `names` and waits for each start to complete.
     fn start(&self, names: &[String]) -> Result<()>;
+    /// Restarts every service in `names` (started when it was not running)
+    /// and waits for each restart to complete.
+    fn restart(&self, names: &[String]) -> Result<()>;
     /// Whether `name` is active now.
     fn is_active(&self, name: &str) -> Result<bool>;
     /// Masks every service in `names`.
@@ -193,6 +196,12 @@ impl Services for Offline {
         names
             .iter()
             .for_each(|n| log::info!("offline (--root): not starting '{n}'"));
+        Ok(())
+    }
+    fn restart(&self, names: &[String]) -> Result<()> {
+        names
+            .iter()
+            .for_each(|n| log::info!("offline (--root): not restarting '{n}'"));
         Ok(())
     }
     fn is_active(&self, name: &str) -> Result<bool> {

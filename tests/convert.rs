@@ -618,6 +618,14 @@ fn apache_conf_d_moves_to_conf_available_enabled_with_the_header_rewritten() {
         "/etc/apache2/conf.d/charset.dpkg-old",
         b"AddDefaultCharset UTF-8\n",
     );
+    // A link to a file elsewhere in /etc, relative: it still leads there.
+    write(root, "/etc/synnefo/apache-status", b"ExtendedStatus On\n");
+    fs::create_dir_all(root.join("etc/apache2/conf.d")).unwrap();
+    symlink(
+        "../../synnefo/apache-status",
+        root.join("etc/apache2/conf.d/status"),
+    )
+    .unwrap();
     // Already at its destination: left alone, with a warning.
     write(root, "/etc/apache2/conf.d/taken", b"x\n");
     write(root, "/etc/apache2/conf-available/taken.conf", b"y\n");
@@ -658,6 +666,15 @@ fn apache_conf_d_moves_to_conf_available_enabled_with_the_header_rewritten() {
         // The link leads to the moved file.
         assert!(root.join("etc/apache2/conf-enabled").join(name).is_file());
     }
+    assert_eq!(
+        fs::read_link(root.join("etc/apache2/conf-available/status.conf")).unwrap(),
+        Path::new("../../synnefo/apache-status")
+    );
+    assert_eq!(
+        read(root, "/etc/apache2/conf-enabled/status.conf"),
+        b"ExtendedStatus On\n"
+    );
+    assert!(fs::symlink_metadata(root.join("etc/apache2/conf.d/status")).is_err());
     assert!(!root.join("etc/apache2/conf.d/synnefo-proxy").exists());
     assert!(!root.join("etc/apache2/conf.d/security.conf").exists());
     // Leftovers and the clash stay.

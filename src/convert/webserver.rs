@@ -8,8 +8,9 @@
 //! - Apache 2.4 no longer reads `conf.d/`: every file there moves to
 //!   `conf-available/NAME.conf` (a name ending in `.conf` keeps it, once) and
 //!   is enabled by a `conf-enabled/NAME.conf -> ../conf-available/NAME.conf`
-//!   link, as `a2enconf` makes it. When the destination exists already, the
-//!   file is left alone with a warning.
+//!   link, as `a2enconf` makes it (a `conf.d/` link becomes a
+//!   `conf-available/` link to the same file). When the destination exists
+//!   already, the file is left alone with a warning.
 //! - gunicorn 19 reads `X-Forwarded-Proto`, not `X-Forwarded-Protocol`: the
 //!   header name is rewritten in Apache `RequestHeader` and nginx
 //!   `proxy_set_header` lines (directive and header names case-insensitive;
@@ -219,10 +220,23 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
             continue;
         }
         seen.insert(loaded.real.clone());
-        out.changes.push(Change::Rename {
-            from: from.clone(),
-            to: to.clone(),
-        });
+        if let Ok(target) = fs::read_link(root.path(&from)) {
+            // conf.d and conf-available are siblings: an absolute target, or
+            // one that leaves the directory first, leads to the same file from
+            // either; any other leads there by its absolute path.
+            let keeps =
+                target.is_absolute() || target.components().next() == Some(Component::ParentDir);
+            out.changes.push(Change::Relink {
+                from: from.clone(),
+                to: to.clone(),
+                target: if keeps { target } else { loaded.real.clone() },
+            });
+        } else {
+            out.changes.push(Change::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
         let link = Path::new(APACHE_CONF_ENABLED).join(&new_name);
         let target = Path::new("../conf-available").join(&new_name);
         if fs::read_link(root.path(&link)).ok().as_ref() != Some(&target) {

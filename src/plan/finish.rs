@@ -100,8 +100,8 @@ pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {
 
 pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
     // Enabled: what started at boot before, where 0.19 brings a native unit
-    // (a maintainer script's `deb-systemd-helper enable` found our mask and
-    // made no link). The links are written directly, as `systemctl enable`
+    // (its maintainer script's `deb-systemd-helper enable` ran while our mask
+    // stood: a VM run saw such a service down at the second boot). The links are written directly, as `systemctl enable`
     // makes them: the units are still masked, and D-Bus EnableUnitFiles
     // refuses masked units. Without a native unit the rc S links decide
     // (restore-boot-start put them back).

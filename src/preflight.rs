@@ -379,6 +379,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     let packages = facts.packages.as_deref().unwrap_or_default();
     found.extend(crate::boot::findings(root, packages));
     found.extend(crate::notices::findings(root, packages));
+    found.extend(crate::convert::webserver::access_findings(root));
     found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }

@@ -212,6 +212,12 @@ pub struct State {
     /// The node's service downtime; `None` until a running service is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downtime: Option<Downtime>,
+    /// Whether apache2 ran before the upgrade, where it is installed
+    /// (recorded by `record-services`; not a managed service: prepare neither
+    /// stops nor masks it). `None` without apache2, or in a state file written
+    /// before this was recorded (optional, so such files load unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apache2_was_active: Option<bool>,
 }
 
 /// Seconds since the epoch.
@@ -232,6 +238,7 @@ impl State {
             services: Vec::new(),
             steps: Vec::new(),
             downtime: None,
+            apache2_was_active: None,
         }
     }
 

@@ -616,3 +616,48 @@ fn reported_not_changed_postgresql_amqp_guest_gunicorn_proxy() {
     let (_, json) = check(&node);
     assert!(!ids(&json, false).contains(&"gunicorn-forwarded-ips".to_string()));
 }
+
+#[test]
+fn apache_2_2_access_control_without_access_compat_is_reported() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/apache2/sites-available/synnefo",
+        "<Location />\n  # Order deny,allow\n  order allow,deny\n  Allow from all\n</Location>\n",
+        0o644,
+    );
+    node.write("/etc/apache2/conf.d/status", "Deny from all\n", 0o644);
+    let (_, json) = check(&node);
+    let found = finding(&json, "apache-access-compat");
+    assert_eq!(found["inhibitor"], false, "{found}");
+    let summary = found["summary"].as_str().unwrap();
+    for place in [
+        "/etc/apache2/sites-available/synnefo:3 (order)",
+        "/etc/apache2/sites-available/synnefo:4 (Allow)",
+        "/etc/apache2/conf.d/status:1 (Deny)",
+    ] {
+        assert!(summary.contains(place), "{place} in {summary}");
+    }
+    assert!(!summary.contains("synnefo:2"), "a comment: {summary}");
+    assert!(
+        found["remediation"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Require all granted"),
+        "{found}"
+    );
+    assert_eq!(
+        found["remediation"]["commands"][0], "a2enmod access_compat",
+        "{found}"
+    );
+
+    // With mod_access_compat enabled there is nothing to report.
+    node.link(
+        "../mods-available/access_compat.load",
+        "/etc/apache2/mods-enabled/access_compat.load",
+    );
+    let (_, json) = check(&node);
+    assert!(
+        !ids(&json, false).contains(&"apache-access-compat".to_string()),
+        "{json:#}"
+    );
+}

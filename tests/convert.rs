@@ -601,3 +601,89 @@ fn unknown_cache_scheme_and_broken_gunicorn_config_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn apache_conf_d_moves_to_conf_available_enabled_with_the_header_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let header = b"RequestHeader set X-Forwarded-Protocol \"https\"\n# keep me\n";
+    write(root, "/etc/apache2/conf.d/synnefo-proxy", header);
+    write(
+        root,
+        "/etc/apache2/conf.d/security.conf",
+        b"ServerTokens Prod\n",
+    );
+    write(
+        root,
+        "/etc/apache2/conf.d/charset.dpkg-old",
+        b"AddDefaultCharset UTF-8\n",
+    );
+    // A link to a file elsewhere in /etc, relative: it still leads there.
+    write(root, "/etc/synnefo/apache-status", b"ExtendedStatus On\n");
+    fs::create_dir_all(root.join("etc/apache2/conf.d")).unwrap();
+    symlink(
+        "../../synnefo/apache-status",
+        root.join("etc/apache2/conf.d/status"),
+    )
+    .unwrap();
+    // Already at its destination: left alone, with a warning.
+    write(root, "/etc/apache2/conf.d/taken", b"x\n");
+    write(root, "/etc/apache2/conf-available/taken.conf", b"y\n");
+
+    let before = snapshot(root);
+    let dry = ok(root, &["--dry-run"]);
+    assert_eq!(snapshot(root), before, "--dry-run wrote something");
+    assert!(
+        dry.contains("rename /etc/apache2/conf.d/synnefo-proxy -> /etc/apache2/conf-available/synnefo-proxy.conf"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(
+            "link /etc/apache2/conf-enabled/security.conf -> ../conf-available/security.conf"
+        ),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("+RequestHeader set X-Forwarded-Proto \"https\""),
+        "{dry}"
+    );
+
+    ok(root, &[]);
+    assert_eq!(
+        read(root, "/etc/apache2/conf-available/synnefo-proxy.conf"),
+        b"RequestHeader set X-Forwarded-Proto \"https\"\n# keep me\n"
+    );
+    assert_eq!(
+        read(root, "/etc/apache2/conf-available/security.conf"),
+        b"ServerTokens Prod\n",
+        "a name ending in .conf is not doubled"
+    );
+    for name in ["synnefo-proxy.conf", "security.conf"] {
+        assert_eq!(
+            fs::read_link(root.join("etc/apache2/conf-enabled").join(name)).unwrap(),
+            Path::new("../conf-available").join(name)
+        );
+        // The link leads to the moved file.
+        assert!(root.join("etc/apache2/conf-enabled").join(name).is_file());
+    }
+    assert_eq!(
+        fs::read_link(root.join("etc/apache2/conf-available/status.conf")).unwrap(),
+        Path::new("../../synnefo/apache-status")
+    );
+    assert_eq!(
+        read(root, "/etc/apache2/conf-enabled/status.conf"),
+        b"ExtendedStatus On\n"
+    );
+    assert!(fs::symlink_metadata(root.join("etc/apache2/conf.d/status")).is_err());
+    assert!(!root.join("etc/apache2/conf.d/synnefo-proxy").exists());
+    assert!(!root.join("etc/apache2/conf.d/security.conf").exists());
+    // Leftovers and the clash stay.
+    assert!(root.join("etc/apache2/conf.d/charset.dpkg-old").exists());
+    assert!(!root.join("etc/apache2/conf-enabled/charset.conf").exists());
+    assert_eq!(read(root, "/etc/apache2/conf.d/taken"), b"x\n");
+    assert_eq!(read(root, "/etc/apache2/conf-available/taken.conf"), b"y\n");
+    assert!(!root.join("etc/apache2/conf-enabled/taken.conf").exists());
+
+    let again = ok(root, &[]);
+    assert!(again.contains("nothing to convert"), "{again}");
+}

@@ -373,3 +373,140 @@ fn gevent_and_greenlet_are_compared_in_dpkg_order_and_shown_by_status() {
     assert!(pin.contains("Package: python-gevent\nPin: version 1.1.1-2*\nPin-Priority: 990\n"));
     assert!(pin.contains("Package: python-greenlet\nPin: version 0.4.10-1*\nPin-Priority: 990\n"));
 }
+
+/// The 0.19 packages bring native units; their maintainer scripts ran
+/// `deb-systemd-helper enable` while our masks stood (no link for gunicorn,
+/// which started at boot before) or made a link for a service that did not
+/// (archipelago). After finish, boot starts what started before, only that.
+#[test]
+fn boot_state_is_restored_both_ways_for_native_units() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let unit = "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n";
+    node.write("/lib/systemd/system/gunicorn.service", unit, 0o644);
+    node.write("/lib/systemd/system/archipelago.service", unit, 0o644);
+    node.link(
+        "/lib/systemd/system/archipelago.service",
+        "/etc/systemd/system/multi-user.target.wants/archipelago.service",
+    );
+    node.write(
+        "/var/lib/systemd/deb-systemd-helper-enabled/archipelago.service.dsh-also",
+        "/etc/systemd/system/multi-user.target.wants/archipelago.service\n",
+        0o644,
+    );
+    node.ok(&["finish"]);
+    let wants = "/etc/systemd/system/multi-user.target.wants";
+    assert_eq!(
+        fs::read_link(node.path(&format!("{wants}/gunicorn.service"))).unwrap(),
+        std::path::Path::new("/lib/systemd/system/gunicorn.service"),
+        "gunicorn started at boot before: enabled as systemctl enable does"
+    );
+    assert!(
+        fs::symlink_metadata(node.path(&format!("{wants}/archipelago.service"))).is_err(),
+        "archipelago did not start at boot before: its package's link is gone"
+    );
+    assert!(!node.masked("gunicorn") && !node.masked("archipelago"));
+    let state = node.state_json();
+    let message = common::step_record(&state, "finish", "restore-boot-state")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        message,
+        "enabled: gunicorn.service; by rc links: none; kept disabled: archipelago"
+    );
+    // The rc start link of the init script is back too (restore-boot-start).
+    assert!(fs::symlink_metadata(node.path("/etc/rc2.d/S02gunicorn")).is_ok());
+}
+
+/// Apache ran before prepare: finish moves conf.d to Apache 2.4's places, then
+/// gates `done` on `apache2ctl configtest` and a restart.
+#[test]
+fn apache_configtest_gates_done_where_apache_ran_before() {
+    let mut node = Node::wheezy();
+    node.package("apache2", "2.2.22-13+deb7u13", None);
+    node.write("/etc/init.d/apache2", "#!/bin/sh\nexit 0\n", 0o755);
+    node.link("../init.d/apache2", "/etc/rc2.d/S02apache2");
+    node.write(
+        "/etc/apache2/conf.d/synnefo-proxy",
+        "RequestHeader set X-Forwarded-Protocol \"https\"\n<Location />\n  Order allow,deny\n</Location>\n",
+        0o644,
+    );
+    node.fake_command(
+        "/usr/sbin/apache2ctl",
+        "apache2ctl ",
+        "echo \"AH00526: Syntax error on line 3 of /etc/apache2/conf-enabled/synnefo-proxy.conf:\" >&2\necho \"Invalid command 'Order', perhaps misspelled\" >&2\nexit 1\n",
+    );
+    node.ok(&["prepare"]);
+    assert_eq!(node.state_json()["apache2_was_active"], true);
+    assert!(
+        !node.masked("apache2"),
+        "apache2 is recorded, not managed: prepare neither stops nor masks it"
+    );
+    node.to_jessie();
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = node.state_json();
+    assert_eq!(state["phase"], "finishing");
+    let message = common::step_record(&state, "finish", "restart-apache")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("'apache2ctl configtest' failed")
+            && message.contains("Invalid command 'Order', perhaps misspelled")
+            && message.contains("a2enmod access_compat"),
+        "{message}"
+    );
+    assert_eq!(apache2ctl_calls(&node), ["configtest"]);
+    // The conversion ran before: conf.d moved, enabled, header rewritten.
+    assert_eq!(
+        fs::read_to_string(node.path("/etc/apache2/conf-enabled/synnefo-proxy.conf")).unwrap(),
+        "RequestHeader set X-Forwarded-Proto \"https\"\n<Location />\n  Order allow,deny\n</Location>\n"
+    );
+    assert!(!node.path("/etc/apache2/conf.d/synnefo-proxy").exists());
+
+    // Fixed by the operator: the rerun resumes at the gate and completes.
+    node.fake_command("/usr/sbin/apache2ctl", "apache2ctl ", "echo 'Syntax OK'\n");
+    node.ok(&["finish"]);
+    let state = node.state_json();
+    assert_eq!(state["phase"], "done");
+    assert_eq!(
+        common::step_record(&state, "finish", "restart-apache")["status"],
+        "done"
+    );
+    assert_eq!(apache2ctl_calls(&node), ["configtest", "configtest"]);
+}
+
+/// Apache installed but not running before: finish leaves it alone.
+#[test]
+fn apache_that_did_not_run_before_is_left_alone() {
+    let mut node = Node::wheezy();
+    node.package("apache2", "2.2.22-13+deb7u13", None);
+    node.write("/etc/init.d/apache2", "#!/bin/sh\nexit 0\n", 0o755);
+    node.fake_command("/usr/sbin/apache2ctl", "apache2ctl ", "exit 1\n");
+    node.ok(&["prepare"]);
+    assert_eq!(node.state_json()["apache2_was_active"], false);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let state = node.state_json();
+    assert_eq!(
+        common::step_record(&state, "finish", "restart-apache")["status"],
+        "skipped"
+    );
+    assert!(apache2ctl_calls(&node).is_empty());
+}
+
+fn apache2ctl_calls(node: &Node) -> Vec<String> {
+    node.calls()
+        .lines()
+        .filter_map(|l| l.strip_prefix("apache2ctl "))
+        .map(String::from)
+        .collect()
+}

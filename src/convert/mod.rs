@@ -82,6 +82,13 @@ pub enum Change {
         /// Its new target.
         target: PathBuf,
     },
+    /// A new symbolic link (a `conf-enabled` link, as `a2enconf` makes it).
+    Link {
+        /// The link.
+        path: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
     /// A directory made to exist and be owned by `uid:gid`.
     OwnDir {
         /// Node path.
@@ -362,7 +369,13 @@ impl Conversion {
         self.verify(root)?;
         for change in &self.changes {
             match change {
-                Change::Rename { from, to } => fsx::rename(root, from, to)?,
+                Change::Rename { from, to } => {
+                    if let Some(parent) = to.parent() {
+                        fsx::ensure_dir(root, &parent.to_string_lossy(), 0o755)?;
+                    }
+                    fsx::rename(root, from, to)?
+                }
+                Change::Link { path, target } => fsx::symlink(root, path, target)?,
                 Change::Relink { from, to, target } => {
                     fsx::backup(root, from)?;
                     fsx::symlink(root, to, target)?;
@@ -414,6 +427,13 @@ impl Conversion {
                         return Err(changed(from).into());
                     }
                 }
+                Change::Link { path, target } => {
+                    if fs::symlink_metadata(root.path(path)).is_ok()
+                        && fs::read_link(root.path(path)).ok().as_ref() != Some(target)
+                    {
+                        return Err(changed(path).into());
+                    }
+                }
                 Change::OwnDir { .. } => {}
             }
         }
@@ -433,6 +453,9 @@ fn describe(change: &Change) -> String {
                 to.display(),
                 target.display()
             )
+        }
+        Change::Link { path, target } => {
+            format!("link {} -> {}", path.display(), target.display())
         }
         Change::OwnDir {
             path,

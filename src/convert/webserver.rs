@@ -5,6 +5,12 @@
 //!   and every `sites-enabled/` link (or file) follows: `NAME.conf`, pointing at
 //!   the renamed site, in the same relative or absolute form. When `NAME.conf`
 //!   exists already, both are left alone with a warning.
+//! - Apache 2.4 no longer reads `conf.d/`: every file there moves to
+//!   `conf-available/NAME.conf` (a name ending in `.conf` keeps it, once) and
+//!   is enabled by a `conf-enabled/NAME.conf -> ../conf-available/NAME.conf`
+//!   link, as `a2enconf` makes it (a `conf.d/` link becomes a
+//!   `conf-available/` link to the same file). When the destination exists
+//!   already, the file is left alone with a warning.
 //! - gunicorn 19 reads `X-Forwarded-Proto`, not `X-Forwarded-Protocol`: the
 //!   header name is rewritten in Apache `RequestHeader` and nginx
 //!   `proxy_set_header` lines (directive and header names case-insensitive;
@@ -29,12 +35,14 @@ use crate::fsx::Root;
 pub const APACHE_AVAILABLE: &str = "/etc/apache2/sites-available";
 /// Apache's enabled sites (links, as `a2ensite` makes them).
 pub const APACHE_ENABLED: &str = "/etc/apache2/sites-enabled";
+/// Apache 2.2's configuration snippets, not read by Apache 2.4.
+pub const APACHE_CONF_D: &str = "/etc/apache2/conf.d";
+/// Apache 2.4's configuration snippets.
+pub const APACHE_CONF_AVAILABLE: &str = "/etc/apache2/conf-available";
+/// Apache 2.4's enabled snippets (links, as `a2enconf` makes them).
+pub const APACHE_CONF_ENABLED: &str = "/etc/apache2/conf-enabled";
 /// Other Apache directories whose files may set the header.
-const APACHE_OTHER: [&str; 3] = [
-    "/etc/apache2/sites-enabled",
-    "/etc/apache2/conf-available",
-    "/etc/apache2/conf.d",
-];
+const APACHE_OTHER: [&str; 2] = ["/etc/apache2/sites-enabled", "/etc/apache2/conf-available"];
 /// nginx directories whose files may set the header.
 const NGINX: [&str; 3] = [
     "/etc/nginx/sites-available",
@@ -92,6 +100,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
             });
         }
     }
+    conf_d(root, out, &mut seen)?;
     for name in list_dir(root, enabled)? {
         if is_leftover(name.as_bytes()) {
             continue;
@@ -180,6 +189,152 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
         }
     }
     log_dir(root, out)
+}
+
+/// Moves every `conf.d/` file to `conf-available/NAME.conf`, enabled by a
+/// `conf-enabled/` link, with the header rewritten.
+fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Result<()> {
+    let conf_d = Path::new(APACHE_CONF_D);
+    for name in list_dir(root, conf_d)? {
+        if is_leftover(name.as_bytes()) {
+            continue;
+        }
+        let from = conf_d.join(&name);
+        let Some(loaded) = read_through(root, &from)? else {
+            continue;
+        };
+        let new_name = if name.as_bytes().ends_with(b".conf") {
+            name.clone()
+        } else {
+            with_conf(&name)
+        };
+        let to = Path::new(APACHE_CONF_AVAILABLE).join(&new_name);
+        let (new, n) = rewrite_header(&loaded.bytes, Server::Apache);
+        if fs::symlink_metadata(root.path(&to)).is_ok() {
+            out.warnings.push(format!(
+                "'{}' and '{}' both exist; '{}' left alone (Apache 2.4 does not read conf.d)",
+                from.display(),
+                to.display(),
+                from.display()
+            ));
+            continue;
+        }
+        seen.insert(loaded.real.clone());
+        if let Ok(target) = fs::read_link(root.path(&from)) {
+            // conf.d and conf-available are siblings: an absolute target, or
+            // one that leaves the directory first, leads to the same file from
+            // either; any other leads there by its absolute path.
+            let keeps =
+                target.is_absolute() || target.components().next() == Some(Component::ParentDir);
+            out.changes.push(Change::Relink {
+                from: from.clone(),
+                to: to.clone(),
+                target: if keeps { target } else { loaded.real.clone() },
+            });
+        } else {
+            out.changes.push(Change::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+        let link = Path::new(APACHE_CONF_ENABLED).join(&new_name);
+        let target = Path::new("../conf-available").join(&new_name);
+        if fs::read_link(root.path(&link)).ok().as_ref() != Some(&target) {
+            if fs::symlink_metadata(root.path(&link)).is_ok() {
+                out.warnings.push(format!(
+                    "'{}' exists and is not a link to '{}': enable it by hand ('a2enconf {}')",
+                    link.display(),
+                    target.display(),
+                    Path::new(&new_name).with_extension("").display()
+                ));
+            } else {
+                out.changes.push(Change::Link { path: link, target });
+            }
+        }
+        if n > 0 {
+            let path = if loaded.real == from {
+                to.clone()
+            } else {
+                loaded.real.clone()
+            };
+            out.changes.push(Change::Edit {
+                path,
+                shown: to,
+                old: loaded.bytes.clone(),
+                new,
+                what: vec!["X-Forwarded-Protocol -> X-Forwarded-Proto".into()],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Apache 2.4's module that still understands 2.2's `Order`/`Allow`/`Deny`.
+pub const ACCESS_COMPAT_LOAD: &str = "/etc/apache2/mods-enabled/access_compat.load";
+
+/// Apache 2.2 access control directives (`Order`, `Allow`, `Deny`, any case,
+/// not in comments) in `src`: 1-based line and the directive as written.
+pub fn old_access_directives(src: &[u8]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in split_lines(src).into_iter().enumerate() {
+        let Some(&(s, e)) = words(line).first() else {
+            continue;
+        };
+        let word = &line[s..e];
+        if [&b"Order"[..], b"Allow", b"Deny"]
+            .iter()
+            .any(|d| word.eq_ignore_ascii_case(d))
+        {
+            out.push((i + 1, String::from_utf8_lossy(word).into_owned()));
+        }
+    }
+    out
+}
+
+/// `apache-access-compat`: 2.2 access control in the Apache configuration
+/// while `mod_access_compat` is not enabled (Apache 2.4 refuses to start).
+pub fn access_findings(root: &Root) -> Vec<crate::preflight::Finding> {
+    if fs::symlink_metadata(root.path(ACCESS_COMPAT_LOAD)).is_ok() {
+        return Vec::new();
+    }
+    let mut hits = Vec::new();
+    let mut seen = BTreeSet::new();
+    for dir in [
+        APACHE_AVAILABLE,
+        APACHE_ENABLED,
+        APACHE_CONF_D,
+        APACHE_CONF_AVAILABLE,
+    ] {
+        let dir = Path::new(dir);
+        for name in list_dir(root, dir).unwrap_or_default() {
+            if is_leftover(name.as_bytes()) {
+                continue;
+            }
+            let Ok(Some(loaded)) = read_through(root, &dir.join(&name)) else {
+                continue;
+            };
+            if !seen.insert(loaded.real.clone()) {
+                continue;
+            }
+            for (line, word) in old_access_directives(&loaded.bytes) {
+                hits.push(format!("{}:{line} ({word})", loaded.shown.display()));
+            }
+        }
+    }
+    if hits.is_empty() {
+        return Vec::new();
+    }
+    vec![crate::preflight::Finding::new(
+        "apache-access-compat",
+        crate::preflight::Severity::Medium,
+        "Apache 2.2 access control (Order/Allow/Deny) without mod_access_compat",
+        format!(
+            "Apache 2.4 on jessie does not know these directives unless mod_access_compat is enabled: {}",
+            hits.join(", ")
+        ),
+        "replace them by Apache 2.4's 'Require' ('Order allow,deny' + 'Allow from all' becomes 'Require all granted'; 'Deny from all' becomes 'Require all denied'), or enable the compatibility module after the dist-upgrade",
+    )
+    .commands(["a2enmod access_compat".to_string()])]
 }
 
 /// Warns that `from` stays because `to`, its `.conf` name, exists already.
@@ -355,6 +510,20 @@ mod tests {
         );
         let (_, n) = rewrite_header(b"proxy_set_header X-Forwarded-Protocol;\n", Server::Nginx);
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn old_access_directives_any_case_not_in_comments() {
+        let src = b"<Directory /x>\n  Order allow,deny\r\n\tallow from all\n  # Deny from all\n  AllowOverride None\n  DENY from 10.0.0.1\n  Require all granted\n</Directory>\n";
+        assert_eq!(
+            old_access_directives(src),
+            vec![
+                (2, "Order".to_string()),
+                (3, "allow".to_string()),
+                (6, "DENY".to_string())
+            ]
+        );
+        assert!(old_access_directives(b"Orderly x\n#Order allow,deny\n").is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::fsx;
 use crate::node::{self, InitSystem, Role};
 use crate::paths;
 use crate::policy_rcd;
+use crate::services;
 use crate::state::{Phase, PhaseKind};
 use crate::synnefo;
 
@@ -98,6 +99,20 @@ pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
+    // Enabled: what started at boot before, where 0.19 brings a native unit
+    // (its maintainer script's `deb-systemd-helper enable` ran while our mask
+    // stood: a VM run saw such a service down at the second boot). The links are written directly, as `systemctl enable`
+    // makes them: the units are still masked, and D-Bus EnableUnitFiles
+    // refuses masked units. Without a native unit the rc S links decide
+    // (restore-boot-start put them back).
+    let mut enabled = Vec::new();
+    let mut by_rc_links = Vec::new();
+    for record in ctx.state.services.iter().filter(|s| s.ran_at_boot()) {
+        match services::install::enable(&ctx.root, &record.name)? {
+            Some(_) => enabled.push(node::unit_name(&record.name)),
+            None => by_rc_links.push(record.name.clone()),
+        }
+    }
     let disable = names(
         ctx.state
             .services
@@ -105,7 +120,12 @@ pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
             .filter(|s| !s.was_masked && !s.ran_at_boot()),
     );
     ctx.services.disable(&disable)?;
-    Ok(format!("kept disabled: {}", list(&disable)))
+    Ok(format!(
+        "enabled: {}; by rc links: {}; kept disabled: {}",
+        list(&enabled),
+        list(&by_rc_links),
+        list(&disable)
+    ))
 }
 
 pub(super) fn unmask_services(ctx: &mut Ctx) -> Result<String> {
@@ -157,6 +177,41 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
     }
     ctx.state.services_restored(crate::state::now());
     Ok(format!("active: {}", list(&started)))
+}
+
+pub(super) fn apache_wanted(ctx: &Ctx) -> bool {
+    use super::prepare::{apache2_installed, APACHE2};
+    apache2_installed(&ctx.facts)
+        && match ctx.state.apache2_was_active {
+            Some(was) => was,
+            // A state file from before Apache was recorded: enabled at boot stands in.
+            None => crate::services::is_enabled_on_disk(&ctx.root, APACHE2),
+        }
+}
+
+pub(super) fn restart_apache(ctx: &mut Ctx) -> Result<String> {
+    use super::prepare::APACHE2;
+    let program = exec::find(&ctx.root, "apache2ctl")?;
+    let program = program.to_string_lossy();
+    let run = exec::run_logged(PhaseKind::Finish, ctx.step, &[&program, "configtest"], &[])?;
+    if !run.status.success() {
+        bail!(
+            "'apache2ctl configtest' failed ({}): {}; fix the Apache configuration (Apache 2.4 reads only \
+             sites-enabled/*.conf and conf-enabled/*.conf; 'Require' replaces Order/Allow/Deny, or \
+             'a2enmod access_compat'), then run 'synnefo-upgrade finish' again",
+            run.status,
+            run.lines.join(" | ")
+        );
+    }
+    let names = [APACHE2.to_string()];
+    ctx.services.restart(&names)?;
+    if !ctx.services.is_active(APACHE2)? {
+        bail!(
+            "apache2 is not active after its restart; see 'systemctl status apache2' and 'journalctl -u apache2', \
+             then run 'synnefo-upgrade finish' again"
+        );
+    }
+    Ok("apache2ctl configtest passed; apache2 restarted and active".into())
 }
 
 pub(super) fn health_wanted(ctx: &Ctx) -> bool {

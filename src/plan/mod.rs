@@ -51,13 +51,21 @@ pub static FINISH: &[StepDef] = &[
     step("fix-ip-history",       f::fix_ip_history_wanted,   f::fix_ip_history,        "repair the IP history from the VM owner changelog (fix_ip_history)"),
     step("convert",              always,                     f::convert,               "convert the Synnefo, gunicorn and web server configuration to 0.19"),
     step("register-cyclades",    f::is_astakos,              f::register_cyclades,     "re-register the Cyclades component (its endpoints changed in 0.19)"),
-    // Disabled while still masked: a crash after the unmask must not
-    // let the next boot start a service that did not start at boot before.
+    // Boot state set while still masked: a crash after the unmask must not
+    // let the next boot start a service that did not start at boot before,
+    // nor leave down at a later boot one that did. Enabling writes the
+    // [Install] links directly (D-Bus refuses to enable a masked unit); a
+    // crash before the unmask leaves the masks, so the next boot starts
+    // nothing, and the rerun repeats both idempotent steps.
     RESTORE_BOOT_START,
-    step("restore-boot-state",   always,                     f::restore_boot_state,    "keep disabled the services that did not start at boot before (0.19 units ignore /etc/default flags)"),
+    step("restore-boot-state",   always,                     f::restore_boot_state,    "make boot-time starts as before: enable native units that started at boot, disable those that did not (0.19 units ignore /etc/default flags)"),
     UNMASK_SERVICES,
     START_SERVICES,
     VERIFY_SERVICES,
+    // After the conversion (sites and conf.d in Apache 2.4's places) and the
+    // managed services (Apache proxies to gunicorn); before the health checks,
+    // which usually go through Apache.
+    step("restart-apache",       f::apache_wanted,           f::restart_apache,        "check the Apache configuration (apache2ctl configtest) and restart Apache, where it ran before"),
     step("health-checks",        f::health_wanted,           f::health_checks,         "run the configured [[health]] checks"),
     REMOVE_APT_CONFIG,
     REMOVE_POLICY_RCD,

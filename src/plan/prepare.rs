@@ -25,6 +25,11 @@ pub(super) fn preflight(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn record_services(ctx: &mut Ctx) -> Result<String> {
+    // Apache is not managed (it stays up until the dist-upgrade restarts it);
+    // finish checks its configuration and restarts it where it ran.
+    if ctx.state.apache2_was_active.is_none() && apache2_installed(&ctx.facts) {
+        ctx.state.apache2_was_active = Some(ctx.services.status(APACHE2)?.active);
+    }
     if !ctx.state.services.is_empty() {
         return Ok("already recorded".into());
     }
@@ -54,6 +59,17 @@ pub(super) fn record_services(ctx: &mut Ctx) -> Result<String> {
         })
         .collect();
     Ok(format!("managed: {}", list(&summary)))
+}
+
+/// Apache's init script and unit (`apache2.service`).
+pub(super) const APACHE2: &str = "apache2";
+
+/// Whether the apache2 package is installed (dpkg's status).
+pub(super) fn apache2_installed(facts: &crate::node::Facts) -> bool {
+    facts
+        .packages()
+        .iter()
+        .any(|p| p.name == APACHE2 && p.is_present())
 }
 
 pub(super) fn snapshot_dpkg(ctx: &mut Ctx) -> Result<String> {

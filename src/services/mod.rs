@@ -15,6 +15,7 @@ use crate::fsx::{self, Root};
 use crate::node::{unit_name, InitSystem};
 use crate::paths;
 
+pub mod install;
 pub mod systemd;
 pub mod sysv;
 
@@ -65,6 +66,9 @@ pub trait Services {
     fn stop(&self, names: &[String]) -> Result<()>;
     /// Starts every service in `names` and waits for each start to complete.
     fn start(&self, names: &[String]) -> Result<()>;
+    /// Restarts every service in `names` (started when it was not running)
+    /// and waits for each restart to complete.
+    fn restart(&self, names: &[String]) -> Result<()>;
     /// Whether `name` is active now.
     fn is_active(&self, name: &str) -> Result<bool>;
     /// Masks every service in `names`.
@@ -100,16 +104,25 @@ pub fn unmask_offline(root: &Root, names: &[String]) -> Result<()> {
         .try_for_each(|n| fsx::remove(root, &mask_path(n)))
 }
 
-/// Removes the `.wants` links of the units, the way `systemctl disable` does
-/// for native units (used where systemd is not running).
+/// Removes the `.wants` and `.requires` links of the units, and the alias
+/// links of their `[Install]` that lead to them, the way `systemctl disable`
+/// does for native units (used where systemd is not running).
 pub fn disable_offline(root: &Root, names: &[String]) -> Result<()> {
+    for name in names {
+        for alias in install::alias_links(root, name)? {
+            fsx::remove(root, &alias)?;
+        }
+    }
     let Ok(entries) = std::fs::read_dir(root.path(paths::SYSTEMD_ADMIN_DIR)) else {
         return Ok(());
     };
     let wants: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().ends_with(".wants"))
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(".wants") || n.ends_with(".requires")
+        })
         .map(|n| Path::new(paths::SYSTEMD_ADMIN_DIR).join(n))
         .collect();
     for dir in wants {
@@ -183,6 +196,12 @@ impl Services for Offline {
         names
             .iter()
             .for_each(|n| log::info!("offline (--root): not starting '{n}'"));
+        Ok(())
+    }
+    fn restart(&self, names: &[String]) -> Result<()> {
+        names
+            .iter()
+            .for_each(|n| log::info!("offline (--root): not restarting '{n}'"));
         Ok(())
     }
     fn is_active(&self, name: &str) -> Result<bool> {

@@ -29,6 +29,7 @@ trait Manager {
     fn subscribe(&self) -> zbus::Result<()>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn mask_unit_files(
         &self,
@@ -105,8 +106,22 @@ impl Systemd {
             .with_context(|| format!("reading ActiveState of '{unit}'"))
     }
 
-    /// Issues one job per unit (all at once), then waits for every `JobRemoved`.
+    /// Issues one start or stop job per unit (all at once), then waits for every `JobRemoved`.
     fn run_jobs(&self, verb: Action, names: &[String]) -> Result<()> {
+        let manager = &self.manager;
+        self.run_jobs_with(verb.name(), names, |unit| match verb {
+            Action::Start => manager.start_unit(unit, "replace"),
+            Action::Stop | Action::Status => manager.stop_unit(unit, "replace"),
+        })
+    }
+
+    /// Issues one job per unit with `issue` (all at once), then waits for every `JobRemoved`.
+    fn run_jobs_with(
+        &self,
+        verb: &str,
+        names: &[String],
+        issue: impl Fn(&str) -> zbus::Result<OwnedObjectPath>,
+    ) -> Result<()> {
         if names.is_empty() {
             return Ok(());
         }
@@ -134,11 +149,7 @@ impl Systemd {
         let mut pending: HashMap<OwnedObjectPath, String> = HashMap::new();
         for name in names {
             let unit = unit_name(name);
-            let job = match verb {
-                Action::Start => self.manager.start_unit(&unit, "replace"),
-                Action::Stop | Action::Status => self.manager.stop_unit(&unit, "replace"),
-            }
-            .with_context(|| format!("{verb} of unit '{unit}'"))?;
+            let job = issue(&unit).with_context(|| format!("{verb} of unit '{unit}'"))?;
             pending.insert(job, unit);
         }
         let deadline = Instant::now() + JOB_TIMEOUT;
@@ -201,6 +212,13 @@ impl Services for Systemd {
 
     fn start(&self, names: &[String]) -> Result<()> {
         self.run_jobs(Action::Start, names)
+    }
+
+    fn restart(&self, names: &[String]) -> Result<()> {
+        let manager = &self.manager;
+        self.run_jobs_with("restart", names, |unit| {
+            manager.restart_unit(unit, "replace")
+        })
     }
 
     fn is_active(&self, name: &str) -> Result<bool> {

@@ -81,6 +81,17 @@ impl Services for Sysv {
         Ok(())
     }
 
+    fn restart(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            let script = self.script(name);
+            let (status, output) = exec::run_captured(&[&script, "restart"])?;
+            if !status.success() {
+                bail!("'{script} restart' exited with {status}: {}", output.trim());
+            }
+        }
+        Ok(())
+    }
+
     fn is_active(&self, name: &str) -> Result<bool> {
         let script = self.script(name);
         if !self.root.path(&script).exists() {

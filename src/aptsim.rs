@@ -499,23 +499,29 @@ pub fn simulation_findings(
             format!("make Synnefo {TO_VERSION} packages available (the new release's Synnefo repository), then check again"),
         ));
     }
-    let kept: Vec<String> = synnefo
+    let kept: Vec<(&str, String)> = synnefo
         .iter()
         .filter_map(|p| {
             let v = final_version(actions, packages, &p.name)?;
             (dpkg::compare_versions(dpkg::upstream(&v), TO_VERSION) == Ordering::Less)
-                .then(|| format!("{} {v}", p.name))
+                .then_some((p.name.as_str(), v))
         })
         .collect();
     if !kept.is_empty() {
         found.push(
             Finding::inhibitor(
                 "dist-upgrade-synnefo-kept",
-                format!("the dist-upgrade would leave Synnefo below {TO_VERSION}: {}", kept.join(", ")),
+                format!(
+                    "the dist-upgrade would leave Synnefo below {TO_VERSION}: {}",
+                    kept.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(", ")
+                ),
                 "held, pinned, or no 0.19 build in the new sources: 'finish' would refuse the node after the reboot",
                 format!("add the Synnefo {TO_VERSION} repository for the new release, release holds and pins, then check again"),
             )
-            .commands(["apt-cache policy snf-common".to_string()]),
+            .commands([format!(
+                "apt-cache policy {}",
+                kept.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
+            )]),
         );
     }
     let systemd_sysv = final_version(actions, packages, SYSTEMD_SYSV);

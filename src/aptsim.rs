@@ -191,10 +191,21 @@ pub fn parse_update_failures(text: &str) -> Vec<Failure> {
                 reason: reason.trim().to_string(),
             });
         } else if let Some(rest) = body.strip_prefix("The repository '") {
-            let (what, _) = rest.split_once('\'').unwrap_or((rest, ""));
+            let (what, why) = rest.split_once('\'').unwrap_or((rest, ""));
             push(Failure {
                 url: what.trim_end_matches(" Release").to_string(),
-                reason: "it has no Release file".into(),
+                reason: if why.contains("not signed") {
+                    "it is not signed".into()
+                } else {
+                    "it has no Release file".into()
+                },
+            });
+        } else if let Some(rest) = body.strip_prefix("GPG error: ") {
+            // `URI SUITE Release: REASON`: APT does not use the source.
+            let (what, why) = rest.split_once(": ").unwrap_or((rest, ""));
+            push(Failure {
+                url: what.trim_end_matches(" Release").to_string(),
+                reason: format!("GPG error: {}", why.trim()),
             });
         } else if line.starts_with("Err") {
             let what = body.trim();
@@ -1068,6 +1079,15 @@ E: Some index files failed to download. They have been ignored, or old ones used
         );
         assert!(!failures[0].is_network());
         assert!(failures[1].is_network());
+        // A source whose signature cannot be checked is not used either.
+        let gpg = "W: GPG error: http://apt.dev.grnet.gr jessie/ Release: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 0123456789ABCDEF\n";
+        assert_eq!(
+            parse_update_failures(gpg),
+            [Failure {
+                url: "http://apt.dev.grnet.gr jessie/".into(),
+                reason: "GPG error: The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 0123456789ABCDEF".into()
+            }]
+        );
         let found = failure_findings(&failures);
         assert!(found[0].inhibitor && found[0].id == "dist-upgrade-source-failed");
         assert!(found[0].title.contains("binary-amd64/Packages"));

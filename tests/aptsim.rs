@@ -212,3 +212,35 @@ fn real_apt_hold_pin_and_a_failing_source_inhibit() {
     );
     assert!(!failures[0].is_network());
 }
+
+#[test]
+fn real_apt_without_network_is_offline_not_a_failed_source() {
+    if !tools_present() {
+        return;
+    }
+    // `.invalid` never resolves (RFC 2606): what a node without DNS sees.
+    let unreachable = "deb http://mirror.example.invalid/debian wheezy main\n";
+    let offline = Node::wheezy();
+    offline.write("/etc/apt/sources.list", unreachable, 0o644);
+    std::fs::remove_file(offline.path("/etc/apt/sources.list.d/grnet.list")).unwrap();
+    let root = Root::new(offline.root());
+    match aptsim::simulate(&root, &Config::default(), false).unwrap() {
+        Simulated::Offline(why) => assert!(why.contains("mirror.example.invalid"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // With a source that answers, the unreachable one is a failed source.
+    let repo = tempfile::tempdir().unwrap();
+    build_repo(repo.path());
+    let node = node(repo.path());
+    node.write("/etc/apt/sources.list.d/mirror.list", unreachable, 0o644);
+    let (failures, _, _) = simulate(&node);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0]
+            .url
+            .starts_with("http://mirror.example.invalid/debian/dists/jessie/"),
+        "{failures:?}"
+    );
+    let found = aptsim::failure_findings(&failures);
+    assert!(found[0].inhibitor && found[0].id == "dist-upgrade-source-failed");
+}

@@ -661,6 +661,16 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     match simulate(root, config, facts.is_service_node()) {
         Ok(Simulated::Offline(why)) => found.push(not_simulated(format!("no network: {why}"))),
         Ok(Simulated::Done { failures, actions }) => {
+            log::info!(
+                "dist-upgrade simulated: {} package action(s), {} failed source(s){}",
+                actions.as_ref().map_or(0, Vec::len),
+                failures.len(),
+                if actions.is_err() {
+                    ", apt-get -s dist-upgrade failed"
+                } else {
+                    ""
+                }
+            );
             found.extend(failure_findings(&failures));
             match actions {
                 Ok(actions) => found.extend(simulation_findings(&actions, packages, &release.suite_to)),

@@ -149,7 +149,10 @@ fn real_apt_simulates_the_upgrade_to_0_19_and_systemd() {
     }
     let repo = tempfile::tempdir().unwrap();
     build_repo(repo.path());
-    let node = node(repo.path());
+    let mut node = node(repo.path());
+    // As in our postinst: our own package is half-configured while prepare runs.
+    node.package("synnefo-upgrade-0.19", "0.1.0", None);
+    node.set_dpkg("synnefo-upgrade-0.19", "install ok half-configured", None);
     let (failures, actions, packages) = simulate(&node);
     assert!(failures.is_empty(), "{failures:?}");
     assert!(

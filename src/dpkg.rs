@@ -299,6 +299,18 @@ Version: 2.13-38+deb7u10
 ";
 
     #[test]
+    fn the_selection_of_status_is_kept_and_hold_is_seen() {
+        let packages = parse_status(
+            "Package: snf-common\nStatus: hold ok installed\nVersion: 0.18.1-1~wheezy\n\n\
+             Package: vim\nStatus: install ok installed\nVersion: 2:7.3.547-7\n",
+        );
+        assert_eq!(packages[0].want, "hold");
+        assert!(packages[0].is_held() && packages[0].is_present());
+        assert_eq!(packages[1].want, "install");
+        assert!(!packages[1].is_held());
+    }
+
+    #[test]
     fn parses_paragraphs_continuations_and_states() {
         let packages = parse_status(STATUS);
         let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();

@@ -43,12 +43,17 @@ pub struct Preflight {
     /// MiB added to the estimated space the dist-upgrade needs, in
     /// `/var/cache/apt/archives` and in `/`.
     pub space_margin_mib: u64,
+    /// Ask APT what the dist-upgrade would do (a scratch `apt-get update`
+    /// and `apt-get -s dist-upgrade`, on the live node only); `false`: only
+    /// the checks that need no download (holds, pins).
+    pub simulate: bool,
 }
 
 impl Default for Preflight {
     fn default() -> Self {
         Preflight {
             space_margin_mib: 512,
+            simulate: true,
         }
     }
 }

@@ -20,6 +20,10 @@ pub struct Package {
     pub name: String,
     /// `Version:` (may be empty for packages never installed).
     pub version: String,
+    /// The selection of `Status:` (`install`, `hold`, `deinstall`, `purge`):
+    /// `hold` (`apt-mark hold`, `echo PKG hold | dpkg --set-selections`)
+    /// keeps the package at its version through a dist-upgrade.
+    pub want: String,
     /// The state word of `Status:` (`installed`, `config-files`, `unpacked`, ...).
     pub state: String,
     /// The error flag of `Status:` (`ok`, or `reinstreq`: dpkg must reinstall it).
@@ -46,6 +50,11 @@ impl Package {
     /// ordering (`0.18.1-1~wheezy` is `0.18.1`; so is `1:0.18.01-2`).
     pub fn is_upstream(&self, want: &str) -> bool {
         compare_fragment(self.upstream_version(), want) == Ordering::Equal
+    }
+
+    /// Whether dpkg's selection holds the package at its version.
+    pub fn is_held(&self) -> bool {
+        self.want == "hold"
     }
 
     /// Why dpkg has not finished with the package (`half-configured`,
@@ -79,6 +88,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
         let mut version = String::new();
         let mut state = String::new();
         let mut flag = String::new();
+        let mut want = String::new();
         let mut source = None;
         let mut installed_size_kib = 0;
         for line in paragraph.lines() {
@@ -95,6 +105,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
                 "Status" => {
                     // `want flag state`, e.g. `install ok half-configured`.
                     let words: Vec<&str> = value.split_whitespace().collect();
+                    want = words.first().copied().unwrap_or_default().to_string();
                     flag = words.get(1).copied().unwrap_or_default().to_string();
                     state = words.get(2).copied().unwrap_or_default().to_string();
                 }
@@ -108,6 +119,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
             packages.push(Package {
                 name,
                 version,
+                want,
                 state,
                 flag,
                 source,
@@ -285,6 +297,18 @@ Status: install ok unpacked
 Multi-Arch: same
 Version: 2.13-38+deb7u10
 ";
+
+    #[test]
+    fn the_selection_of_status_is_kept_and_hold_is_seen() {
+        let packages = parse_status(
+            "Package: snf-common\nStatus: hold ok installed\nVersion: 0.18.1-1~wheezy\n\n\
+             Package: vim\nStatus: install ok installed\nVersion: 2:7.3.547-7\n",
+        );
+        assert_eq!(packages[0].want, "hold");
+        assert!(packages[0].is_held() && packages[0].is_present());
+        assert_eq!(packages[1].want, "install");
+        assert!(!packages[1].is_held());
+    }
 
     #[test]
     fn parses_paragraphs_continuations_and_states() {

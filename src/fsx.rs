@@ -735,3 +735,64 @@ mod tests {
         assert!(fs::symlink_metadata(root.path(mask)).is_err());
     }
 }
+
+/// A private scratch directory outside the node (`/run`, else the temporary
+/// directory), removed with everything in it when dropped. For state that is
+/// not the node's: the dist-upgrade simulation's own APT lists and cache
+/// ([`crate::aptsim`]). It is never under `--root`, nor under the node's
+/// `/etc` or `/var`.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    /// Creates a new directory, mode 0700, named for `purpose`.
+    pub fn new(purpose: &str) -> Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("synnefo-upgrade-{purpose}.{}.{nanos}", std::process::id());
+        let mut last = None;
+        for base in [PathBuf::from("/run"), std::env::temp_dir()] {
+            let dir = base.join(&name);
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(Scratch { dir }),
+                Err(e) => last = Some(format!("'{}': {e}", dir.display())),
+            }
+        }
+        anyhow::bail!("creating a scratch directory: {}", last.unwrap_or_default())
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `rel` (relative, parents created) with `content`.
+    pub fn write(&self, rel: &str, content: &[u8]) -> Result<PathBuf> {
+        let path = self.dir.join(rel.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("creating '{}'", parent.display()))?;
+        }
+        fs::write(&path, content).with_context(|| format!("writing '{}'", path.display()))?;
+        Ok(path)
+    }
+
+    /// Creates the directory `rel` (and its parents).
+    pub fn dir(&self, rel: &str) -> Result<PathBuf> {
+        let path = self.dir.join(rel.trim_start_matches('/'));
+        fs::create_dir_all(&path).with_context(|| format!("creating '{}'", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            log::warn!("removing scratch directory '{}': {e}", self.dir.display());
+        }
+    }
+}

@@ -29,6 +29,7 @@
 //! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`dbguard`]: no other client of the Synnefo databases before migrating.
 //! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet.
+//! - [`aptsim`]: the dist-upgrade simulated in a scratch APT state, holds and pins.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
 //! - [`exec`]: external commands by argv, output streamed to the log.
@@ -52,6 +53,7 @@ macro_rules! display_as_name {
 }
 
 pub mod apt;
+pub mod aptsim;
 pub mod backup;
 pub mod boot;
 pub mod bootstart;

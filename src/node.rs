@@ -383,6 +383,7 @@ mod role_tests {
         Package {
             name: name.into(),
             version: "0.18.1-1~wheezy".into(),
+            want: "install".into(),
             state: "installed".into(),
             flag: "ok".into(),
             source: "synnefo".into(),

@@ -5,8 +5,9 @@
 //! exit 3, while any inhibits). Computed from the run's [`Facts`] and the
 //! configuration; the only files it reads itself are the VM owner changelog
 //! the configuration names and the files `finish`'s conversion will change
-//! (it plans the conversion, read-only). Read-only: it never
-//! writes, anywhere. It knows nothing of the plan: the plan runs it.
+//! (it plans the conversion, read-only). Read-only: it never writes the
+//! node (the dist-upgrade simulation of [`crate::aptsim`] writes only its own
+//! scratch APT state, outside the node). It knows nothing of the plan: the plan runs it.
 
 use serde::Serialize;
 
@@ -380,6 +381,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     found.extend(crate::boot::findings(root, packages));
     found.extend(crate::notices::findings(root, packages));
     found.extend(crate::convert::webserver::access_findings(root));
+    found.extend(crate::aptsim::findings(root, config, facts));
     found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }

@@ -9,6 +9,7 @@ pub fn package(name: &str) -> Package {
     Package {
         name: name.into(),
         version: "1".into(),
+        want: "install".into(),
         state: "installed".into(),
         flag: "ok".into(),
         source: name.into(),

@@ -661,3 +661,83 @@ fn apache_2_2_access_control_without_access_compat_is_reported() {
         "{json:#}"
     );
 }
+
+#[test]
+fn dpkg_hold_on_a_synnefo_package_inhibits_without_a_download() {
+    let node = Node::wheezy();
+    node.set_dpkg("snf-common", "hold ok installed", None);
+    let json = inhibited_by(&node, "dpkg-hold");
+    let f = finding(&json, "dpkg-hold");
+    assert!(f["title"].as_str().unwrap().contains("snf-common"), "{f}");
+    assert_eq!(
+        f["remediation"]["commands"][0],
+        "apt-mark unhold snf-common"
+    );
+    // The simulation is not run under --root, and says so.
+    assert!(ids(&json, false).contains(&"dist-upgrade-not-simulated".to_string()));
+    node.set_dpkg("snf-common", "install ok installed", None);
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+}
+
+#[test]
+fn apt_pin_keeping_sysvinit_core_or_old_synnefo_inhibits() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/apt/preferences.d/keep-sysvinit",
+        "# we like sysvinit\nPackage: sysvinit-core\nPin: release *\nPin-Priority: 1001\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "apt-pin");
+    let title = finding(&json, "apt-pin")["title"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        title.starts_with("/etc/apt/preferences.d/keep-sysvinit:2:"),
+        "{title}"
+    );
+    assert!(title.contains("sysvinit-core"), "{title}");
+    std::fs::remove_file(node.path("/etc/apt/preferences.d/keep-sysvinit")).unwrap();
+    node.write(
+        "/etc/apt/preferences",
+        "Package: snf-*\nPin: version 0.18.1*\nPin-Priority: 1001\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "apt-pin");
+    assert!(finding(&json, "apt-pin")["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("/etc/apt/preferences:1:"));
+    // The guide's own gevent pin is no problem.
+    std::fs::remove_file(node.path("/etc/apt/preferences")).unwrap();
+    node.write(
+        "/etc/apt/preferences.d/synnefo-upgrade-gevent",
+        "Package: python-gevent\nPin: version 1.1.1-2*\nPin-Priority: 990\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+}
+
+#[test]
+fn dist_upgrade_not_simulated_under_root_or_when_configured_off_is_a_notice() {
+    let node = Node::wheezy();
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let f = finding(&json, "dist-upgrade-not-simulated");
+    assert_eq!(f["severity"], "info", "{f}");
+    assert_eq!(f["inhibitor"], false, "{f}");
+    assert!(f["summary"].as_str().unwrap().contains("--root"), "{f}");
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[preflight]\nsimulate = false\n",
+        0o644,
+    );
+    let (_, json) = check(&node);
+    let f = finding(&json, "dist-upgrade-not-simulated");
+    assert!(
+        f["summary"].as_str().unwrap().contains("simulate = false"),
+        "{f}"
+    );
+}

@@ -321,8 +321,8 @@ pub fn dpkg_status(data: &[u8]) {
     for p in &packages {
         assert!(p.version.contains(p.upstream_version()));
         rendered.push_str(&format!(
-            "Package: {}\nStatus: install {} {}\nVersion: {}\nInstalled-Size: {}\n",
-            p.name, p.flag, p.state, p.version, p.installed_size_kib
+            "Package: {}\nStatus: {} {} {}\nVersion: {}\nInstalled-Size: {}\n",
+            p.name, p.want, p.flag, p.state, p.version, p.installed_size_kib
         ));
         if p.source != p.name {
             rendered.push_str(&format!("Source: {} (1.0)\n", p.source));

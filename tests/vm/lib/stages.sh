@@ -17,18 +17,35 @@ stage_old_node() {
     check "gunicorn running (pidfile names a live fake-gunicorn)" "$GUEST_GUNICORN_RUNNING"
 }
 
-# A second managed service whose 0.19 package takes another form: snf-dispatcher
-# runs from a sysvinit script on 0.18.1 (enabled in /etc/default, as operators
-# do); its 0.19 package brings a native unit that its postinst enables the
-# debhelper way (deb-systemd-helper) during the dist-upgrade, while our mask stands.
-stage_dispatcher() {
-    step "installing snf-dispatcher (0.18.1: a sysvinit service, enabled at boot)"
+# A Cyclades node: snf-cyclades-app ships snf-dispatcher, a second managed
+# service whose 0.19 package takes another form: a sysvinit script on 0.18.1
+# (enabled in /etc/default, as operators do); in 0.19 a native unit that the
+# postinst enables the debhelper way (deb-systemd-helper) during the
+# dist-upgrade, while our mask stands. On a service node prepare also adds
+# jessie-backports (derived from the wheezy line, whose options it must keep:
+# the local repository is unsigned, `[trusted=yes]`) and the gevent pin.
+stage_cyclades() {
+    step "installing snf-cyclades-app (a Cyclades node; snf-dispatcher: a sysvinit service, enabled at boot)"
     check "SNF_DSPTCH_ENABLE=true in /etc/default/snf-dispatcher" \
         'echo SNF_DSPTCH_ENABLE=true >/etc/default/snf-dispatcher'
-    check "apt-get install snf-dispatcher" \
-        'DEBIAN_FRONTEND=noninteractive apt-get install -y -q snf-dispatcher'
+    check "apt-get install snf-cyclades-app" \
+        'DEBIAN_FRONTEND=noninteractive apt-get install -y -q snf-cyclades-app'
     check "snf-dispatcher running" "$GUEST_DISPATCHER_RUNNING"
     check "snf-dispatcher starts at boot (rc2.d S link)" 'ls /etc/rc2.d/S*snf-dispatcher >/dev/null'
+}
+
+# What prepare does on a service node besides assert_armed: the APT lines it
+# adds keep the options of the line they derive from, APT accepts them, and the
+# preflight simulated the dist-upgrade first.
+assert_armed_service_node() {
+    check "snf-dispatcher stopped by prepare" "$GUEST_DISPATCHER_DOWN"
+    check "jessie-backports line added with the wheezy line's options ([trusted=yes])" \
+        'grep -rqsE "^deb \[trusted=yes\] file:/srv/repo jessie-backports main" /etc/apt/sources.list /etc/apt/sources.list.d'
+    check "gevent/greenlet pin written" 'test -s /etc/apt/preferences.d/synnefo-upgrade-gevent'
+    check "APT reads every source prepare wrote (apt-get update, no error or warning)" \
+        'out=$(apt-get update 2>&1); echo "$out" >&2; ! echo "$out" | grep -qE "^(E|W|Err):"'
+    check "the preflight simulated the dist-upgrade (scratch APT state, nothing left)" \
+        'grep -q "dist-upgrade simulated:" /var/log/synnefo-upgrade.log && ! ls -d /run/synnefo-upgrade-aptsim.* 2>/dev/null'
 }
 
 # An armed node rebooted before its dist-upgrade (still sysvinit): the managed

@@ -26,6 +26,12 @@ stage_old_node() {
 # the local repository is unsigned, `[trusted=yes]`) and the gevent pin.
 stage_cyclades() {
     step "installing snf-cyclades-app (a Cyclades node; snf-dispatcher: a sysvinit service, enabled at boot)"
+    # prepare derives jessie-backports from the node's Debian mirror line, which
+    # it recognises by its URI (".../debian..."): the repository disk is served
+    # under such a name here, as a site's mirror would be.
+    check "the wheezy line names the repository as a Debian mirror (file:/srv/debian)" \
+        'ln -sfn /srv/repo /srv/debian && sed -i "s|file:/srv/repo |file:/srv/debian |" /etc/apt/sources.list &&
+         grep -q "^deb \[trusted=yes\] file:/srv/debian wheezy main" /etc/apt/sources.list && apt-get update -q >/dev/null'
     check "SNF_DSPTCH_ENABLE=true in /etc/default/snf-dispatcher" \
         'echo SNF_DSPTCH_ENABLE=true >/etc/default/snf-dispatcher'
     check "apt-get install snf-cyclades-app" \
@@ -40,7 +46,7 @@ stage_cyclades() {
 assert_armed_service_node() {
     check "snf-dispatcher stopped by prepare" "$GUEST_DISPATCHER_DOWN"
     check "jessie-backports line added with the wheezy line's options ([trusted=yes])" \
-        'grep -rqsE "^deb \[trusted=yes\] file:/srv/repo jessie-backports main" /etc/apt/sources.list /etc/apt/sources.list.d'
+        'grep -rqsE "^deb \[trusted=yes\] file:/srv/debian jessie-backports main" /etc/apt/sources.list /etc/apt/sources.list.d'
     check "gevent/greenlet pin written" 'test -s /etc/apt/preferences.d/synnefo-upgrade-gevent'
     check "APT reads every source prepare wrote (apt-get update, no error or warning)" \
         'out=$(apt-get update 2>&1); echo "$out" >&2; ! echo "$out" | grep -qE "^(E|W|Err):"'
@@ -165,7 +171,7 @@ assert_armed() {
     check_eq "policy-rc.d allows cron start" 0 '/usr/sbin/policy-rc.d cron start >/dev/null 2>&1; echo $?'
     check_eq "gunicorn masked for the next boot" /dev/null 'readlink /etc/systemd/system/gunicorn.service'
     check "APT sources switched to jessie" \
-        'grep -Eq "^deb .*file:/srv/repo jessie main" /etc/apt/sources.list && ! grep -Eq "^deb .* wheezy" /etc/apt/sources.list'
+        'grep -Eq "^deb .*file:/srv/(repo|debian) jessie main" /etc/apt/sources.list && ! grep -Eq "^deb .* wheezy" /etc/apt/sources.list'
     check "finish unit enabled" \
         'test -L /etc/systemd/system/multi-user.target.wants/synnefo-upgrade-finish.service && test -e /lib/systemd/system/synnefo-upgrade-finish.service'
     check "state.json says armed" \

@@ -82,13 +82,7 @@ fn prepare_turns_start_links_into_stop_links_with_the_same_numbers() {
         .filter(|p| before.get(*p) != after.get(*p))
         .collect();
     assert_eq!(changed.len(), 8, "{changed:?}");
-    let state = node.state_json();
-    let step = state["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "disable-boot-start")
-        .expect("disable-boot-start recorded");
+    let step = node.step("prepare", "disable-boot-start");
     assert_eq!(step["status"], "done");
     assert!(
         step["message"]

@@ -58,22 +58,15 @@ fn read(node: &Node, abs: &str) -> String {
     fs::read_to_string(node.path(abs)).unwrap_or_default()
 }
 
-fn migrate_step(node: &Node) -> serde_json::Value {
-    node.state_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "migrate" && s["phase"] == "finish")
-        .unwrap()
-        .clone()
-}
-
 /// Runs finish to `done`; the migrate step's outcome starts with `guard`,
 /// then `snf-manage migrate` ran. Returns that outcome.
 fn finishes_after(node: &Node, guard: &str) -> String {
     node.ok(&["finish"]);
     assert_eq!(node.state_json()["phase"], "done");
-    let message = migrate_step(node)["message"].as_str().unwrap().to_string();
+    let message = node.step("finish", "migrate")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(message.starts_with(guard), "{message}");
     assert!(message.contains("database migrations applied"), "{message}");
     assert!(read(node, "/var/log/snf-manage.calls").contains("migrate --noinput"));
@@ -113,7 +106,7 @@ fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
     let node = migrating("always", "[migrations]\nquiet_period_secs = 2\n");
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1), "a step failure");
-    let step = migrate_step(&node);
+    let step = node.step("finish", "migrate");
     assert_eq!(step["status"], "failed");
     let message = step["message"].as_str().unwrap();
     assert!(
@@ -152,7 +145,7 @@ fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(migrate_step(&node)["message"]
+    assert!(node.step("finish", "migrate")["message"]
         .as_str()
         .unwrap()
         .starts_with("no other client of snf_apps, snf_pithos; "));
@@ -164,7 +157,10 @@ fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
     node.write("/usr/bin/psql", "#!/bin/sh\necho 'psql: FATAL:  password authentication failed for user \"synnefo\"' >&2\nexit 2\n", 0o755);
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    let message = node.step("finish", "migrate")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         message.contains("'psql' on database snf_apps at 10.0.0.1 failed")
             && message.contains("password authentication failed"),
@@ -379,7 +375,10 @@ fn real_postgresql_other_client_then_none() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let message = migrate_step(&node)["message"].as_str().unwrap().to_string();
+    let message = node.step("finish", "migrate")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         message.contains("1 other client(s) still connected to snf_apps, snf_pithos after 2s, not migrating: 127.0.0.1 (application 'gunicorn', user postgres, database snf_pithos, connected since "),
         "{message}"

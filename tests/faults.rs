@@ -184,13 +184,7 @@ fn a_disk_that_fills_during_the_dump_fails_the_step_with_the_path_and_leaves_no_
         "",
         "nothing is left in the backups directory: {left}"
     );
-    let state = node.state_json();
-    let backups = state["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "backups")
-        .unwrap();
+    let backups = node.step("finish", "backups");
     assert_eq!(backups["status"], "failed");
     assert!(
         !fs::read_to_string(node.path("/var/log/snf-manage.calls"))

@@ -40,6 +40,10 @@ pub const PREFERENCES_DIR: &str = "/etc/apt/preferences.d";
 pub const TO_VERSION: &str = "0.19";
 /// How long each `apt-get` of the simulation may take (seconds).
 pub const TIMEOUT_SECS: u64 = 300;
+/// How long the download of `prepare --download-only` may take (seconds).
+pub const DOWNLOAD_TIMEOUT_SECS: u64 = 3600;
+/// The node's archive cache, where `prepare --download-only` leaves the packages.
+pub const ARCHIVES: &str = "/var/cache/apt/archives";
 /// The packages whose pin or hold keeps sysvinit as the init system.
 const SYSVINIT: &[&str] = &["sysvinit", "sysvinit-core"];
 /// The package that makes systemd the init system.
@@ -708,123 +712,273 @@ pub enum Simulated {
     },
 }
 
-/// Runs the simulation for the node under `root` (see the module doc).
-pub fn simulate(root: &Root, config: &Config, service_node: bool) -> Result<Simulated> {
-    let release = &config.release;
-    let (from, to) = (release.suite_from.as_str(), release.suite_to.as_str());
-    let scratch = fsx::Scratch::new("aptsim")?;
-    // The sources as prepare's apt-sources and apt-config steps will leave them.
-    for (path, deb822) in apt::source_files(root) {
-        let text = std::fs::read_to_string(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
-        let text = apt::rewrite(&text, deb822, from, to).unwrap_or(text);
-        let rel = if path == Path::new(paths::APT_SOURCES_LIST) {
-            "sources.list".to_string()
-        } else {
-            format!(
-                "sources.list.d/{}",
-                path.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            )
-        };
-        scratch.write(&rel, text.as_bytes())?;
-    }
-    if service_node {
-        if let Some(line) = apt::backports_source(root, from, to)? {
+/// The scratch APT state of the sources as prepare will leave them (see the
+/// module doc): its directory, removed when dropped, and the `apt-get`
+/// options that point APT at it (and at the node's dpkg status and
+/// `/etc/apt/preferences`). The node's own APT configuration (`apt.conf`,
+/// `apt.conf.d`: a proxy, for example) still applies: only these options
+/// are given.
+#[derive(Debug)]
+pub struct ScratchApt {
+    scratch: fsx::Scratch,
+    options: Vec<String>,
+}
+
+/// What `apt-get update` into a [`ScratchApt`] got.
+#[derive(Debug)]
+pub enum Updated {
+    /// No source could be reached at all: no network (the reasons).
+    Offline(String),
+    /// The lists were fetched; the sources that failed (none: all of them).
+    Fetched(Vec<Failure>),
+}
+
+impl ScratchApt {
+    /// Builds the scratch state for the node under `root` (`service_node`:
+    /// it gets the jessie-backports line and the gevent pin, as prepare adds them).
+    pub fn new(root: &Root, config: &Config, service_node: bool) -> Result<ScratchApt> {
+        let release = &config.release;
+        let (from, to) = (release.suite_from.as_str(), release.suite_to.as_str());
+        let scratch = fsx::Scratch::new("aptsim")?;
+        // The sources as prepare's apt-sources and apt-config steps will leave them.
+        for (path, deb822) in apt::source_files(root) {
+            let text = std::fs::read_to_string(root.path(&path))
+                .with_context(|| format!("reading '{}'", path.display()))?;
+            let text = apt::rewrite(&text, deb822, from, to).unwrap_or(text);
+            let rel = if path == Path::new(paths::APT_SOURCES_LIST) {
+                "sources.list".to_string()
+            } else {
+                format!(
+                    "sources.list.d/{}",
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                )
+            };
+            scratch.write(&rel, text.as_bytes())?;
+        }
+        if service_node {
+            if let Some(line) = apt::backports_source(root, from, to)? {
+                scratch.write(
+                    "sources.list.d/synnefo-upgrade-backports.list",
+                    line.as_bytes(),
+                )?;
+            }
+        }
+        // The node's preferences.d, and the gevent pin prepare adds.
+        scratch.dir("preferences.d")?;
+        for (path, text) in preference_files(root) {
+            if path.starts_with(PREFERENCES_DIR) {
+                let name = path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                scratch.write(&format!("preferences.d/{name}"), text.as_bytes())?;
+            }
+        }
+        let pin_name = Path::new(apt::PIN_FILE)
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if !root.path(apt::PIN_FILE).exists() {
             scratch.write(
-                "sources.list.d/synnefo-upgrade-backports.list",
-                line.as_bytes(),
+                &format!("preferences.d/{pin_name}"),
+                apt::PIN_TEXT.as_bytes(),
             )?;
         }
+        scratch.dir("sources.list.d")?;
+        scratch.dir("lists/partial")?;
+        scratch.dir("cache/archives/partial")?;
+        let at = |rel: &str| scratch.path().join(rel).to_string_lossy().into_owned();
+        let options = vec![
+            format!("Dir::Etc::SourceList={}", at("sources.list")),
+            format!("Dir::Etc::SourceParts={}", at("sources.list.d")),
+            format!("Dir::Etc::Preferences={}", root.path(PREFERENCES).display()),
+            format!("Dir::Etc::PreferencesParts={}", at("preferences.d")),
+            format!("Dir::State::Lists={}", at("lists")),
+            format!("Dir::Cache={}", at("cache")),
+            format!(
+                "Dir::State::status={}",
+                root.path(dpkg::STATUS_FILE).display()
+            ),
+            "Debug::NoLocking=1".to_string(),
+            // The scratch directory is root's, mode 0700: no download sandbox user.
+            "APT::Sandbox::User=root".to_string(),
+            "Acquire::Languages=none".to_string(),
+            "Acquire::Retries=0".to_string(),
+            "Acquire::http::Timeout=30".to_string(),
+            "Acquire::ftp::Timeout=30".to_string(),
+        ];
+        Ok(ScratchApt { scratch, options })
     }
-    // The node's preferences.d, and the gevent pin prepare adds.
-    scratch.dir("preferences.d")?;
-    for (path, text) in preference_files(root) {
-        if path.starts_with(PREFERENCES_DIR) {
-            let name = path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-            scratch.write(&format!("preferences.d/{name}"), text.as_bytes())?;
+
+    /// `apt-get update` into the scratch lists.
+    pub fn update(&self, root: &Root) -> Result<Updated> {
+        let update = apt_get(root, &self.options, &["update"], TIMEOUT_SECS)?;
+        let update_text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&update.stdout),
+            String::from_utf8_lossy(&update.stderr)
+        );
+        let failures = parse_update_failures(&update_text);
+        if !failures.is_empty()
+            && failures.iter().all(Failure::is_network)
+            && !fetched_any(&self.scratch.path().join("lists"))
+        {
+            let reasons: Vec<String> = failures
+                .iter()
+                .map(|f| format!("{}: {}", f.url, f.reason))
+                .collect();
+            return Ok(Updated::Offline(reasons.join("; ")));
         }
+        Ok(Updated::Fetched(failures))
     }
-    let pin_name = Path::new(apt::PIN_FILE)
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    if !root.path(apt::PIN_FILE).exists() {
-        scratch.write(
-            &format!("preferences.d/{pin_name}"),
-            apt::PIN_TEXT.as_bytes(),
-        )?;
+}
+
+/// The error lines of a failed `apt-get` run (at most 20), or its status.
+fn error_lines(out: &std::process::Output, what: &str) -> String {
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("E: ") || l.starts_with(' ') || l.contains("Depends:"))
+        .take(20)
+        .collect();
+    if errors.is_empty() {
+        format!("{what} exited with {}", out.status)
+    } else {
+        errors.join("; ")
     }
-    scratch.dir("sources.list.d")?;
-    scratch.dir("lists/partial")?;
-    scratch.dir("cache/archives/partial")?;
-    let at = |rel: &str| scratch.path().join(rel).to_string_lossy().into_owned();
-    let options = [
-        format!("Dir::Etc::SourceList={}", at("sources.list")),
-        format!("Dir::Etc::SourceParts={}", at("sources.list.d")),
-        format!("Dir::Etc::Preferences={}", root.path(PREFERENCES).display()),
-        format!("Dir::Etc::PreferencesParts={}", at("preferences.d")),
-        format!("Dir::State::Lists={}", at("lists")),
-        format!("Dir::Cache={}", at("cache")),
-        format!(
-            "Dir::State::status={}",
-            root.path(dpkg::STATUS_FILE).display()
-        ),
-        "Debug::NoLocking=1".to_string(),
-        // The scratch directory is root's, mode 0700: no download sandbox user.
-        "APT::Sandbox::User=root".to_string(),
-        "Acquire::Languages=none".to_string(),
-        "Acquire::Retries=0".to_string(),
-        "Acquire::http::Timeout=30".to_string(),
-        "Acquire::ftp::Timeout=30".to_string(),
-    ];
-    let update = apt_get(root, &options, &["update"])?;
-    let update_text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&update.stdout),
-        String::from_utf8_lossy(&update.stderr)
-    );
-    let failures = parse_update_failures(&update_text);
-    if !failures.is_empty()
-        && failures.iter().all(Failure::is_network)
-        && !fetched_any(&scratch.path().join("lists"))
-    {
-        let reasons: Vec<String> = failures
-            .iter()
-            .map(|f| format!("{}: {}", f.url, f.reason))
-            .collect();
-        return Ok(Simulated::Offline(reasons.join("; ")));
-    }
-    let sim = apt_get(root, &options, &["-s", "dist-upgrade"])?;
+}
+
+/// Runs the simulation for the node under `root` (see the module doc).
+pub fn simulate(root: &Root, config: &Config, service_node: bool) -> Result<Simulated> {
+    let apt = ScratchApt::new(root, config, service_node)?;
+    let failures = match apt.update(root)? {
+        Updated::Offline(why) => return Ok(Simulated::Offline(why)),
+        Updated::Fetched(failures) => failures,
+    };
+    let sim = apt_get(root, &apt.options, &["-s", "dist-upgrade"], TIMEOUT_SECS)?;
     let actions = if sim.status.success() {
         Ok(parse_simulation(&String::from_utf8_lossy(&sim.stdout)))
     } else {
-        let mut text = String::from_utf8_lossy(&sim.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&sim.stderr));
-        let errors: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("E: ") || l.starts_with(' ') || l.contains("Depends:"))
-            .take(20)
-            .collect();
-        Err(if errors.is_empty() {
-            format!("apt-get -s dist-upgrade exited with {}", sim.status)
-        } else {
-            errors.join("; ")
-        })
+        Err(error_lines(&sim, "apt-get -s dist-upgrade"))
     };
     Ok(Simulated::Done { failures, actions })
 }
 
+/// The `.deb` files in `dir` and their sizes.
+fn debs(dir: &Path) -> Vec<(std::ffi::OsString, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "deb"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            meta.is_file().then(|| (e.file_name(), meta.len()))
+        })
+        .collect()
+}
+
+/// What [`download`] fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Packages fetched by this run.
+    pub packages: usize,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// Packages that were in the archive cache already and are still there.
+    pub cached: usize,
+}
+
+/// `prepare --download-only`: fetches every package the dist-upgrade with
+/// the rewritten sources needs into the node's own archive cache
+/// ([`ARCHIVES`]), through the scratch state of the simulation
+/// ([`ScratchApt`]): the node's sources, lists and tool state are not
+/// touched, and after prepare has switched the sources the real
+/// `apt-get update && apt-get dist-upgrade` finds the packages there. A
+/// source that fails to download, or a package that does, is an error naming
+/// the URL.
+pub fn download(root: &Root, config: &Config, service_node: bool) -> Result<Downloaded> {
+    let apt = ScratchApt::new(root, config, service_node)?;
+    let failures = match apt.update(root)? {
+        Updated::Offline(why) => anyhow::bail!(
+            "no source of the new release could be reached (no network?): {why}; nothing was downloaded"
+        ),
+        Updated::Fetched(failures) => failures,
+    };
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "'apt-get update' of the rewritten sources failed for {}; fix or remove the source line, then run this again (nothing was downloaded)",
+            named(&failures)
+        );
+    }
+    let archives = root.path(ARCHIVES);
+    let before = debs(&archives);
+    let mut options = apt.options.clone();
+    options.push(format!("Dir::Cache::Archives={}/", archives.display()));
+    let out = apt_get(
+        root,
+        &options,
+        &["-y", "--download-only", "dist-upgrade"],
+        DOWNLOAD_TIMEOUT_SECS,
+    )?;
+    if !out.status.success() {
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let failures = parse_update_failures(&text);
+        if failures.is_empty() {
+            anyhow::bail!(
+                "'apt-get dist-upgrade --download-only' with the rewritten sources failed: {}",
+                error_lines(&out, "apt-get dist-upgrade --download-only")
+            );
+        }
+        anyhow::bail!(
+            "'apt-get dist-upgrade --download-only' failed to fetch {}; what was fetched stays in {ARCHIVES}: run this again once the source answers",
+            named(&failures)
+        );
+    }
+    let after = debs(&archives);
+    let new: Vec<&(std::ffi::OsString, u64)> =
+        after.iter().filter(|d| !before.contains(d)).collect();
+    Ok(Downloaded {
+        packages: new.len(),
+        bytes: new.iter().map(|(_, size)| size).sum(),
+        cached: after.len() - new.len(),
+    })
+}
+
+/// `URL (REASON), …` of `failures`.
+fn named(failures: &[Failure]) -> String {
+    failures
+        .iter()
+        .map(|f| {
+            if f.reason.is_empty() {
+                f.url.clone()
+            } else {
+                format!("{} ({})", f.url, f.reason)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs `apt-get -o OPTION… ARGS` in the C locale, under coreutils'
 /// `timeout` when the node has it.
-fn apt_get(root: &Root, options: &[String], args: &[&str]) -> Result<std::process::Output> {
+fn apt_get(
+    root: &Root,
+    options: &[String],
+    args: &[&str],
+    timeout_secs: u64,
+) -> Result<std::process::Output> {
     let apt_get = exec::find(root, "apt-get")?;
     let apt_get = apt_get.to_string_lossy().into_owned();
     let timeout = exec::find(root, "timeout")
         .ok()
         .map(|t| t.to_string_lossy().into_owned());
-    let secs = TIMEOUT_SECS.to_string();
+    let secs = timeout_secs.to_string();
     let mut argv: Vec<&str> = Vec::new();
     if let Some(t) = &timeout {
         argv.extend([t.as_str(), secs.as_str()]);
@@ -840,7 +994,7 @@ fn apt_get(root: &Root, options: &[String], args: &[&str]) -> Result<std::proces
     )?;
     if timeout.is_some() && out.status.code() == Some(124) {
         anyhow::bail!(
-            "'apt-get {}' did not finish within {TIMEOUT_SECS} s",
+            "'apt-get {}' did not finish within {timeout_secs} s",
             args.join(" ")
         );
     }

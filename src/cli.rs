@@ -61,6 +61,16 @@ pub enum Command {
         /// SYNNEFO_UPGRADE_NO_ARM=1, then run 'synnefo-upgrade prepare --download'.
         #[arg(long, conflicts_with = "dry_run")]
         download: bool,
+        /// Only download, arm nothing: 'apt-get update' of the sources as prepare
+        /// will rewrite them into a scratch APT state (as 'check' simulates), then
+        /// 'apt-get dist-upgrade --download-only' into /var/cache/apt/archives.
+        /// The node's sources, services and upgrade state are left as they are;
+        /// after the real prepare, the dist-upgrade finds every package already
+        /// there. Run it on every node before the first node is armed, so that
+        /// no download falls in the downtime. A source or package that fails to
+        /// download is an error naming its URL (exit 1).
+        #[arg(long, conflicts_with_all = ["dry_run", "download"])]
+        download_only: bool,
     },
     /// Complete the upgrade on the first boot under systemd (the unit runs this);
     /// resumes at the failed step when run again.
@@ -149,9 +159,26 @@ mod tests {
             cli.command,
             Command::Prepare {
                 dry_run: true,
-                download: false
+                download: false,
+                download_only: false
             }
         ));
+        let cli = Cli::parse_from(["synnefo-upgrade", "prepare", "--download-only"]);
+        assert!(matches!(
+            cli.command,
+            Command::Prepare {
+                download_only: true,
+                ..
+            }
+        ));
+        for other in ["--download", "--dry-run"] {
+            let refused =
+                Cli::try_parse_from(["synnefo-upgrade", "prepare", "--download-only", other]);
+            assert!(
+                refused.is_err(),
+                "--download-only with {other} was accepted"
+            );
+        }
         let cli = Cli::parse_from(["synnefo-upgrade", "convert", "--dry-run"]);
         assert!(matches!(cli.command, Command::Convert { dry_run: true }));
     }

@@ -2,19 +2,19 @@
 //! that do the work. `main.rs` calls [`run`]; the exit code comes from here
 //! on success and from [`crate::error::exit_code`] on error.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Serialize;
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
-use crate::error::EXIT_INHIBITED;
+use crate::error::{Fatal, EXIT_INHIBITED};
 use crate::fsx::Root;
 use crate::node::Facts;
 use crate::plan::{self, Ctx};
-use crate::state::PhaseKind;
-use crate::state::State;
-use crate::{changelog, convert, policy_rcd, preflight, runner, services, status};
+use crate::state::{Phase, PhaseKind, State};
+use crate::{aptsim, changelog, convert, policy_rcd, preflight, runner, services, status};
 
 fn print(json: bool, report: &impl Serialize, text: impl FnOnce() -> String) -> Result<()> {
     if json {
@@ -65,7 +65,13 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             print!("{}", conversion.report(dry_run));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prepare { dry_run, download } => phase(&root, cli.config, download, |ctx| {
+        Command::Prepare {
+            download_only: true,
+            ..
+        } => download_only(&root, cli.config.as_deref()),
+        Command::Prepare {
+            dry_run, download, ..
+        } => phase(&root, cli.config, download, |ctx| {
             runner::prepare(ctx, dry_run)
         }),
         Command::Finish { dry_run } => {
@@ -74,6 +80,34 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         Command::Abort => phase(&root, cli.config, false, runner::abort),
         Command::Guard => phase(&root, cli.config, false, runner::guard),
     }
+}
+
+/// `prepare --download-only`: the new release's packages into the archive
+/// cache ([`aptsim::download`]); nothing armed, no file of the tool written
+/// (not even the lock: nothing here conflicts with a run that holds it).
+fn download_only(root: &Root, config_file: Option<&Path>) -> Result<ExitCode> {
+    let config = config::load(root, config_file)?;
+    match State::load(root)?.map(|s| s.phase) {
+        Some(Phase::Done) => {
+            log::info!("the upgrade of this node is done; nothing to download (see 'synnefo-upgrade status')");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(phase @ (Phase::Finishing | Phase::Aborting)) => bail!(Fatal::Inhibited(format!(
+            "this node is in phase '{phase}': --download-only is for a node before its dist-upgrade; nothing was downloaded"
+        ))),
+        _ => {}
+    }
+    let facts = Facts::gather(root);
+    let got = aptsim::download(root, &config, facts.is_service_node())?;
+    log::info!(
+        "prepare --download-only: {} package(s) fetched ({} bytes, {:.1} MiB) into {}, {} already there; nothing armed",
+        got.packages,
+        got.bytes,
+        got.bytes as f64 / (1024.0 * 1024.0),
+        aptsim::ARCHIVES,
+        got.cached
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Builds the context of a phase (configuration, init system) and runs it.

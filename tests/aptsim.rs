@@ -5,13 +5,19 @@
 //! simulate under `--root`; these tests call the library's runner on the
 //! fixture tree, which reads the node only through the root it is given.)
 //!
+//! `prepare --download-only` runs as the binary under `--root` on such a
+//! node: the same scratch APT state, then the download into the root's own
+//! archive cache. Its sources say `copy:` (APT's `file:` method uses the
+//! files in place; `copy:` copies them into the cache, as `http:` would).
+//!
 //! Skipped, saying so, where the tools are missing or the test is not root
 //! (APT's sandbox needs root).
 
 mod common;
 
 use common::Node;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use synnefo_upgrade::aptsim::{self, Action, Simulated};
 use synnefo_upgrade::config::Config;
@@ -246,4 +252,202 @@ fn real_apt_without_network_is_offline_not_a_failed_source() {
     );
     let found = aptsim::failure_findings(&failures);
     assert!(found[0].inhibitor && found[0].id == "dist-upgrade-source-failed");
+}
+
+/// A wheezy node whose source is the local repository through `copy:`.
+fn copy_node(repo: &Path) -> Node {
+    let node = node(repo);
+    node.write(
+        "/etc/apt/sources.list",
+        &format!("deb [trusted=yes] copy:{} wheezy main\n", repo.display()),
+        0o644,
+    );
+    node
+}
+
+/// What the jessie dist-upgrade of [`node`] installs: the debs of the repository.
+const NEEDED: [&str; 4] = [
+    "snf-common_0.19-1~jessie_all.deb",
+    "snf-webproject_0.19-1~jessie_all.deb",
+    "systemd-sysv_215-17+deb8u7_all.deb",
+    "sysvinit_2.88dsf-59_all.deb",
+];
+
+/// The `.deb` files in the node's archive cache.
+fn cached(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(node.path("/var/cache/apt/archives"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".deb"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The node's tree without its archive cache (what APT is asked to fill).
+fn outside_the_cache(node: &Node) -> BTreeMap<PathBuf, String> {
+    node.snapshot()
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("var/cache/apt/archives"))
+        .collect()
+}
+
+fn download_only(node: &Node) -> std::process::Output {
+    node.run(&["prepare", "--download-only"], &[])
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn download_only_fills_the_archive_cache_and_changes_nothing_else() {
+    if !tools_present() {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    build_repo(repo.path());
+    let node = copy_node(repo.path());
+    let sources = std::fs::read(node.path("/etc/apt/sources.list")).unwrap();
+    let before = outside_the_cache(&node);
+    let out = download_only(&node);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(cached(&node), NEEDED, "{}", text(&out));
+    for deb in NEEDED {
+        assert_eq!(
+            std::fs::read(node.path(&format!("/var/cache/apt/archives/{deb}"))).unwrap(),
+            std::fs::read(repo.path().join("pool/jessie").join(deb)).unwrap(),
+            "{deb}"
+        );
+    }
+    let bytes: u64 = NEEDED
+        .iter()
+        .map(|d| {
+            std::fs::metadata(repo.path().join("pool/jessie").join(d))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(
+        text(&out).contains(&format!("4 package(s) fetched ({bytes} bytes")),
+        "{}",
+        text(&out)
+    );
+    // Sources byte for byte, no state, no lock, nothing else of the node.
+    assert_eq!(
+        std::fs::read(node.path("/etc/apt/sources.list")).unwrap(),
+        sources
+    );
+    assert!(!node.path("/var/lib/synnefo-upgrade").exists());
+    assert_eq!(outside_the_cache(&node), before);
+
+    // The dist-upgrade needs nothing more: with the packages gone from the
+    // repository (its indexes still there), APT fetches nothing and succeeds.
+    std::fs::remove_dir_all(repo.path().join("pool/jessie")).unwrap();
+    let out = download_only(&node);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "0 package(s) fetched (0 bytes, 0.0 MiB) into /var/cache/apt/archives, 4 already there"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(cached(&node), NEEDED);
+}
+
+#[test]
+fn download_only_on_an_armed_node_leaves_its_state_and_sources() {
+    if !tools_present() {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    build_repo(repo.path());
+    let node = copy_node(repo.path());
+    node.ok(&["prepare"]);
+    let state = std::fs::read(node.path("/var/lib/synnefo-upgrade/state.json")).unwrap();
+    let sources = std::fs::read(node.path("/etc/apt/sources.list")).unwrap();
+    assert!(String::from_utf8_lossy(&sources).contains(" jessie "));
+    let out = download_only(&node);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(cached(&node), NEEDED);
+    assert_eq!(
+        std::fs::read(node.path("/var/lib/synnefo-upgrade/state.json")).unwrap(),
+        state
+    );
+    assert_eq!(
+        std::fs::read(node.path("/etc/apt/sources.list")).unwrap(),
+        sources
+    );
+    assert_eq!(node.state_json()["phase"], "armed");
+}
+
+#[test]
+fn download_only_names_the_url_of_a_failing_source_or_package() {
+    if !tools_present() {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    build_repo(repo.path());
+    let node = copy_node(repo.path());
+    let before = node.snapshot();
+    // A source that does not exist: named, nothing downloaded.
+    let missing = repo.path().join("missing");
+    node.write(
+        "/etc/apt/sources.list.d/gone.list",
+        &format!("deb [trusted=yes] copy:{} wheezy main\n", missing.display()),
+        0o644,
+    );
+    let out = download_only(&node);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("copy:{}", missing.display())),
+        "{}",
+        text(&out)
+    );
+    assert!(cached(&node).is_empty());
+    std::fs::remove_file(node.path("/etc/apt/sources.list.d/gone.list")).unwrap();
+    assert_eq!(node.snapshot(), before);
+
+    // A package the index lists but the repository lost: its URL named
+    // (APT quotes the `+` of the version).
+    let lost = repo
+        .path()
+        .join("pool/jessie/systemd-sysv_215-17+deb8u7_all.deb");
+    std::fs::remove_file(&lost).unwrap();
+    let out = download_only(&node);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let url = format!(
+        "copy:{}/pool/jessie/systemd-sysv_215-17%2bdeb8u7_all.deb",
+        repo.path().display()
+    );
+    assert!(text(&out).contains(&url), "{}", text(&out));
+    assert!(!node.path("/var/lib/synnefo-upgrade").exists());
+}
+
+#[test]
+fn download_only_refuses_a_finishing_node_and_does_nothing_on_a_done_one() {
+    // No APT needed: both answer before any download.
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    let state_file = node.path("/var/lib/synnefo-upgrade/state.json");
+    for (phase, code, said) in [
+        ("finishing", 3, "phase 'finishing'"),
+        ("done", 0, "nothing to download"),
+    ] {
+        let mut state = node.state_json();
+        state["phase"] = phase.into();
+        std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+        let before = node.snapshot();
+        let written = std::fs::read(&state_file).unwrap();
+        let out = download_only(&node);
+        assert_eq!(out.status.code(), Some(code), "{phase}: {}", text(&out));
+        assert!(text(&out).contains(said), "{phase}: {}", text(&out));
+        assert_eq!(node.snapshot(), before, "{phase}");
+        assert_eq!(std::fs::read(&state_file).unwrap(), written, "{phase}");
+    }
 }

@@ -265,6 +265,17 @@ fn copy_node(repo: &Path) -> Node {
     node
 }
 
+/// A repository and a [`copy_node`] of it; `None` (skipped) without the tools.
+fn copy_repo_and_node() -> Option<(tempfile::TempDir, Node)> {
+    if !tools_present() {
+        return None;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    build_repo(repo.path());
+    let node = copy_node(repo.path());
+    Some((repo, node))
+}
+
 /// What the jessie dist-upgrade of [`node`] installs: the debs of the repository.
 const NEEDED: [&str; 4] = [
     "snf-common_0.19-1~jessie_all.deb",
@@ -306,12 +317,9 @@ fn text(out: &std::process::Output) -> String {
 
 #[test]
 fn download_only_fills_the_archive_cache_and_changes_nothing_else() {
-    if !tools_present() {
+    let Some((repo, node)) = copy_repo_and_node() else {
         return;
-    }
-    let repo = tempfile::tempdir().unwrap();
-    build_repo(repo.path());
-    let node = copy_node(repo.path());
+    };
     let sources = std::fs::read(node.path("/etc/apt/sources.list")).unwrap();
     let before = outside_the_cache(&node);
     let out = download_only(&node);
@@ -362,12 +370,9 @@ fn download_only_fills_the_archive_cache_and_changes_nothing_else() {
 
 #[test]
 fn download_only_on_an_armed_node_leaves_its_state_and_sources() {
-    if !tools_present() {
+    let Some((_repo, node)) = copy_repo_and_node() else {
         return;
-    }
-    let repo = tempfile::tempdir().unwrap();
-    build_repo(repo.path());
-    let node = copy_node(repo.path());
+    };
     node.ok(&["prepare"]);
     let state = std::fs::read(node.path("/var/lib/synnefo-upgrade/state.json")).unwrap();
     let sources = std::fs::read(node.path("/etc/apt/sources.list")).unwrap();
@@ -388,12 +393,9 @@ fn download_only_on_an_armed_node_leaves_its_state_and_sources() {
 
 #[test]
 fn download_only_names_the_url_of_a_failing_source_or_package() {
-    if !tools_present() {
+    let Some((repo, node)) = copy_repo_and_node() else {
         return;
-    }
-    let repo = tempfile::tempdir().unwrap();
-    build_repo(repo.path());
-    let node = copy_node(repo.path());
+    };
     let before = node.snapshot();
     // A source that does not exist: named, nothing downloaded.
     let missing = repo.path().join("missing");

@@ -21,8 +21,51 @@ pub const POSTGRESQL_DIR: &str = "/etc/postgresql";
 /// The PostgreSQL version jessie brings.
 pub const JESSIE_POSTGRESQL: &str = "9.4";
 
-/// The clusters (version, name) as `pg_lsclusters` lists them, sorted.
+/// The clusters (version, name) as `pg_lsclusters` lists them, sorted: its
+/// own answer where postgresql-common is installed on the node (it knows the
+/// clusters' configuration root), else the `VERSION/NAME/postgresql.conf`
+/// directories under [`POSTGRESQL_DIR`] it reads. Read-only either way; a
+/// fixture root never reaches the live system's `pg_lsclusters`.
 pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
+    let listed = crate::exec::find_inside(root, "pg_lsclusters").and_then(|program| {
+        let program = program.to_string_lossy().into_owned();
+        match crate::exec::run_captured(&[&program]) {
+            Ok((status, text)) if status.success() => Some(parse_lsclusters(&text)),
+            Ok((status, text)) => {
+                log::debug!(
+                    "'pg_lsclusters' failed ({status}): {}; reading {POSTGRESQL_DIR}",
+                    text.trim()
+                );
+                None
+            }
+            Err(e) => {
+                log::debug!("{e:#}; reading {POSTGRESQL_DIR}");
+                None
+            }
+        }
+    });
+    let mut clusters = listed.unwrap_or_else(|| cluster_dirs(root));
+    clusters.sort_by(|a, b| dpkg::compare_versions(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    clusters
+}
+
+/// The (version, name) of each cluster `pg_lsclusters` lists (`Ver Cluster
+/// Port Status Owner Data-directory Log-file`), with or without its header line.
+pub fn parse_lsclusters(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let version = fields.next()?;
+            let name = fields.next()?;
+            version
+                .starts_with(|c: char| c.is_ascii_digit())
+                .then(|| (version.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// The clusters with a `postgresql.conf` under [`POSTGRESQL_DIR`].
+fn cluster_dirs(root: &Root) -> Vec<(String, String)> {
     let names = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .map(|d| {
@@ -34,7 +77,7 @@ pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
             .unwrap_or_default()
     };
     let base = root.path(POSTGRESQL_DIR);
-    let mut clusters: Vec<(String, String)> = names(&base)
+    names(&base)
         .into_iter()
         .flat_map(|version| {
             let dir = base.join(&version);
@@ -44,9 +87,7 @@ pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
                 .map(move |name| (version.clone(), name))
                 .collect::<Vec<_>>()
         })
-        .collect();
-    clusters.sort_by(|a, b| dpkg::compare_versions(&a.0, &b.0).then(a.1.cmp(&b.1)));
-    clusters
+        .collect()
 }
 
 /// The PostgreSQL notice: with clusters of two versions, the commands that
@@ -311,6 +352,21 @@ mod tests {
             found[0].remediation.commands,
             ["pg_upgradecluster 9.4 main"]
         );
+    }
+
+    #[test]
+    fn pg_lsclusters_output_is_read_with_or_without_its_header() {
+        let text = "Ver Cluster Port Status Owner    Data directory               Log file\n\
+                    9.1 main    5432 online postgres /var/lib/postgresql/9.1/main /var/log/postgresql/postgresql-9.1-main.log\n\
+                    9.4 main    5433 down   postgres /var/lib/postgresql/9.4/main /var/log/postgresql/postgresql-9.4-main.log\n\
+                    Warning: something on stderr\n";
+        assert_eq!(parse_lsclusters(text), [c("9.1", "main"), c("9.4", "main")]);
+        assert_eq!(
+            parse_lsclusters("9.4 web 5434 online postgres /srv/pg /var/log/pg.log\n"),
+            [c("9.4", "web")]
+        );
+        assert!(parse_lsclusters("").is_empty());
+        assert!(parse_lsclusters("9.1\n").is_empty());
     }
 
     #[test]

@@ -90,12 +90,26 @@ fn cluster_dirs(root: &Root) -> Vec<(String, String)> {
         .collect()
 }
 
+/// When the notices are evaluated: the PostgreSQL one said ahead of the
+/// dist-upgrade would be false after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// On the old release (`check`, prepare's preflight, `status` until finish).
+    BeforeUpgrade,
+    /// After the dist-upgrade (`finish`, `status` once finish has begun).
+    AfterUpgrade,
+}
+
 /// The PostgreSQL notice: with clusters of two versions, the commands that
 /// move the older ones to the newest (`pg_upgradecluster`), after dropping
 /// the empty cluster of the same name that the new version's package
-/// created; with only pre-9.4 clusters and PostgreSQL installed, the same
-/// said ahead of the dist-upgrade.
-pub fn postgresql_findings(clusters: &[(String, String)], packages: &[Package]) -> Vec<Finding> {
+/// created; before the upgrade, with only pre-9.4 clusters and PostgreSQL
+/// installed, the same said ahead of the dist-upgrade.
+pub fn postgresql_findings(
+    clusters: &[(String, String)],
+    packages: &[Package],
+    moment: Moment,
+) -> Vec<Finding> {
     let Some(newest) = clusters
         .iter()
         .map(|c| c.0.as_str())
@@ -132,6 +146,9 @@ pub fn postgresql_findings(clusters: &[(String, String)], packages: &[Package]) 
             format!("when the {newest} cluster of the same name is the empty one the package made, drop it and upgrade the old one (the package does not: it is your data)"),
         )
         .commands(commands_to(newest, &older, &new_names))];
+    }
+    if moment == Moment::AfterUpgrade {
+        return Vec::new();
     }
     let installed = |name: &str| packages.iter().any(|p| p.is_present() && p.name == name);
     let server_here = clusters
@@ -287,9 +304,9 @@ fn local_proxy(root: &Root, packages: &[Package]) -> bool {
         || root.path("/etc/nginx/nginx.conf").is_file()
 }
 
-/// The notices of the node under `root`.
-pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
-    let mut found = postgresql_findings(&postgresql_clusters(root), packages);
+/// The notices of the node under `root`, at `moment`.
+pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Finding> {
+    let mut found = postgresql_findings(&postgresql_clusters(root), packages, moment);
     if let Ok(Some(value)) =
         crate::convert::settings::Settings::load(root).and_then(|s| s.literal("AMQP_HOSTS"))
     {
@@ -329,13 +346,15 @@ mod tests {
     use super::*;
     use crate::testing::{arbitrary_texts, package};
 
+    const B: Moment = Moment::BeforeUpgrade;
+
     fn c(v: &str, n: &str) -> (String, String) {
         (v.into(), n.into())
     }
 
     #[test]
     fn two_postgresql_versions_give_the_upgradecluster_commands() {
-        let found = postgresql_findings(&[c("9.1", "main"), c("9.4", "main")], &[]);
+        let found = postgresql_findings(&[c("9.1", "main"), c("9.4", "main")], &[], B);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "postgresql-clusters");
         assert!(!found[0].inhibitor);
@@ -347,7 +366,7 @@ mod tests {
             ]
         );
         // Versions compared the dpkg way: 9.10 is newer than 9.4.
-        let found = postgresql_findings(&[c("9.10", "x"), c("9.4", "main")], &[]);
+        let found = postgresql_findings(&[c("9.10", "x"), c("9.4", "main")], &[], B);
         assert_eq!(
             found[0].remediation.commands,
             ["pg_upgradecluster 9.4 main"]
@@ -372,8 +391,8 @@ mod tests {
     #[test]
     fn one_wheezy_cluster_is_told_ahead_only_where_postgresql_is_installed() {
         let wheezy = [c("9.1", "main")];
-        assert!(postgresql_findings(&wheezy, &[]).is_empty());
-        let found = postgresql_findings(&wheezy, &[package("postgresql-9.1")]);
+        assert!(postgresql_findings(&wheezy, &[], B).is_empty());
+        let found = postgresql_findings(&wheezy, &[package("postgresql-9.1")], B);
         assert_eq!(found.len(), 1);
         assert_eq!(
             found[0].remediation.commands,
@@ -382,8 +401,13 @@ mod tests {
                 "pg_upgradecluster 9.1 main"
             ]
         );
-        assert!(postgresql_findings(&[c("9.4", "main")], &[package("postgresql")]).is_empty());
-        assert!(postgresql_findings(&[], &[package("postgresql")]).is_empty());
+        assert!(postgresql_findings(&[c("9.4", "main")], &[package("postgresql")], B).is_empty());
+        assert!(postgresql_findings(&[], &[package("postgresql")], B).is_empty());
+        // After the dist-upgrade it would be false: only two versions are told.
+        let after = Moment::AfterUpgrade;
+        assert!(postgresql_findings(&wheezy, &[package("postgresql-9.1")], after).is_empty());
+        let two = [c("9.1", "main"), c("9.4", "main")];
+        assert_eq!(postgresql_findings(&two, &[], after).len(), 1);
     }
 
     #[test]

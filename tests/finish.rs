@@ -583,3 +583,32 @@ fn finish_without_notices_says_none() {
     assert_eq!(node.step("finish", "report-notices")["message"], "none");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("notice "));
 }
+
+#[test]
+fn the_postgresql_notice_told_ahead_is_not_repeated_after_the_upgrade() {
+    let mut node = Node::wheezy();
+    node.package("postgresql-9.1", "9.1.24lts2-0+deb7u1", None);
+    node.write(
+        "/etc/postgresql/9.1/main/postgresql.conf",
+        "port = 5432\n",
+        0o644,
+    );
+    let check: serde_json::Value =
+        serde_json::from_slice(&node.run(&["check", "--json"], &[]).stdout).unwrap();
+    assert!(
+        check["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "postgresql-clusters"),
+        "{check:#}"
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    // "the dist-upgrade brings PostgreSQL 9.4" would be false now.
+    assert_eq!(node.step("finish", "report-notices")["message"], "none");
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["notices"], serde_json::json!([]), "{status:#}");
+}

@@ -32,6 +32,8 @@ pub mod message_id {
     pub const COMMAND_OUTPUT: &str = "5e8e09afbb52489895f8c72baa714865";
     /// policy-rc.d denied an action.
     pub const ACTION_DENIED: &str = "c647b75156494f82880cb6da19997add";
+    /// Something reported, not changed (a notice), with its finding id.
+    pub const NOTICE: &str = "0895a5d3c2f34daa84b459d0a6a61ddf";
 }
 
 /// Syslog identifier of our journal entries.
@@ -179,4 +181,105 @@ pub fn command_output(phase: PhaseKind, step: &str, command: &str, line: &str) {
         synnefo_upgrade_command = command;
         "{command}: {line}"
     );
+}
+
+/// A notice (reported, not changed) that a step found: one record each, with
+/// its finding id in `SYNNEFO_UPGRADE_FINDING`, what to do and the commands.
+pub fn notice(phase: PhaseKind, step: &str, finding: &crate::preflight::Finding) {
+    let phase = phase.name();
+    let id = finding.id;
+    let commands = if finding.remediation.commands.is_empty() {
+        String::new()
+    } else {
+        format!("; commands: {}", finding.remediation.commands.join("; "))
+    };
+    log::warn!(
+        message_id = message_id::NOTICE,
+        synnefo_upgrade_phase = phase,
+        synnefo_upgrade_step = step,
+        synnefo_upgrade_finding = id;
+        "{phase}: {step}: notice {id}: {}; what to do: {}{commands}",
+        finding.title,
+        finding.remediation.hint
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preflight::{Finding, Severity};
+
+    /// Keeps every record as the journal would get it: the message and the
+    /// `KEY=value` fields (uppercased, as systemd-journal-logger writes them).
+    struct Capture(Mutex<Vec<(Level, String, Vec<String>)>>);
+
+    impl Log for Capture {
+        fn enabled(&self, _: &Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &Record) {
+            let mut fields = Fields(Vec::new());
+            let _ = record.key_values().visit(&mut fields);
+            if let Ok(mut records) = self.0.lock() {
+                records.push((record.level(), record.args().to_string(), fields.0));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+    #[test]
+    fn a_notice_is_one_record_with_its_finding_id_as_a_field() {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(LevelFilter::Trace);
+        let finding = Finding::new(
+            "postgresql-clusters",
+            Severity::Medium,
+            "PostgreSQL clusters of two versions: 9.1/main, 9.4/main",
+            "summary",
+            "drop the empty one, upgrade the old one",
+        )
+        .commands(["pg_upgradecluster 9.1 main".to_string()]);
+        notice(PhaseKind::Finish, "report-notices-under-test", &finding);
+        let records = CAPTURE.0.lock().unwrap();
+        let ours: Vec<_> = records
+            .iter()
+            .filter(|(_, _, f)| {
+                f.contains(&"SYNNEFO_UPGRADE_STEP=report-notices-under-test".into())
+            })
+            .collect();
+        assert_eq!(ours.len(), 1, "{records:?}");
+        let (level, message, fields) = ours[0];
+        assert_eq!(*level, Level::Warn);
+        for field in [
+            format!("MESSAGE_ID={}", message_id::NOTICE),
+            "SYNNEFO_UPGRADE_PHASE=finish".into(),
+            "SYNNEFO_UPGRADE_FINDING=postgresql-clusters".into(),
+        ] {
+            assert!(fields.contains(&field), "{field} in {fields:?}");
+        }
+        assert!(message.contains("notice postgresql-clusters"), "{message}");
+        assert!(message.contains("pg_upgradecluster 9.1 main"), "{message}");
+    }
+
+    #[test]
+    fn the_catalog_explains_every_message_id() {
+        let catalog = include_str!("../debian/synnefo-upgrade.catalog");
+        for id in [
+            message_id::STEP_STARTED,
+            message_id::STEP_DONE,
+            message_id::STEP_SKIPPED,
+            message_id::STEP_FAILED,
+            message_id::PHASE_DONE,
+            message_id::COMMAND_OUTPUT,
+            message_id::ACTION_DENIED,
+            message_id::NOTICE,
+        ] {
+            assert!(
+                catalog.contains(&format!("-- {id}\n")),
+                "{id} is not in the catalog"
+            );
+        }
+    }
 }

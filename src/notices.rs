@@ -21,8 +21,51 @@ pub const POSTGRESQL_DIR: &str = "/etc/postgresql";
 /// The PostgreSQL version jessie brings.
 pub const JESSIE_POSTGRESQL: &str = "9.4";
 
-/// The clusters (version, name) as `pg_lsclusters` lists them, sorted.
+/// The clusters (version, name) as `pg_lsclusters` lists them, sorted: its
+/// own answer where postgresql-common is installed on the node (it knows the
+/// clusters' configuration root), else the `VERSION/NAME/postgresql.conf`
+/// directories under [`POSTGRESQL_DIR`] it reads. Read-only either way; a
+/// fixture root never reaches the live system's `pg_lsclusters`.
 pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
+    let listed = crate::exec::find_inside(root, "pg_lsclusters").and_then(|program| {
+        let program = program.to_string_lossy().into_owned();
+        match crate::exec::run_captured(&[&program]) {
+            Ok((status, text)) if status.success() => Some(parse_lsclusters(&text)),
+            Ok((status, text)) => {
+                log::debug!(
+                    "'pg_lsclusters' failed ({status}): {}; reading {POSTGRESQL_DIR}",
+                    text.trim()
+                );
+                None
+            }
+            Err(e) => {
+                log::debug!("{e:#}; reading {POSTGRESQL_DIR}");
+                None
+            }
+        }
+    });
+    let mut clusters = listed.unwrap_or_else(|| cluster_dirs(root));
+    clusters.sort_by(|a, b| dpkg::compare_versions(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    clusters
+}
+
+/// The (version, name) of each cluster `pg_lsclusters` lists (`Ver Cluster
+/// Port Status Owner Data-directory Log-file`), with or without its header line.
+pub fn parse_lsclusters(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let version = fields.next()?;
+            let name = fields.next()?;
+            version
+                .starts_with(|c: char| c.is_ascii_digit())
+                .then(|| (version.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// The clusters with a `postgresql.conf` under [`POSTGRESQL_DIR`].
+fn cluster_dirs(root: &Root) -> Vec<(String, String)> {
     let names = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .map(|d| {
@@ -34,7 +77,7 @@ pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
             .unwrap_or_default()
     };
     let base = root.path(POSTGRESQL_DIR);
-    let mut clusters: Vec<(String, String)> = names(&base)
+    names(&base)
         .into_iter()
         .flat_map(|version| {
             let dir = base.join(&version);
@@ -44,17 +87,29 @@ pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
                 .map(move |name| (version.clone(), name))
                 .collect::<Vec<_>>()
         })
-        .collect();
-    clusters.sort_by(|a, b| dpkg::compare_versions(&a.0, &b.0).then(a.1.cmp(&b.1)));
-    clusters
+        .collect()
+}
+
+/// When the notices are evaluated: the PostgreSQL one said ahead of the
+/// dist-upgrade would be false after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// On the old release (`check`, prepare's preflight, `status` until finish).
+    BeforeUpgrade,
+    /// After the dist-upgrade (`finish`, `status` once finish has begun).
+    AfterUpgrade,
 }
 
 /// The PostgreSQL notice: with clusters of two versions, the commands that
 /// move the older ones to the newest (`pg_upgradecluster`), after dropping
 /// the empty cluster of the same name that the new version's package
-/// created; with only pre-9.4 clusters and PostgreSQL installed, the same
-/// said ahead of the dist-upgrade.
-pub fn postgresql_findings(clusters: &[(String, String)], packages: &[Package]) -> Vec<Finding> {
+/// created; before the upgrade, with only pre-9.4 clusters and PostgreSQL
+/// installed, the same said ahead of the dist-upgrade.
+pub fn postgresql_findings(
+    clusters: &[(String, String)],
+    packages: &[Package],
+    moment: Moment,
+) -> Vec<Finding> {
     let Some(newest) = clusters
         .iter()
         .map(|c| c.0.as_str())
@@ -91,6 +146,9 @@ pub fn postgresql_findings(clusters: &[(String, String)], packages: &[Package]) 
             format!("when the {newest} cluster of the same name is the empty one the package made, drop it and upgrade the old one (the package does not: it is your data)"),
         )
         .commands(commands_to(newest, &older, &new_names))];
+    }
+    if moment == Moment::AfterUpgrade {
+        return Vec::new();
     }
     let installed = |name: &str| packages.iter().any(|p| p.is_present() && p.name == name);
     let server_here = clusters
@@ -246,9 +304,9 @@ fn local_proxy(root: &Root, packages: &[Package]) -> bool {
         || root.path("/etc/nginx/nginx.conf").is_file()
 }
 
-/// The notices of the node under `root`.
-pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
-    let mut found = postgresql_findings(&postgresql_clusters(root), packages);
+/// The notices of the node under `root`, at `moment`.
+pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Finding> {
+    let mut found = postgresql_findings(&postgresql_clusters(root), packages, moment);
     if let Ok(Some(value)) =
         crate::convert::settings::Settings::load(root).and_then(|s| s.literal("AMQP_HOSTS"))
     {
@@ -288,13 +346,15 @@ mod tests {
     use super::*;
     use crate::testing::{arbitrary_texts, package};
 
+    const B: Moment = Moment::BeforeUpgrade;
+
     fn c(v: &str, n: &str) -> (String, String) {
         (v.into(), n.into())
     }
 
     #[test]
     fn two_postgresql_versions_give_the_upgradecluster_commands() {
-        let found = postgresql_findings(&[c("9.1", "main"), c("9.4", "main")], &[]);
+        let found = postgresql_findings(&[c("9.1", "main"), c("9.4", "main")], &[], B);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "postgresql-clusters");
         assert!(!found[0].inhibitor);
@@ -306,7 +366,7 @@ mod tests {
             ]
         );
         // Versions compared the dpkg way: 9.10 is newer than 9.4.
-        let found = postgresql_findings(&[c("9.10", "x"), c("9.4", "main")], &[]);
+        let found = postgresql_findings(&[c("9.10", "x"), c("9.4", "main")], &[], B);
         assert_eq!(
             found[0].remediation.commands,
             ["pg_upgradecluster 9.4 main"]
@@ -314,10 +374,25 @@ mod tests {
     }
 
     #[test]
+    fn pg_lsclusters_output_is_read_with_or_without_its_header() {
+        let text = "Ver Cluster Port Status Owner    Data directory               Log file\n\
+                    9.1 main    5432 online postgres /var/lib/postgresql/9.1/main /var/log/postgresql/postgresql-9.1-main.log\n\
+                    9.4 main    5433 down   postgres /var/lib/postgresql/9.4/main /var/log/postgresql/postgresql-9.4-main.log\n\
+                    Warning: something on stderr\n";
+        assert_eq!(parse_lsclusters(text), [c("9.1", "main"), c("9.4", "main")]);
+        assert_eq!(
+            parse_lsclusters("9.4 web 5434 online postgres /srv/pg /var/log/pg.log\n"),
+            [c("9.4", "web")]
+        );
+        assert!(parse_lsclusters("").is_empty());
+        assert!(parse_lsclusters("9.1\n").is_empty());
+    }
+
+    #[test]
     fn one_wheezy_cluster_is_told_ahead_only_where_postgresql_is_installed() {
         let wheezy = [c("9.1", "main")];
-        assert!(postgresql_findings(&wheezy, &[]).is_empty());
-        let found = postgresql_findings(&wheezy, &[package("postgresql-9.1")]);
+        assert!(postgresql_findings(&wheezy, &[], B).is_empty());
+        let found = postgresql_findings(&wheezy, &[package("postgresql-9.1")], B);
         assert_eq!(found.len(), 1);
         assert_eq!(
             found[0].remediation.commands,
@@ -326,8 +401,13 @@ mod tests {
                 "pg_upgradecluster 9.1 main"
             ]
         );
-        assert!(postgresql_findings(&[c("9.4", "main")], &[package("postgresql")]).is_empty());
-        assert!(postgresql_findings(&[], &[package("postgresql")]).is_empty());
+        assert!(postgresql_findings(&[c("9.4", "main")], &[package("postgresql")], B).is_empty());
+        assert!(postgresql_findings(&[], &[package("postgresql")], B).is_empty());
+        // After the dist-upgrade it would be false: only two versions are told.
+        let after = Moment::AfterUpgrade;
+        assert!(postgresql_findings(&wheezy, &[package("postgresql-9.1")], after).is_empty());
+        let two = [c("9.1", "main"), c("9.4", "main")];
+        assert_eq!(postgresql_findings(&two, &[], after).len(), 1);
     }
 
     #[test]

@@ -379,7 +379,11 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     notices(root, config, facts, &mut found);
     let packages = facts.packages.as_deref().unwrap_or_default();
     found.extend(crate::boot::findings(root, packages));
-    found.extend(crate::notices::findings(root, packages));
+    found.extend(crate::notices::findings(
+        root,
+        packages,
+        crate::notices::Moment::BeforeUpgrade,
+    ));
     found.extend(crate::convert::webserver::access_findings(root));
     found.extend(crate::aptsim::findings(root, config, facts));
     found.sort_by_key(|f| (!f.inhibitor, f.severity));

@@ -172,6 +172,12 @@ pub fn report(root: &Root) -> Result<Report> {
     let phase = state
         .as_ref()
         .map_or_else(|| "not-armed".to_string(), |s| s.phase.to_string());
+    let moment = match state.as_ref().map(|s| s.phase) {
+        Some(crate::state::Phase::Finishing | crate::state::Phase::Done) => {
+            crate::notices::Moment::AfterUpgrade
+        }
+        _ => crate::notices::Moment::BeforeUpgrade,
+    };
     let state = state.unwrap_or_default();
     let failed_step = state
         .steps
@@ -209,6 +215,7 @@ pub fn report(root: &Root) -> Result<Report> {
         notices: crate::notices::findings(
             root,
             &crate::dpkg::present_packages(root).unwrap_or_default(),
+            moment,
         ),
         services: state.services,
         steps: state.steps,

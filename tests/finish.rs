@@ -510,3 +510,105 @@ fn apache2ctl_calls(node: &Node) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+#[test]
+fn notices_are_reported_by_finish_after_the_dist_upgrade() {
+    let mut node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.package("postgresql-9.1", "9.1.24lts2-0+deb7u1", None);
+    node.ok(&["prepare"]);
+    node.package("postgresql-9.4", "9.4.26-0+deb8u1", None);
+    // Only the dist-upgrade brings the second cluster; pg_lsclusters lists
+    // them (no /etc/postgresql in this tree: its answer is the one read).
+    node.fake_command(
+        "/usr/bin/pg_lsclusters",
+        "pg_lsclusters ",
+        "echo 'Ver Cluster Port Status Owner    Data directory               Log file'\n\
+         echo '9.1 main    5432 online postgres /var/lib/postgresql/9.1/main /var/log/postgresql/postgresql-9.1-main.log'\n\
+         echo '9.4 main    5433 online postgres /var/lib/postgresql/9.4/main /var/log/postgresql/postgresql-9.4-main.log'\n",
+    );
+    node.to_jessie();
+    let out = node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+    let record = node.step("finish", "report-notices");
+    assert_eq!(record["status"], "done", "{record}");
+    let message = record["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "postgresql-clusters: PostgreSQL clusters of two versions: 9.1/main, 9.4/main"
+        ) && message.contains("pg_dropcluster --stop 9.4 main; pg_upgradecluster 9.1 main"),
+        "{message}"
+    );
+    // The journal's record (stderr carries the same under --root): one per notice.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let notices: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("finish: report-notices: notice "))
+        .collect();
+    assert_eq!(notices.len(), 1, "{stderr}");
+    assert!(
+        notices[0].contains("notice postgresql-clusters: ")
+            && notices[0].contains("pg_upgradecluster 9.1 main"),
+        "{stderr}"
+    );
+    // status says the same, evaluated now.
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["phase"], "done");
+    let pg = status["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "postgresql-clusters")
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(
+        pg["remediation"]["commands"],
+        serde_json::json!([
+            "pg_dropcluster --stop 9.4 main",
+            "pg_upgradecluster 9.1 main"
+        ])
+    );
+    assert!(
+        node.calls().contains("pg_lsclusters \n"),
+        "{}",
+        node.calls()
+    );
+}
+
+#[test]
+fn finish_without_notices_says_none() {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    let out = node.ok(&["finish"]);
+    assert_eq!(node.step("finish", "report-notices")["message"], "none");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("notice "));
+}
+
+#[test]
+fn the_postgresql_notice_told_ahead_is_not_repeated_after_the_upgrade() {
+    let mut node = Node::wheezy();
+    node.package("postgresql-9.1", "9.1.24lts2-0+deb7u1", None);
+    node.write(
+        "/etc/postgresql/9.1/main/postgresql.conf",
+        "port = 5432\n",
+        0o644,
+    );
+    let check: serde_json::Value =
+        serde_json::from_slice(&node.run(&["check", "--json"], &[]).stdout).unwrap();
+    assert!(
+        check["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "postgresql-clusters"),
+        "{check:#}"
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    // "the dist-upgrade brings PostgreSQL 9.4" would be false now.
+    assert_eq!(node.step("finish", "report-notices")["message"], "none");
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["notices"], serde_json::json!([]), "{status:#}");
+}

@@ -293,6 +293,34 @@ pub(super) fn report_dpkg_dist(ctx: &mut Ctx) -> Result<String> {
     Ok(format!("to review: {}", found.join(", ")))
 }
 
+pub(super) fn report_notices(ctx: &mut Ctx) -> Result<String> {
+    // Evaluated here, after the dist-upgrade and the reboot, on what the node
+    // is now: jessie's PostgreSQL cluster beside wheezy's exists only now. A
+    // notice is reported, never a failure.
+    let found = crate::notices::findings(
+        &ctx.root,
+        ctx.facts.packages(),
+        crate::notices::Moment::AfterUpgrade,
+    );
+    if found.is_empty() {
+        return Ok("none".into());
+    }
+    let mut reported = Vec::new();
+    for notice in &found {
+        crate::logging::notice(PhaseKind::Finish, ctx.step, notice);
+        let commands = &notice.remediation.commands;
+        reported.push(if commands.is_empty() {
+            format!("{}: {}", notice.id, notice.title)
+        } else {
+            format!("{}: {} ({})", notice.id, notice.title, commands.join("; "))
+        });
+    }
+    Ok(format!(
+        "reported, not changed: {} (see 'synnefo-upgrade status')",
+        reported.join("; ")
+    ))
+}
+
 pub(super) fn disable_finish_unit(ctx: &mut Ctx) -> Result<String> {
     fsx::remove(&ctx.root, Path::new(paths::FINISH_UNIT_WANTS))?;
     fsx::remove(&ctx.root, Path::new(paths::ARMED_MARKER))?;

@@ -70,6 +70,7 @@ pub static FINISH: &[StepDef] = &[
     REMOVE_APT_CONFIG,
     REMOVE_POLICY_RCD,
     step("report-dpkg-dist",     always,                     f::report_dpkg_dist,      "list the new conffile versions dpkg left beside kept ones (*.dpkg-dist, *.dpkg-new)"),
+    step("report-notices",       always,                     f::report_notices,        "report what is the operator's to change (PostgreSQL clusters to upgrade, a remote AMQP guest, gunicorn behind a remote proxy)"),
     DISABLE_FINISH_UNIT,
 ];
 

@@ -612,3 +612,32 @@ fn the_postgresql_notice_told_ahead_is_not_repeated_after_the_upgrade() {
         serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["notices"], serde_json::json!([]), "{status:#}");
 }
+
+#[test]
+fn a_ganeti_node_finishes_without_migrations_or_dumps_whatever_migrations_run_says() {
+    // A Ganeti node has snf-cyclades-gtools, not the Django project: no
+    // snf-manage, nothing to migrate or dump. `[migrations] run = true` is the
+    // default, and what a fleet tool writes when it does not tell nodes apart.
+    let mut node = Node::wheezy();
+    node.remove_package("snf-webproject");
+    node.package("snf-cyclades-gtools", "0.18.1-1~wheezy", Some("synnefo"));
+    fs::remove_file(node.path("/usr/bin/snf-manage")).unwrap();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/40-fleet.toml",
+        "[migrations]\nrun = true\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let state = node.state_json();
+    assert_eq!(state["phase"], "done");
+    for id in ["backups", "migrate"] {
+        assert_eq!(
+            common::step_record(&state, "finish", id)["status"],
+            "skipped",
+            "{id}"
+        );
+    }
+    assert!(!node.path("/var/backups/synnefo-upgrade").exists());
+}

@@ -120,6 +120,13 @@ impl Facts {
         self.roles.contains(&role)
     }
 
+    /// Whether this node has Synnefo's Django project (snf-webproject, whose
+    /// snf-manage runs the migrations): a service node. A Ganeti node
+    /// (snf-cyclades-gtools) has not: there is nothing to migrate or dump.
+    pub fn has_django_project(&self) -> bool {
+        self.is_service_node() || self.packages().iter().any(|p| p.name == "snf-webproject")
+    }
+
     /// Whether this node serves Astakos, Cyclades or Pithos (gunicorn apps).
     pub fn is_service_node(&self) -> bool {
         self.roles

@@ -57,7 +57,13 @@ pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn backups_wanted(ctx: &Ctx) -> bool {
-    ctx.config.backups.enabled && ctx.config.migrations.run
+    ctx.config.backups.enabled && ctx.config.migrations.run && ctx.facts.has_django_project()
+}
+
+/// Migrations run (or are waited for) where Synnefo's Django project is:
+/// not on a Ganeti node, whatever `[migrations] run` says there.
+pub(super) fn migrate_wanted(ctx: &Ctx) -> bool {
+    ctx.facts.has_django_project()
 }
 
 pub(super) fn backups(ctx: &mut Ctx) -> Result<String> {

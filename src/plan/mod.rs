@@ -47,7 +47,7 @@ pub static PREPARE: &[StepDef] = &[
 pub static FINISH: &[StepDef] = &[
     step("preconditions",        always,                     f::preconditions,         "check the node runs the new release under systemd, with Synnefo 0.19"),
     step("backups",              f::backups_wanted,          f::backups,               "dump the database and archive the configuration (before migrations)"),
-    step("migrate",              always,                     f::migrate,               "run the database migrations (snf-manage migrate), or wait for the node that runs them"),
+    step("migrate",              f::migrate_wanted,          f::migrate,               "run the database migrations (snf-manage migrate), or wait for the node that runs them"),
     step("fix-ip-history",       f::fix_ip_history_wanted,   f::fix_ip_history,        "repair the IP history from the VM owner changelog (fix_ip_history)"),
     step("convert",              always,                     f::convert,               "convert the Synnefo, gunicorn and web server configuration to 0.19"),
     step("register-cyclades",    f::is_astakos,              f::register_cyclades,     "re-register the Cyclades component (its endpoints changed in 0.19)"),

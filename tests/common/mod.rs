@@ -152,6 +152,13 @@ impl Node {
         self.write_status();
     }
 
+    /// Takes `name` out of dpkg's status (as if it was never installed).
+    pub fn remove_package(&mut self, name: &str) {
+        let head = format!("Package: {name}\n");
+        self.packages.retain(|p| !p.starts_with(&head));
+        self.write_status();
+    }
+
     /// Adds a removed package whose conffiles remain.
     pub fn config_files_package(&mut self, name: &str, version: &str) {
         self.packages.push(paragraph(

@@ -8,8 +8,15 @@
 #   disk.raw           3 GiB ext4 root filesystem (no partition table, root=/dev/vda)
 #   vmlinuz, initrd.img  kernel and initramfs copied out of the image's /boot
 #   id_ed25519[.pub]   ssh key whose public half is root's authorized_keys
-#   debs/              systemd-sysv, dbus and every dependency the image lacks
+#   cluster.raw        the same node with what the `cluster` scenario's guests
+#                      need beyond it: Python 3 and python3-apt (Ansible manages
+#                      the nodes), PostgreSQL 15 and its client (svc1's database;
+#                      psql everywhere), PostgreSQL not started at boot
+#   debs/              systemd-sysv, dbus and every dependency either image lacks
 #                      (they become the local repository's `jessie` suite)
+#
+# Both roots come from one run, a minute apart, so that they hold the same
+# versions (the jessie debs must fit both).
 #
 # The harness caches OUTDIR keyed by the hash of this file: any change here
 # rebuilds the image on the next run.
@@ -29,7 +36,10 @@ include=linux-image-amd64,sysvinit-core,udev,ifupdown,procps,openssh-server,ipro
 
 # Each hook gets the chroot directory as "$1".  Hooks run in the order given.
 # shellcheck disable=SC2016 # "$1" in single-quoted hooks is expanded by mmdebstrap's shell
-mmdebstrap --variant=minbase --include="$include" \
+build_root() {
+    local root=$1 include=$2
+    shift 2
+    mmdebstrap --variant=minbase --include="$include" \
     --customize-hook='
         # mkinitramfs takes >5 min under TCG: never run it in the guest (the harness
         # boots the kernel/initrd built here on the host).
@@ -52,7 +62,7 @@ mmdebstrap --variant=minbase --include="$include" \
         # dependencies are fetched, with the guest's default Recommends handling.
         rm -f \"\$1\"/var/cache/apt/archives/*.deb
         chroot \"\$1\" apt-get install --download-only -y -q systemd-sysv dbus >&2
-        cp \"\$1\"/var/cache/apt/archives/*.deb '$out/debs/'
+        cp -n \"\$1\"/var/cache/apt/archives/*.deb '$out/debs/'
         rm -f \"\$1\"/var/cache/apt/archives/*.deb
     " \
     --customize-hook='
@@ -61,7 +71,15 @@ mmdebstrap --variant=minbase --include="$include" \
         echo "deb [trusted=yes] file:/srv/repo wheezy main" > "$1/etc/apt/sources.list"
         mkdir -p "$1/srv/repo"
     ' \
-    bookworm "$root"
+    "$@" bookworm "$root"
+}
+build_root "$root" "$include"
+# The cluster's nodes: PostgreSQL installed (its postinst made the 15/main
+# cluster), started at boot only where the scenario enables it (svc1), both
+# ways (sysvinit links now, the systemd unit after the switch).
+# shellcheck disable=SC2016 # expanded by mmdebstrap's shell
+build_root "$out/root-cluster" "$include,python3,python3-apt,postgresql,postgresql-client" \
+    --customize-hook='chroot "$1" update-rc.d postgresql disable >/dev/null 2>&1; rm -f "$1/etc/systemd/system/multi-user.target.wants/postgresql.service"'
 
 # Kernel and initramfs for -kernel/-initrd boots.
 newest() { printf '%s\n' "$@" | sort -V | tail -n1; }
@@ -69,4 +87,5 @@ cp "$(newest "$root"/boot/vmlinuz-*)" "$out/vmlinuz"
 cp "$(newest "$root"/boot/initrd.img-*)" "$out/initrd.img"
 
 mkfs.ext4 -q -F -L snf-root -d "$root" "$out/disk.raw" 3G
-rm -rf "$root"
+mkfs.ext4 -q -F -L snf-root -d "$out/root-cluster" "$out/cluster.raw" 3G
+rm -rf "$root" "$out/root-cluster"

@@ -10,7 +10,7 @@
 #           journal_steps_done F PHASE, journal_count F MATCH..., journal_phase_events
 #           F PHASE [BOOT], journal_not_done F STATUS PHASE, journal_story F
 #           (all over lib/journal.py, the one reader of `journalctl -o json` exports)
-# qemu.sh   vm_start, vm_ssh CMD, vm_reboot, vm_reset, vm_monitor CMD, vm_mount_repo,
+# qemu.sh   vm_start (= vm_launch + vm_wait_ssh; knobs VM_DISK, VM_SMP, VM_QEMU_EXTRA), vm_ssh CMD, vm_reboot, vm_reset, vm_monitor CMD, vm_mount_repo,
 #           vm_write FILE MODE, vm_fetch PATH..., vm_fetch_to DIR PATH...,
 #           vm_export_journal FILE [ARGS], vm_boot_id_journal, vm_collect_evidence
 # assert.sh check DESC CMD, check_not DESC CMD, check_eq DESC WANT CMD,

@@ -10,28 +10,37 @@ vm_free_port() {
 
 # Boot a fresh copy-on-write overlay of the base image.  Sets VM_PID, VM_PORT.
 vm_start() {
+    vm_launch
+    vm_wait_ssh
+}
+
+# vm_launch: start qemu on a fresh overlay without waiting for the guest (the
+# cluster boots its guests at once, then waits for each).  Knobs, all optional:
+# VM_DISK (an image of vm_base_dir: disk.raw, or cluster.raw), VM_SMP and
+# VM_QEMU_EXTRA (an array of further qemu arguments: the cluster's network).
+vm_launch() {
     local base
     base=$(vm_base_dir)
     VM_KEY=$base/id_ed25519
-    qemu-img create -q -f qcow2 -b "$base/disk.raw" -F raw "$VM_OUT/overlay.qcow2"
+    qemu-img create -q -f qcow2 -b "$base/${VM_DISK:-disk.raw}" -F raw "$VM_OUT/overlay.qcow2"
     VM_PORT=$(vm_free_port)
     VM_MONITOR=$VM_OUT/monitor.sock
     rm -f "$VM_MONITOR"
     # TCG only: KVM guests hang on these machines.  The kernel/initrd come from the
     # image (the guest never rebuilds its initramfs).  vda = root, vdb = APT repository.
-    qemu-system-x86_64 -accel tcg -m 1024 -smp 2 \
+    qemu-system-x86_64 -accel tcg -m 1024 -smp "${VM_SMP:-2}" \
         -display none -vga none \
         -kernel "$base/vmlinuz" -initrd "$base/initrd.img" \
         -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
         -drive "file=$VM_OUT/overlay.qcow2,format=qcow2,if=virtio" \
         -drive "file=$VM_TARGET/repo.img,format=raw,if=virtio,readonly=on" \
         -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$VM_PORT-:22" \
+        ${VM_QEMU_EXTRA[@]+"${VM_QEMU_EXTRA[@]}"} \
         -serial "file:$VM_OUT/console.log" \
         -monitor "unix:$VM_MONITOR,server=on,wait=off" \
         >"$VM_OUT/qemu.log" 2>&1 &
     VM_PID=$!
     echo "$VM_PID" >"$VM_OUT/qemu.pid"
-    vm_wait_ssh
 }
 
 vm_alive() {

@@ -139,6 +139,17 @@ assert_converted() {
     check_eq "/var/log/synnefo created for the synnefo user" synnefo 'stat -c %U /var/log/synnefo'
 }
 
+# The test-only drop-in: the OS codename checks accept bookworm as the
+# stand-in for wheezy and jessie (the product's documented drop-in directory).
+vm_write_test_dropin() {
+    printf '%s\n' \
+        '# test-only: the VM models wheezy->jessie with bookworm' \
+        '[release]' \
+        'os_from = "bookworm"' \
+        'os_to = "bookworm"' |
+        vm_write /etc/synnefo-upgrade/upgrade.d/50-vm-test.toml 0644
+}
+
 # Write the test-only drop-in and install synnefo-upgrade-0.19 (its postinst
 # arms the upgrade).  $1: optional environment assignments for apt-get
 # (e.g. SYNNEFO_UPGRADE_NO_ARM=1).  The output is kept in the guest's
@@ -146,14 +157,8 @@ assert_converted() {
 stage_install_tool() {
     local env=${1:-}
     step "installing synnefo-upgrade-0.19"
-    # Test-only knob: the OS codename checks accept bookworm as the stand-in for
-    # wheezy and jessie.  Written before the package, so that postinst's prepare sees it.
-    printf '%s\n' \
-        '# test-only: the VM models wheezy->jessie with bookworm' \
-        '[release]' \
-        'os_from = "bookworm"' \
-        'os_to = "bookworm"' |
-        vm_write /etc/synnefo-upgrade/upgrade.d/50-vm-test.toml 0644
+    # Written before the package, so that postinst's prepare sees it.
+    vm_write_test_dropin
     evidence_files /root/install-synnefo-upgrade.log
     check "apt-get install synnefo-upgrade-0.19" \
         "$env DEBIAN_FRONTEND=noninteractive apt-get install -y -q synnefo-upgrade-0.19 >/root/install-synnefo-upgrade.log 2>&1; rc=\$?; cat /root/install-synnefo-upgrade.log; exit \$rc"

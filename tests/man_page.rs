@@ -67,7 +67,7 @@ fn man_pages_match_the_cli_definition() {
 
     // The main page lists each command under the name of its own page, and a
     // command's page has its options: prepare's page documents --download-only.
-    let main = String::from_utf8(rendered["synnefo-upgrade.8"].clone()).unwrap();
+    let main = std::str::from_utf8(&rendered["synnefo-upgrade.8"]).unwrap();
     for command in ["check", "prepare", "finish", "status", "policy\\-rc.d"] {
         assert!(
             main.contains(&format!("synnefo\\-upgrade\\-{command}(8)")),
@@ -77,7 +77,7 @@ fn man_pages_match_the_cli_definition() {
         assert!(rendered.contains_key(&page), "no page {page}");
     }
     assert!(!main.contains("synnefo\\-upgrade\\-help(8)"));
-    let prepare = String::from_utf8(rendered["synnefo-upgrade-prepare.8"].clone()).unwrap();
+    let prepare = std::str::from_utf8(&rendered["synnefo-upgrade-prepare.8"]).unwrap();
     for option in ["\\-\\-download\\-only", "\\-\\-dry\\-run", "\\-\\-root"] {
         assert!(
             prepare.contains(option),

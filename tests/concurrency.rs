@@ -277,6 +277,30 @@ fn the_guard_hook_during_prepare_waits_for_it() {
 }
 
 #[test]
+fn convert_that_waited_while_finish_converted_plans_again() {
+    let node = node();
+    node.write("/etc/gunicorn.d/synnefo", "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': (\n   '--bind=127.0.0.1:8080',\n ),\n}\n", 0o644);
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    // convert plans the gunicorn change, then waits; finish converts it meanwhile.
+    let convert = spawn_held(&node, &["convert"], 1000);
+    let finish = spawn_held(&node, &["finish"], 300);
+    succeeded(finish, "finish");
+    let converted = std::fs::read_to_string(node.path("/etc/gunicorn.d/synnefo")).unwrap();
+    assert!(converted.contains("'mode': 'wsgi'"), "{converted}");
+    let out = succeeded(convert, "convert");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("change(s) made"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.path("/etc/gunicorn.d/synnefo")).unwrap(),
+        converted
+    );
+}
+
+#[test]
 fn commands_on_a_never_armed_node_write_nothing_not_even_the_lock() {
     for args in [
         &["finish"][..],

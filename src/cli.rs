@@ -85,6 +85,8 @@ pub enum Command {
     Abort,
     /// Stop managed services that came up during a dpkg run (the APT
     /// DPkg::Post-Invoke hook runs this while the upgrade is armed).
+    ///
+    /// Like the phases, it waits for the lock of a run in progress.
     Guard,
     /// Show the state of every step, the managed services and masks, and where the logs are.
     Status {

@@ -54,12 +54,15 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         }
         Command::Convert { dry_run } => {
             let config = config::load(&root, cli.config.as_deref())?;
-            let conversion = convert::plan(&root, &config)?;
+            let mut conversion = convert::plan(&root, &config)?;
             if !dry_run && !conversion.is_empty() {
                 // Locked only once there is something to write: a refused or
                 // empty conversion leaves the tree exactly as it was (the lock
-                // file names its holder). `apply` re-checks every file against the plan.
+                // file names its holder). Planned again under the lock: a run
+                // that held it (finish's conversion) may have changed the files
+                // since. `apply` re-checks every file against that plan.
                 let _lock = runner::lock(&root)?;
+                conversion = convert::plan(&root, &config)?;
                 conversion.apply(&root)?;
             }
             print!("{}", conversion.report(dry_run));

@@ -2,6 +2,14 @@
 //! last completed step, records "started" before each step and its outcome
 //! after, logs both to the journal, and offers a failpoint after each step.
 //!
+//! One run at a time, and each decides on the node as the lock finds it: a
+//! phase reads the state without the lock first (a node with nothing of ours,
+//! or an inhibited fresh node, is left exactly as it was: not even the lock
+//! file), then takes the lock and reads the state again, and the re-read state
+//! decides ([`lock_and_reread`]). When another run held the lock or changed
+//! the state meanwhile, what the context gathered from the node before (facts,
+//! preflight findings) is gathered again ([`Ctx::refresh`]).
+//!
 //! `--dry-run` takes no lock and writes nothing: it lists what would run.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,7 +23,22 @@ use crate::preflight;
 use crate::state::{self, Phase, PhaseKind, State, StepRecord, StepStatus};
 
 /// Holds the run lock until dropped.
-pub struct Lock(#[allow(dead_code)] Flock<std::fs::File>);
+pub struct Lock {
+    _held: Flock<std::fs::File>,
+    waited: bool,
+}
+
+impl Lock {
+    /// Whether another run held the lock when this one asked for it (so this
+    /// run waited, and the node may have changed under the other run).
+    pub fn waited(&self) -> bool {
+        self.waited
+    }
+}
+
+/// The failpoint just before a run takes the lock, after it looked at the node
+/// without it (`FAILPOINTS=before-lock=sleep(MS)` widens that window in tests).
+pub const BEFORE_LOCK: &str = "before-lock";
 
 /// How long a second run waits for the lock, by default.
 pub const LOCK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
@@ -66,9 +89,10 @@ fn holder(root: &crate::fsx::Root) -> String {
 /// nothing was changed.
 pub fn lock(root: &crate::fsx::Root) -> Result<Lock> {
     let wait = lock_wait()?;
+    fail::fail_point!(BEFORE_LOCK);
     let deadline = Instant::now() + wait;
     let mut file = crate::fsx::open_lock(root)?;
-    let mut announced = false;
+    let mut waited = false;
     let mut flock = loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(flock) => break flock,
@@ -81,14 +105,14 @@ pub fn lock(root: &crate::fsx::Root) -> Result<Lock> {
                         wait.as_secs()
                     )));
                 }
-                if !announced {
+                if !waited {
                     log::info!(
                         "waiting up to {} s for the lock '{}', held by {}",
                         wait.as_secs(),
                         crate::paths::LOCK_FILE,
                         holder(root)
                     );
-                    announced = true;
+                    waited = true;
                 }
                 file = back;
                 std::thread::sleep(Duration::from_millis(200));
@@ -100,26 +124,66 @@ pub fn lock(root: &crate::fsx::Root) -> Result<Lock> {
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     crate::fsx::write_lock_holder(&mut flock, &format!("{} {command}", std::process::id()))?;
-    Ok(Lock(flock))
+    Ok(Lock {
+        _held: flock,
+        waited,
+    })
+}
+
+/// Takes the lock for a phase that read the state as `seen` without it, and
+/// reads the state again: the phase decides on what this returns. When the
+/// state changed meanwhile, or another run held the lock (and may have
+/// changed the node without changing the state), what the context gathered
+/// from the node before the lock is gathered again.
+fn lock_and_reread(ctx: &mut Ctx, seen: &Option<State>) -> Result<(Lock, Option<State>)> {
+    let lock = lock(&ctx.root)?;
+    let state = State::load(&ctx.root)?;
+    if state != *seen {
+        let phase = |s: &Option<State>| s.as_ref().map_or("none".into(), |s| s.phase.to_string());
+        log::info!(
+            "another run changed the state before this one took the lock (phase '{}' then, '{}' now): deciding on the node as it is now",
+            phase(seen),
+            phase(&state)
+        );
+    }
+    if state != *seen || lock.waited() {
+        ctx.refresh();
+    }
+    Ok((lock, state))
 }
 
 /// `prepare`: arm the node. On an armed node, verify every protection and
 /// restore the missing ones ([`crate::rearm`]).
 pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
-    // An aborted node starts over.
-    let loaded = State::load(&ctx.root).map(|s| s.filter(|s| s.phase != Phase::Aborted));
-    if !matches!(loaded, Ok(Some(_))) {
+    let seen = State::load(&ctx.root);
+    if !matches!(&seen, Ok(Some(s)) if s.phase != Phase::Aborted) {
         // A fresh node (or a foreign state file): an inhibited node is left
-        // exactly as it was, not even a state file written.
+        // exactly as it was, not even a state file or the lock written.
         // The `preflight` step reuses this evaluation (Ctx::preflight).
         preflight::ensure_no_inhibitor(ctx.preflight())?;
     }
-    let state = loaded?;
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(lock(&ctx.root)?)
-    };
+    let seen = seen?;
+    if dry_run {
+        return prepare_from(ctx, armable(seen), true);
+    }
+    let (_lock, state) = lock_and_reread(ctx, &seen)?;
+    let state = armable(state);
+    if state.is_none() {
+        // Fresh under the lock: the evaluation above when nothing changed
+        // meanwhile, else one of the node as it is now (another run aborted
+        // it, say).
+        preflight::ensure_no_inhibitor(ctx.preflight())?;
+    }
+    prepare_from(ctx, state, false)
+}
+
+/// The state `prepare` goes on from: none (a fresh start) for an aborted node.
+fn armable(state: Option<State>) -> Option<State> {
+    state.filter(|s| s.phase != Phase::Aborted)
+}
+
+/// `prepare` on the node whose state is `state` (`None`: fresh).
+fn prepare_from(ctx: &mut Ctx, state: Option<State>, dry_run: bool) -> Result<()> {
     match state {
         Some(state) if state.phase == Phase::Armed => {
             ctx.state = state;
@@ -166,14 +230,23 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
+/// The state of a phase that needs one, and the lock it holds: `None` (and
+/// nothing written, not even the lock file) on a node that has no state; else
+/// the state as the lock finds it ([`lock_and_reread`]). A dry run takes no
+/// lock and decides on the state as read.
+fn locked_state(ctx: &mut Ctx, dry_run: bool) -> Result<(Option<Lock>, Option<State>)> {
+    let seen = State::load(&ctx.root)?;
+    if seen.is_none() || dry_run {
+        return Ok((None, seen));
+    }
+    let (lock, state) = lock_and_reread(ctx, &seen)?;
+    Ok((Some(lock), state))
+}
+
 /// `finish`: complete the upgrade (resuming a failed or interrupted run).
 pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(lock(&ctx.root)?)
-    };
-    let state = State::load(&ctx.root)?.ok_or_else(|| {
+    let (_lock, state) = locked_state(ctx, dry_run)?;
+    let state = state.ok_or_else(|| {
         Fatal::BadInput("this node is not armed: run 'synnefo-upgrade prepare' first".into())
     })?;
     match state.phase {
@@ -207,8 +280,8 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
 /// start the services that ran. Refused (exit 3, nothing changed) once dpkg
 /// has changed a package since `prepare`.
 pub fn abort(ctx: &mut Ctx) -> Result<()> {
-    let _lock = lock(&ctx.root)?;
-    let state = State::load(&ctx.root)?.ok_or_else(|| {
+    let (_lock, state) = locked_state(ctx, false)?;
+    let state = state.ok_or_else(|| {
         Fatal::BadInput("this node is not armed: there is nothing to abort".into())
     })?;
     match state.phase {
@@ -245,12 +318,17 @@ pub fn abort(ctx: &mut Ctx) -> Result<()> {
 /// `guard` (the APT `DPkg::Post-Invoke` hook): while armed, stop any managed
 /// service that something started behind policy-rc.d's back, and record it.
 pub fn guard(ctx: &mut Ctx) -> Result<()> {
-    let Some(state) = State::load(&ctx.root)? else {
+    let guarded = |s: &State| matches!(s.phase, Phase::Preparing | Phase::Armed);
+    // Locked only where there is something to guard: a package run on any
+    // other node writes nothing. Under the lock the phase is read again: an
+    // abort or finish that ran meanwhile has started the services on purpose.
+    let Some(seen) = State::load(&ctx.root)?.filter(guarded) else {
         return Ok(());
     };
-    if !matches!(state.phase, Phase::Preparing | Phase::Armed) {
+    let (_lock, state) = lock_and_reread(ctx, &Some(seen))?;
+    let Some(state) = state.filter(guarded) else {
         return Ok(());
-    }
+    };
     let mut running = Vec::new();
     for service in state.services.iter().filter(|s| !s.was_masked) {
         if ctx.services.is_active(&service.name)? {

@@ -127,6 +127,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Gathers again what the run knew of the node (its facts, and so its
+    /// preflight findings): another run changed the node since they were gathered.
+    pub fn refresh(&mut self) {
+        self.facts = Facts::gather(&self.root);
+        self.findings = None;
+    }
+
     /// The preflight's findings for this run, evaluated on first use only: the
     /// runner's check of a fresh node and the `preflight` step share one result.
     pub fn preflight(&mut self) -> &[Finding] {

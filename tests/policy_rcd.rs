@@ -329,3 +329,23 @@ fn an_admin_policy_rcd_that_dangled_before_still_allows_and_comes_back_dangling(
     );
     assert_eq!(without_our_records(node.snapshot()), before);
 }
+
+#[test]
+fn a_previous_policy_that_leads_back_to_us_is_consulted_once() {
+    // The admin's policy asks /usr/sbin/policy-rc.d, which is us while armed
+    // (capped at 4 rounds, should the guard fail).
+    let node = Node::wheezy();
+    let calls = node.path(common::CALLS);
+    node.write(
+        "/usr/sbin/policy-rc.d",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{calls}'\n[ \"$(wc -l < '{calls}')\" -gt 3 ] && exit 0\nexec '{BIN}' --root '{root}' policy-rc.d \"$@\"\n",
+            calls = calls.display(),
+            root = node.root().display()
+        ),
+        0o755,
+    );
+    node.ok(&["prepare"]);
+    assert_eq!(code(&node, &["cron", "start"]), Some(0));
+    assert_eq!(node.calls(), "cron start\n");
+}

@@ -109,6 +109,16 @@ pub enum Command {
     },
     /// The policy-rc.d decision: exit 101 for start-like actions of managed
     /// services while armed, 0 otherwise. Also runs when invoked as `policy-rc.d`.
+    ///
+    /// It fails closed: while armed (or being armed), a state file it cannot
+    /// read (missing beside the armed marker, empty, truncated, hand-edited,
+    /// of a newer schema, not a regular file) means 101 for every service that
+    /// may be managed (gunicorn, snf-dispatcher, snf-ganeti-eventd,
+    /// archipelago, and those the armed marker or the ledger name), said on
+    /// stderr and recorded in /var/lib/synnefo-upgrade/denied-actions.log with
+    /// the reason `state-unreadable`. Other services are decided by the
+    /// policy-rc.d that was there before (a link followed from /usr/sbin, as
+    /// it was), else allowed.
     #[command(name = "policy-rc.d")]
     PolicyRcd {
         /// `[--quiet] ID ACTIONS [RUNLEVEL]` or `--list ID`.

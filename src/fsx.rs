@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::paths;
@@ -196,7 +196,11 @@ fn sync_parent(host: &Path) -> Result<()> {
 
 /// Copies the current content of `abs` to its backup, once: the first backup
 /// is the original and is never overwritten. Mode and owner are kept.
-/// Returns false when there was nothing to back up.
+/// A symbolic link is kept as the link it is (its target verbatim, relative as
+/// it was, and its owner), so that [`restore`] puts back exactly that link; a
+/// relative target therefore means something else from the backup directory:
+/// read what it designates with [`backup_designates`], never through the
+/// backup's own path. Returns false when there was nothing to back up.
 pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
     let host = root.path(abs);
     let meta = match fs::symlink_metadata(&host) {
@@ -215,7 +219,7 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
     if meta.file_type().is_symlink() {
         let target =
             fs::read_link(&host).with_context(|| format!("reading link '{}'", abs.display()))?;
-        std::os::unix::fs::symlink(&target, &dest)
+        put_link(&dest, &target, (meta.uid(), meta.gid()))
             .with_context(|| format!("backing up link '{}'", abs.display()))?;
     } else {
         let content = fs::read(&host).with_context(|| format!("reading '{}'", abs.display()))?;
@@ -229,6 +233,46 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
     }
     sync_parent(&dest)?;
     Ok(true)
+}
+
+/// Makes `dest` (a host path) a symbolic link to `target` owned by `owner`,
+/// atomically (a link made beside it, renamed over it).
+fn put_link(dest: &Path, target: &Path, owner: (u32, u32)) -> std::io::Result<()> {
+    let tmp = temp_beside(dest);
+    let made = std::os::unix::fs::symlink(target, &tmp)
+        .and_then(|()| std::os::unix::fs::lchown(&tmp, Some(owner.0), Some(owner.1)))
+        .and_then(|()| fs::rename(&tmp, dest));
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    made
+}
+
+/// The node path that the backup of `abs` designates, read as if it were
+/// still at `abs`: the backup itself when it is a file; when it is a symbolic
+/// link, its target taken from `abs`'s directory (not the backup's, where a
+/// relative target leads elsewhere or nowhere), every further link followed
+/// inside the root ([`Root::resolve`]). `None` when there is no backup. The
+/// result need not exist (a link that dangled where it was still dangles).
+pub fn backup_designates(root: &Root, abs: &Path) -> Result<Option<PathBuf>> {
+    let backup_abs = backup_path(abs);
+    let backup_host = root.path(&backup_abs);
+    let meta = match fs::symlink_metadata(&backup_host) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the backup of '{}'", abs.display()))
+        }
+    };
+    if !meta.file_type().is_symlink() {
+        return Ok(Some(backup_abs));
+    }
+    let target = fs::read_link(&backup_host)
+        .with_context(|| format!("reading the backup of link '{}'", abs.display()))?;
+    let beside = abs.parent().unwrap_or(Path::new("/")).join(target);
+    root.resolve(&beside)
+        .with_context(|| format!("following the backed-up link '{}'", abs.display()))
+        .map(Some)
 }
 
 /// Creates a temporary file beside `dest` (0600), lets `fill` write it, then
@@ -363,8 +407,9 @@ pub fn ensure_dir_owned(root: &Root, abs: &Path, mode: u32, uid: u32, gid: u32) 
     Ok(())
 }
 
-/// Puts the backup of `abs` back in place, byte for byte with mode and owner,
-/// and drops the backup. Returns false when there is no backup.
+/// Puts the backup of `abs` back in place, byte for byte with mode and owner
+/// (a link as the same link, its target verbatim), and drops the backup.
+/// Returns false when there is no backup.
 pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
     let backup_abs = backup_path(abs);
     let backup_host = root.path(&backup_abs);
@@ -376,8 +421,7 @@ pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
     if meta.file_type().is_symlink() {
         let target = fs::read_link(&backup_host)
             .with_context(|| format!("reading backup of '{}'", abs.display()))?;
-        let _ = fs::remove_file(&host);
-        std::os::unix::fs::symlink(&target, &host)
+        put_link(&host, &target, (meta.uid(), meta.gid()))
             .with_context(|| format!("restoring link '{}'", abs.display()))?;
     } else {
         let content = fs::read(&backup_host)
@@ -396,22 +440,73 @@ pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Opens node file `abs` of ours with `options`, only as the regular file it
+/// must be: never through a symbolic link (`O_NOFOLLOW`: `ELOOP`), and
+/// without waiting on a FIFO or a device (`O_NONBLOCK`, then anything but a
+/// regular file is refused with `InvalidData`, saying what it is).
+fn open_regular(
+    root: &Root,
+    abs: &str,
+    options: &mut OpenOptions,
+) -> std::io::Result<(File, fs::Metadata)> {
+    let file = options
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(root.path(abs))?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok((file, meta));
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("it is {what}, not a regular file"),
+    ))
+}
+
+/// Reads node file `abs` of ours (the state file, the armed marker, the
+/// ledger) as text, only as a regular file (see [`open_regular`]: never
+/// through a link, never waiting on a FIFO).
+pub fn read_regular(root: &Root, abs: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let (file, meta) = open_regular(root, abs, OpenOptions::new().read(true))?;
+    // Sized from the type check's fstat, read through `take` so that the
+    // standard library does not fstat it again (policy-rc.d runs this on
+    // every service action); what is appended meanwhile is not read.
+    let len = meta.len();
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
+    file.take(len.saturating_add(1)).read_to_end(&mut bytes)?;
+    String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
 /// Opens an append-only log of ours (the denied-action ledger, the log file),
-/// creating it 0600; never through a symbolic link (`O_NOFOLLOW`).
+/// creating it 0600; only as a regular file, never through a symbolic link
+/// (see [`open_regular`]).
 pub fn open_append(root: &Root, abs: &str) -> Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(root.path(abs))
-        .with_context(|| format!("opening '{abs}' (it must not be a symbolic link)"))
+    open_regular(
+        root,
+        abs,
+        OpenOptions::new().append(true).create(true).mode(0o600),
+    )
+    .map(|(file, _)| file)
+    .with_context(|| format!("opening '{abs}' (it must be a regular file, not a symbolic link)"))
 }
 
 /// Appends one line to an append-only log of ours (see [`open_append`]).
 pub fn append_line(root: &Root, abs: &str, line: &str) -> Result<()> {
     let mut file = open_append(root, abs)?;
-    writeln!(file, "{line}").with_context(|| format!("appending to '{abs}'"))
+    // One write: appended whole even beside a concurrent writer.
+    file.write_all(format!("{line}\n").as_bytes())
+        .with_context(|| format!("appending to '{abs}'"))
 }
 
 /// Undoes our change of node path `abs`: the original comes back from its
@@ -717,6 +812,103 @@ mod tests {
         fs::write(root.path(a), b"two\n").unwrap();
         assert!(rename(&root, a, b).is_err());
         assert_eq!(fs::read(root.path(b)).unwrap(), b"one\n");
+    }
+
+    #[test]
+    fn a_backed_up_link_is_read_from_where_it_was_and_restored_as_the_same_link() {
+        use std::os::unix::fs::symlink as ln;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        for d in ["/usr/sbin", "/usr/local/sbin", "/etc/site"] {
+            fs::create_dir_all(root.path(d)).unwrap();
+        }
+        fs::write(root.path("/usr/local/sbin/site"), b"#!/bin/sh\n").unwrap();
+        fs::write(root.path("/etc/site/policy"), b"#!/bin/sh\n").unwrap();
+        ln("/etc/site/policy", root.path("/etc/site/current")).unwrap();
+        // (link at, its target, what it designates from where it is)
+        let cases = [
+            ("/usr/sbin/a", "../local/sbin/site", "/usr/local/sbin/site"),
+            (
+                "/usr/sbin/b",
+                "/usr/local/sbin/site",
+                "/usr/local/sbin/site",
+            ),
+            ("/usr/sbin/c", "../../etc/site/current", "/etc/site/policy"),
+            ("/usr/sbin/d", "a", "/usr/local/sbin/site"),
+            ("/usr/sbin/e", "../local/sbin/gone", "/usr/local/sbin/gone"),
+        ];
+        // An owner of their own, where we may give one (as root).
+        let owner = if nix::unistd::geteuid().is_root() {
+            (1234, 1235)
+        } else {
+            (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )
+        };
+        for (at, target, _) in cases {
+            ln(target, root.path(at)).unwrap();
+            std::os::unix::fs::lchown(root.path(at), Some(owner.0), Some(owner.1)).unwrap();
+        }
+        for (at, target, designates) in cases {
+            let at = Path::new(at);
+            assert_eq!(backup_designates(&root, at).unwrap(), None);
+            assert!(backup(&root, at).unwrap());
+            let kept = root.path(backup_path(at));
+            assert_eq!(fs::read_link(&kept).unwrap(), Path::new(target), "verbatim");
+            let meta = fs::symlink_metadata(&kept).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), owner);
+            assert_eq!(
+                backup_designates(&root, at).unwrap().as_deref(),
+                Some(Path::new(designates)),
+                "{at:?} -> {target}"
+            );
+        }
+        for (at, _, _) in cases {
+            symlink(&root, Path::new(at), Path::new("/usr/sbin/synnefo-upgrade")).unwrap();
+        }
+        for (at, target, _) in cases {
+            assert!(restore(&root, Path::new(at)).unwrap());
+            assert_eq!(fs::read_link(root.path(at)).unwrap(), Path::new(target));
+            let meta = fs::symlink_metadata(root.path(at)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), owner, "{at}: its owner");
+        }
+        // A backed-up file designates itself, in the backup directory.
+        let file = Path::new("/etc/site/policy");
+        backup(&root, file).unwrap();
+        assert_eq!(
+            backup_designates(&root, file).unwrap(),
+            Some(backup_path(file))
+        );
+    }
+
+    #[test]
+    fn read_regular_refuses_links_fifos_and_directories_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir_all(root.path("/var/lib/x")).unwrap();
+        fs::write(root.path("/var/lib/x/file"), b"text\n").unwrap();
+        assert_eq!(read_regular(&root, "/var/lib/x/file").unwrap(), "text\n");
+        std::os::unix::fs::symlink("file", root.path("/var/lib/x/link")).unwrap();
+        nix::unistd::mkfifo(&root.path("/var/lib/x/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        fs::create_dir(root.path("/var/lib/x/dir")).unwrap();
+        assert!(read_regular(&root, "/var/lib/x/link").is_err());
+        for (name, what) in [("fifo", "a FIFO"), ("dir", "a directory")] {
+            let err = read_regular(&root, &format!("/var/lib/x/{name}")).unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        // Appending: a FIFO without a reader is refused at once (ENXIO), one
+        // with a reader as a FIFO.
+        assert!(open_append(&root, "/var/lib/x/fifo").is_err());
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(root.path("/var/lib/x/fifo"))
+            .unwrap();
+        let err = open_append(&root, "/var/lib/x/fifo").unwrap_err();
+        assert!(format!("{err:#}").contains("a FIFO"), "{err:#}");
+        assert!(open_append(&root, "/var/lib/x/link").is_err());
+        assert!(read_regular(&root, "/var/lib/x/none").is_err());
     }
 
     #[test]

@@ -7,14 +7,19 @@
 //! allowed. A policy-rc.d that was there before is kept (as our backup of it)
 //! and consulted for every other service. Each denial is appended to the ledger.
 //!
+//! It fails closed: while the node is armed, a state it cannot read means
+//! deny for every service that may be managed ([`run`]).
+//!
 //! This runs on every service action of a dist-upgrade: it reads one small
-//! file and does nothing else.
+//! file and does nothing else (the fallbacks run only when that file cannot
+//! be read).
 
 use anyhow::Result;
 use std::path::Path;
 use std::process::Command;
 
 use crate::fsx::{self, Root};
+use crate::node::SYNNEFO_SERVICES;
 use crate::paths;
 use crate::state::{self, State};
 
@@ -106,8 +111,98 @@ pub fn decide_managed(actions: &[String]) -> i32 {
     }
 }
 
+/// The reason recorded in the ledger for a denial made without a readable state.
+pub const UNREADABLE_STATE: &str = "state-unreadable";
+
+/// The line of the armed marker that lists the managed services (`prepare`'s
+/// `arm` step writes it), for policy-rc.d to know them without the state.
+const MARKER_MANAGED: &str = "managed:";
+
+/// The armed marker's text: who wrote it and the managed services.
+pub fn marker_text<'a>(managed: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = managed.into_iter().collect();
+    format!(
+        "armed by synnefo-upgrade prepare\n{MARKER_MANAGED} {}\n",
+        names.join(" ")
+    )
+}
+
+/// Which services are managed, as far as policy-rc.d can tell.
+enum Managed {
+    /// Not armed: no state, no marker.
+    Nothing,
+    /// The services the state records.
+    Recorded(State),
+    /// The state could not be read (`why`) on a node that is armed or being
+    /// armed: every service that may be managed (see [`may_be_managed`]).
+    Unknown {
+        why: anyhow::Error,
+        names: Vec<String>,
+    },
+}
+
+impl Managed {
+    /// Reads the state; anything unreadable where state is expected is [`Managed::Unknown`].
+    fn load(root: &Root) -> Managed {
+        let why = match State::load(root) {
+            Ok(Some(state)) => return Managed::Recorded(state),
+            // No state and no marker: nothing is armed, allow as if we were not here.
+            Ok(None) => match std::fs::symlink_metadata(root.path(paths::ARMED_MARKER)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Managed::Nothing,
+                _ => anyhow::anyhow!(
+                    "'{}' is missing while '{}' is there",
+                    paths::STATE_FILE,
+                    paths::ARMED_MARKER
+                ),
+            },
+            Err(e) => e,
+        };
+        Managed::Unknown {
+            why,
+            names: may_be_managed(root),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match self {
+            Managed::Nothing => false,
+            Managed::Recorded(state) => is_managed(state.managed(), id),
+            Managed::Unknown { names, .. } => is_managed(names.iter().map(String::as_str), id),
+        }
+    }
+}
+
+/// Every service that may be managed when the state cannot tell: the Synnefo
+/// services the tool knows, those the armed marker lists (the configuration
+/// may name others) and those the ledger shows denied or stopped before.
+fn may_be_managed(root: &Root) -> Vec<String> {
+    let mut names: Vec<String> = SYNNEFO_SERVICES.iter().map(|s| s.to_string()).collect();
+    let marker = fsx::read_regular(root, paths::ARMED_MARKER).unwrap_or_default();
+    let listed = marker
+        .lines()
+        .filter_map(|l| l.strip_prefix(MARKER_MANAGED))
+        .flat_map(str::split_whitespace);
+    // Ledger lines: `TIME ID ACTIONS RUNLEVEL [REASON]`.
+    let ledger = fsx::read_regular(root, paths::DENIED_LEDGER).unwrap_or_default();
+    let denied = ledger.lines().filter_map(|l| l.split_whitespace().nth(1));
+    for name in listed.chain(denied) {
+        let name = name.strip_suffix(".service").unwrap_or(name);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
 /// Runs the decision for the node under `root` (`/` when invoked as policy-rc.d)
 /// and returns the exit code.
+///
+/// Fails closed: on a node that is armed (or being armed) whose state cannot
+/// be read (missing beside the armed marker, empty, truncated, hand-edited, of
+/// a newer schema, a link, a FIFO, a directory, unreadable), start-like
+/// actions of every service that may be managed are denied, each denial says
+/// why on stderr and is recorded with the reason [`UNREADABLE_STATE`]; other
+/// services are still decided by the previous policy.
 pub fn run(root: &Root, args: &[String]) -> i32 {
     let request = match parse(args) {
         Ok(r) => r,
@@ -116,15 +211,15 @@ pub fn run(root: &Root, args: &[String]) -> i32 {
             return code::SYNTAX;
         }
     };
-    // No readable state means nothing is armed: allow, as if we were not here.
-    let state = State::load(root).ok().flatten();
-    let managed = |id: &str| state.as_ref().is_some_and(|s| is_managed(s.managed(), id));
+    let managed = Managed::load(root);
     match request {
         Request::List { id } => {
-            let verdict = if managed(&id) {
-                "managed: start, restart and reload denied"
-            } else {
-                "not managed"
+            let verdict = match &managed {
+                m if !m.contains(&id) => "not managed",
+                Managed::Unknown { .. } => {
+                    "may be managed (the state cannot be read): start, restart and reload denied"
+                }
+                _ => "managed: start, restart and reload denied",
             };
             println!("{id}: {verdict}");
             code::ALLOW
@@ -133,15 +228,30 @@ pub fn run(root: &Root, args: &[String]) -> i32 {
             id,
             actions,
             runlevel,
-        } if managed(&id) => {
+        } if managed.contains(&id) => {
             let verdict = decide_managed(&actions);
             if verdict == code::FORBIDDEN {
-                let line = format!(
+                let mut line = format!(
                     "{} {id} {} {}",
                     state::now(),
                     actions.join(","),
                     runlevel.as_deref().unwrap_or("-")
                 );
+                if let Managed::Unknown { why, names } = &managed {
+                    line.push(' ');
+                    line.push_str(UNREADABLE_STATE);
+                    eprintln!(
+                        "policy-rc.d: denied '{id} {}': the upgrade's state cannot be read ({why:#}); \
+                         while the node is armed, starts of every service that may be managed ({}) are \
+                         denied. Repair '{}' (undo a hand edit; for a newer schema install that newer \
+                         synnefo-upgrade again), check it with 'synnefo-upgrade status', then run the \
+                         action again; each such denial is recorded in '{}'",
+                        actions.join(" "),
+                        names.join(", "),
+                        paths::STATE_FILE,
+                        paths::DENIED_LEDGER
+                    );
+                }
                 if let Err(e) = fsx::append_line(root, paths::DENIED_LEDGER, &line) {
                     eprintln!("policy-rc.d: {e:#}");
                 }
@@ -152,13 +262,42 @@ pub fn run(root: &Root, args: &[String]) -> i32 {
     }
 }
 
+/// Set in the environment of the previous policy we run: a previous policy
+/// that leads back to us (a link to our binary, a script calling
+/// policy-rc.d) is not consulted again, so a decision never loops.
+const CONSULTING: &str = "SYNNEFO_UPGRADE_CONSULTING_PREVIOUS_POLICY";
+
 /// The answer of the policy-rc.d that was installed before ours, or allow.
+///
+/// It is run from what it designated where it was (a relative link is
+/// followed from `/usr/sbin`, not from our backup directory), as
+/// `/usr/sbin/policy-rc.d`; as invoke-rc.d does, a policy that is not an
+/// executable file (a link that dangled before us too) means allow.
 fn consult_previous(root: &Root, args: &[String]) -> i32 {
-    let previous = root.path(fsx::backup_path(Path::new(paths::POLICY_RCD)));
-    if !previous.is_file() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(CONSULTING).is_some() {
         return code::ALLOW;
     }
-    match Command::new(&previous).args(args).status() {
+    let previous = match fsx::backup_designates(root, Path::new(paths::POLICY_RCD)) {
+        Ok(Some(previous)) => root.path(previous),
+        Ok(None) => return code::ALLOW,
+        Err(e) => {
+            eprintln!("policy-rc.d: the previous policy-rc.d: {e:#}; it is not consulted");
+            return code::ALLOW;
+        }
+    };
+    let executable = std::fs::metadata(&previous)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !executable {
+        return code::ALLOW;
+    }
+    match Command::new(&previous)
+        .arg0(paths::POLICY_RCD)
+        .args(args)
+        .env(CONSULTING, "1")
+        .status()
+    {
         Ok(status) => status.code().unwrap_or(code::FORBIDDEN),
         Err(e) => {
             eprintln!(

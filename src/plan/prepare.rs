@@ -180,10 +180,9 @@ pub(super) fn enable_finish_unit(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn arm(ctx: &mut Ctx) -> Result<String> {
-    fsx::write_state_file(
-        &ctx.root,
-        paths::ARMED_MARKER,
-        b"armed by synnefo-upgrade prepare\n",
-    )?;
+    // It names the managed services: policy-rc.d denies them by it when the
+    // state cannot be read.
+    let marker = policy_rcd::marker_text(ctx.state.managed());
+    fsx::write_state_file(&ctx.root, paths::ARMED_MARKER, marker.as_bytes())?;
     Ok("armed: run 'apt-get update && apt-get dist-upgrade', then reboot".into())
 }

@@ -1,75 +1,36 @@
-//! APT: the sources rewrite (one-line `.list` and deb822 `.sources` files).
+//! APT: the sources rewrite (one-line `.list` and deb822 `.sources` files),
+//! the backports source, pin and snippet. Reading the sources is
+//! [`sources`]'s; which of them is the Debian archive is [`archive`]'s.
 //!
 //! The suite `FROM` and its derivatives (`FROM-updates`, `FROM/updates`,
 //! `FROM-backports`, flat `FROM/`) become `TO…`; comments, options, URIs,
 //! components, whitespace and unrelated lines stay byte for byte. In deb822
 //! files a `Suites:` value may continue on following lines (RFC 822
 //! continuation lines, starting with white space); those are rewritten too.
+//! A one-line source on a disc (`deb cdrom:[…]/ FROM main`) is commented out
+//! instead, as Debian's release notes advise: a wheezy disc cannot serve
+//! jessie, and APT would fail on it (its backup brings it back on abort).
 //! The jessie-backports line added on service nodes carries the options of
 //! the main Debian source it derives from (`[arch=… trusted=…]`, or a deb822
 //! stanza's `Architectures:`, `Trusted:`, `Signed-By:` …).
 
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::dpkg;
 use crate::fsx::{self, Root};
-use crate::paths;
+
+pub mod archive;
+pub mod sources;
+
+pub use archive::{add_backports_hint, backports_source, Backports, Lists};
+pub use sources::{source_files, Source};
 
 /// The new suite name, when `suite` is `from` or derived from it.
 pub fn rewrite_suite(suite: &str, from: &str, to: &str) -> Option<String> {
     let rest = suite.strip_prefix(from)?;
     (rest.is_empty() || rest.starts_with('-') || rest.starts_with('/'))
         .then(|| format!("{to}{rest}"))
-}
-
-/// The byte span of the suite of a one-line-style `deb`/`deb-src` line.
-fn list_suite_span(line: &str) -> Option<(usize, usize)> {
-    let trimmed = line.trim_start();
-    if !(trimmed.starts_with("deb ")
-        || trimmed.starts_with("deb-src ")
-        || trimmed.starts_with("deb\t")
-        || trimmed.starts_with("deb-src\t"))
-    {
-        return None;
-    }
-    // Tokens with their byte offsets; an options block `[ ... ]` is one token.
-    let mut tokens = Vec::new();
-    let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        if bytes[i] == b'#' {
-            break;
-        }
-        let start = i;
-        if bytes[i] == b'[' {
-            while i < bytes.len() && bytes[i] != b']' {
-                i += 1;
-            }
-            i = (i + 1).min(bytes.len());
-        } else {
-            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-                i += 1;
-            }
-        }
-        tokens.push((start, i));
-    }
-    let mut index = 1;
-    if tokens.get(index).is_some_and(|(s, _)| bytes[*s] == b'[') {
-        index += 1;
-    }
-    tokens.get(index + 1).copied() // the suite follows the URI
-}
-
-/// Rewrites one line of a one-line-style sources file.
-fn rewrite_list_line(line: &str, from: &str, to: &str) -> Option<String> {
-    let (start, end) = list_suite_span(line)?;
-    let new = rewrite_suite(&line[start..end], from, to)?;
-    Some(format!("{}{new}{}", &line[..start], &line[end..]))
 }
 
 /// The APT configuration snippet written by `prepare` and removed by `finish`
@@ -139,184 +100,6 @@ pub fn ensure_gevent(packages: &[dpkg::Package], suite_to: &str) -> Result<()> {
     Ok(())
 }
 
-/// The node's main Debian source: the first `deb` source whose suite is one
-/// of `suites` itself, on a Debian archive (not security), in the order APT
-/// reads the files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirror {
-    /// The archive's URI.
-    pub uri: String,
-    /// Its options, in one-line form: `[arch=amd64 trusted=yes]`, or empty.
-    pub options: String,
-}
-
-impl Mirror {
-    /// The one-line source of `suite` on this mirror, with the same options.
-    pub fn line(&self, suite: &str, components: &str) -> String {
-        if self.options.is_empty() {
-            format!("deb {} {suite} {components}", self.uri)
-        } else {
-            format!("deb {} {} {suite} {components}", self.options, self.uri)
-        }
-    }
-}
-
-fn is_debian_archive(uri: &str) -> bool {
-    uri.contains("debian") && !uri.contains("security")
-}
-
-/// deb822 fields and the one-line option each becomes (sources.list(5)).
-const DEB822_OPTIONS: &[(&str, &str)] = &[
-    ("Architectures", "arch"),
-    ("Languages", "lang"),
-    ("Targets", "target"),
-    ("PDiffs", "pdiffs"),
-    ("By-Hash", "by-hash"),
-    ("Allow-Insecure", "allow-insecure"),
-    ("Allow-Weak", "allow-weak"),
-    ("Allow-Downgrade-To-Insecure", "allow-downgrade-to-insecure"),
-    ("Trusted", "trusted"),
-    ("Signed-By", "signed-by"),
-    ("Check-Valid-Until", "check-valid-until"),
-    ("Valid-Until-Min", "valid-until-min"),
-    ("Valid-Until-Max", "valid-until-max"),
-    ("Check-Date", "check-date"),
-    ("Date-Max-Future", "date-max-future"),
-    ("InRelease-Path", "inrelease-path"),
-];
-
-/// The main Debian mirror of a one-line sources file, if it has one.
-fn list_mirror(text: &str, suites: &[&str]) -> Option<Mirror> {
-    text.lines().find_map(|line| {
-        let (start, end) = list_suite_span(line)?;
-        let mut words = line[..start].split_whitespace();
-        if words.next() != Some("deb") || !suites.contains(&&line[start..end]) {
-            return None;
-        }
-        let head = line[..start].trim();
-        let uri = head.rsplit(char::is_whitespace).next()?;
-        // Between `deb` and the URI: the options block, verbatim.
-        let options = head["deb".len()..head.len() - uri.len()].trim();
-        is_debian_archive(uri).then(|| Mirror {
-            uri: uri.to_string(),
-            options: options.to_string(),
-        })
-    })
-}
-
-/// The main Debian mirror of a deb822 sources file, if it has one; `path`
-/// names the file in the error when an option cannot go on one line.
-fn deb822_mirror(text: &str, suites: &[&str], path: &Path) -> Result<Option<Mirror>> {
-    for stanza in deb822_stanzas(text) {
-        let field = |key: &str| {
-            stanza
-                .fields
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.as_str())
-        };
-        let words = |key: &str| field(key).unwrap_or_default().split_whitespace();
-        if field("Enabled").is_some_and(|v| v.trim().eq_ignore_ascii_case("no"))
-            || !words("Types").any(|t| t == "deb")
-            || !words("Suites").any(|s| suites.contains(&s))
-        {
-            continue;
-        }
-        let Some(uri) = words("URIs").find(|u| is_debian_archive(u)) else {
-            continue;
-        };
-        let mut options = Vec::new();
-        for (key, option) in DEB822_OPTIONS {
-            let Some(value) = field(key) else { continue };
-            if value.contains("-----BEGIN PGP") {
-                anyhow::bail!(
-                    "{}:{}: the Debian source's {key} holds a key inline, which a one-line source cannot carry: \
-                     add the backports suite{} to this stanza's Suites: yourself (prepare then adds no line)",
-                    path.display(),
-                    stanza.line,
-                    suites
-                        .first()
-                        .map_or(String::new(), |from| format!(" ('{from}-backports')"))
-                );
-            }
-            // A list may continue on the next lines; one-line options separate with commas.
-            let value: Vec<&str> = value
-                .split(|c: char| c.is_whitespace() || c == ',')
-                .filter(|v| !v.is_empty())
-                .collect();
-            options.push(format!("{option}={}", value.join(",")));
-        }
-        return Ok(Some(Mirror {
-            uri: uri.to_string(),
-            options: if options.is_empty() {
-                String::new()
-            } else {
-                format!("[{}]", options.join(" "))
-            },
-        }));
-    }
-    Ok(None)
-}
-
-/// The node's main Debian mirror (see [`Mirror`]).
-pub fn debian_mirror(root: &Root, suites: &[&str]) -> Result<Option<Mirror>> {
-    for (path, deb822) in source_files(root) {
-        let text = std::fs::read_to_string(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
-        let found = if deb822 {
-            deb822_mirror(&text, suites, &path)?
-        } else {
-            list_mirror(&text, suites)
-        };
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
-}
-
-/// The backports source to add for `to`, unless one exists (as `from-backports`,
-/// rewritten by prepare, or `to-backports`). `None`: nothing to add.
-pub fn backports_source(root: &Root, from: &str, to: &str) -> Result<Option<String>> {
-    let exists = suites(root)?
-        .iter()
-        .any(|(_, _, s)| s == &format!("{from}-backports") || s == &format!("{to}-backports"));
-    if exists {
-        return Ok(None);
-    }
-    // Before or after the rewrite of the sources.
-    Ok(debian_mirror(root, &[from, to])?.map(|mirror| {
-        format!(
-            "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\n{}\n",
-            mirror.line(&format!("{to}-backports"), "main")
-        )
-    }))
-}
-
-/// The suites of every active source line: `(file, line number, suite)`.
-pub fn suites(root: &Root) -> Result<Vec<(PathBuf, usize, String)>> {
-    let mut found = Vec::new();
-    for (path, deb822) in source_files(root) {
-        let text = std::fs::read_to_string(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
-        let mut cursor = Deb822Cursor::default();
-        for (i, line) in text.lines().enumerate() {
-            if deb822 {
-                if let Some(value) = cursor.suites_value(line) {
-                    found.extend(
-                        value
-                            .split_whitespace()
-                            .map(|s| (path.clone(), i + 1, s.to_string())),
-                    );
-                }
-            } else if let Some((start, end)) = list_suite_span(line) {
-                found.push((path.clone(), i + 1, line[start..end].to_string()));
-            }
-        }
-    }
-    Ok(found)
-}
-
 /// Why a suite has no equivalent in the new release, if it has none.
 pub fn unmappable(suite: &str, from: &str) -> Option<String> {
     const OLDER: &[&str] = &["etch", "lenny", "squeeze"];
@@ -332,79 +115,6 @@ pub fn unmappable(suite: &str, from: &str) -> Option<String> {
     OLDER
         .contains(&codename)
         .then(|| format!("'{suite}' belongs to an older release than {from}; remove the line or point it at {from} first"))
-}
-
-/// Where a deb822 file is, line by line: in which field (comments, which
-/// APT allows inside a stanza, keep the field open; a blank line ends the stanza).
-#[derive(Default)]
-struct Deb822Cursor {
-    field: Option<String>,
-}
-
-impl Deb822Cursor {
-    /// Moves past `line`; returns the field it belongs to and the byte offset
-    /// where its value part starts (`None` for comments and blank lines).
-    fn next(&mut self, line: &str) -> Option<(String, usize)> {
-        if line.starts_with('#') {
-            return None;
-        }
-        if line.trim().is_empty() {
-            self.field = None;
-            return None;
-        }
-        if line.starts_with([' ', '\t']) {
-            return self.field.clone().map(|f| (f, 0));
-        }
-        self.field = line.split_once(':').map(|(key, _)| key.trim().to_string());
-        let key = self.field.clone()?;
-        Some((key, line.find(':')? + 1))
-    }
-
-    /// The part of `line` that is in a `Suites:` value, if any.
-    fn suites_value<'a>(&mut self, line: &'a str) -> Option<&'a str> {
-        let (key, offset) = self.next(line)?;
-        key.eq_ignore_ascii_case("suites").then(|| &line[offset..])
-    }
-}
-
-/// One stanza of a deb822 file: its first line (1-based) and its fields, a
-/// value's continuation lines joined by `\n`.
-struct Stanza {
-    line: usize,
-    fields: Vec<(String, String)>,
-}
-
-fn deb822_stanzas(text: &str) -> Vec<Stanza> {
-    let mut stanzas: Vec<Stanza> = Vec::new();
-    let mut cursor = Deb822Cursor::default();
-    let mut open = false;
-    for (i, line) in text.lines().enumerate() {
-        let Some((key, offset)) = cursor.next(line) else {
-            open &= !line.trim().is_empty() || line.starts_with('#');
-            continue;
-        };
-        if !open {
-            stanzas.push(Stanza {
-                line: i + 1,
-                fields: Vec::new(),
-            });
-            open = true;
-        }
-        let Some(stanza) = stanzas.last_mut() else {
-            continue;
-        };
-        let value = line[offset..].trim();
-        match stanza.fields.last_mut() {
-            Some((k, v)) if offset == 0 && *k == key => {
-                if !v.is_empty() {
-                    v.push('\n');
-                }
-                v.push_str(value);
-            }
-            _ => stanza.fields.push((key, value.to_string())),
-        }
-    }
-    stanzas
 }
 
 /// Rewrites the suites among the white-space separated words of `text`,
@@ -431,13 +141,44 @@ fn rewrite_words(text: &str, from: &str, to: &str) -> Option<String> {
     changed.then_some(out)
 }
 
+/// A sources file as prepare leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The new text.
+    pub text: String,
+    /// The lines (1-based, of the old text) of the disc sources commented out.
+    pub disabled: Vec<usize>,
+}
+
+/// What a disc's line commented out starts with.
+pub fn disabled_prefix(from: &str, to: &str) -> String {
+    format!("# Disabled by 'synnefo-upgrade prepare' (a {from} disc cannot serve {to}):")
+}
+
+/// What the rewrite makes of one line of a one-line-style file: the
+/// new text, and whether it is a disc's line commented out.
+fn rewrite_list_line(line: &str, from: &str, to: &str) -> Option<(String, bool)> {
+    let parsed = sources::ListLine::parse(line)?;
+    let new = rewrite_suite(&line[parsed.suite.clone()], from, to)?;
+    if sources::is_disc(&line[parsed.uri]) {
+        return Some((format!("{} {line}", disabled_prefix(from, to)), true));
+    }
+    let suite = parsed.suite;
+    Some((
+        format!("{}{new}{}", &line[..suite.start], &line[suite.end..]),
+        false,
+    ))
+}
+
 /// Rewrites a whole sources file; `None` when nothing changes.
-pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<String> {
+pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<Rewritten> {
     let mut changed = false;
-    let mut cursor = Deb822Cursor::default();
+    let mut disabled = Vec::new();
+    let mut cursor = sources::Deb822Cursor::default();
     let out: String = text
         .split_inclusive('\n')
-        .map(|line| {
+        .enumerate()
+        .map(|(i, line)| {
             let (body, eol) = match line.strip_suffix('\n') {
                 Some(b) => (b, "\n"),
                 None => (line, ""),
@@ -448,7 +189,12 @@ pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<String>
                     rewrite_words(value, from, to).map(|new| format!("{}{new}", &body[..offset]))
                 })
             } else {
-                rewrite_list_line(body, from, to)
+                rewrite_list_line(body, from, to).map(|(new, disc)| {
+                    if disc {
+                        disabled.push(i + 1);
+                    }
+                    new
+                })
             };
             match new {
                 Some(n) => {
@@ -459,31 +205,15 @@ pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<String>
             }
         })
         .collect();
-    changed.then_some(out)
+    changed.then_some(Rewritten {
+        text: out,
+        disabled,
+    })
 }
 
-/// Every sources file of the node: `sources.list`, `sources.list.d/*.list` and `*.sources`.
-pub fn source_files(root: &Root) -> Vec<(PathBuf, bool)> {
-    let mut files = vec![(PathBuf::from(paths::APT_SOURCES_LIST), false)];
-    if let Ok(entries) = std::fs::read_dir(root.path(paths::APT_SOURCES_DIR)) {
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
-            let deb822 = name.ends_with(".sources");
-            if deb822 || name.ends_with(".list") {
-                files.push((Path::new(paths::APT_SOURCES_DIR).join(name), deb822));
-            }
-        }
-    }
-    files.retain(|(p, _)| root.path(p).is_file());
-    files
-}
-
-/// Rewrites every sources file, with a backup of each changed one. Returns the changed files.
-pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<PathBuf>> {
+/// Rewrites every sources file, with a backup of each changed one. Returns
+/// the changed files, each with the lines of the disc sources commented out.
+pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<(PathBuf, Vec<usize>)>> {
     let mut planned = Vec::new();
     for (path, deb822) in source_files(root) {
         let bytes = std::fs::read(root.path(&path))
@@ -500,14 +230,18 @@ pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<PathBuf>
         }
     }
     for (path, new) in &planned {
-        fsx::write_file(root, path, new.as_bytes(), 0o644)?;
+        fsx::write_file(root, path, new.text.as_bytes(), 0o644)?;
     }
-    Ok(planned.into_iter().map(|(p, _)| p).collect())
+    Ok(planned
+        .into_iter()
+        .map(|(path, new)| (path, new.disabled))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths;
 
     #[test]
     fn suites_and_derivatives() {
@@ -540,7 +274,7 @@ deb [arch=amd64 trusted=yes] http://apt.dev.grnet.gr wheezy/\n\
 deb http://security.debian.org/ wheezy/updates main\n\
 deb http://ceph.com/debian-firefly/ wheezy main\n\
 deb http://example.org/wheezy stable main\n";
-        let out = rewrite(text, false, "wheezy", "jessie").unwrap();
+        let out = rewrite(text, false, "wheezy", "jessie").unwrap().text;
         assert_eq!(
             out,
             "# deb http://ftp.gr.debian.org/debian wheezy main\n\
@@ -559,6 +293,26 @@ deb http://example.org/wheezy stable main\n"
     }
 
     #[test]
+    fn a_disc_of_the_old_release_is_commented_out_not_rewritten() {
+        let text = "deb cdrom:[Debian GNU/Linux 7.0 _Wheezy_ - Official amd64 DVD Binary-1 20130504-14:43]/ wheezy main contrib\n\
+deb http://ftp.gr.debian.org/debian wheezy main\n\
+\tdeb-src [arch=amd64] cdrom:[Debian 7 #1]/ wheezy-updates main # the disc\n\
+deb cdrom:[Debian GNU/Linux 8 _Jessie_]/ jessie main\n";
+        let out = rewrite(text, false, "wheezy", "jessie").unwrap();
+        assert_eq!(
+            out.text,
+            "# Disabled by 'synnefo-upgrade prepare' (a wheezy disc cannot serve jessie): \
+deb cdrom:[Debian GNU/Linux 7.0 _Wheezy_ - Official amd64 DVD Binary-1 20130504-14:43]/ wheezy main contrib\n\
+deb http://ftp.gr.debian.org/debian jessie main\n\
+# Disabled by 'synnefo-upgrade prepare' (a wheezy disc cannot serve jessie): \
+\tdeb-src [arch=amd64] cdrom:[Debian 7 #1]/ wheezy-updates main # the disc\n\
+deb cdrom:[Debian GNU/Linux 8 _Jessie_]/ jessie main\n"
+        );
+        assert_eq!(out.disabled, [1, 3]);
+        assert_eq!(rewrite(&out.text, false, "wheezy", "jessie"), None);
+    }
+
+    #[test]
     fn backports_from_the_main_mirror_unless_present() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
@@ -569,7 +323,7 @@ deb http://example.org/wheezy stable main\n"
         )
         .unwrap();
         assert_eq!(
-            backports_source(&root, "wheezy", "jessie").unwrap().as_deref(),
+            added(&root).as_deref(),
             Some("# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\ndeb [arch=amd64] http://ftp.gr.debian.org/debian/ jessie-backports main\n")
         );
         std::fs::write(
@@ -577,7 +331,7 @@ deb http://example.org/wheezy stable main\n"
             "deb http://ftp.gr.debian.org/debian/ wheezy-backports main\n",
         )
         .unwrap();
-        assert_eq!(backports_source(&root, "wheezy", "jessie").unwrap(), None);
+        assert_eq!(added(&root), None);
     }
 
     fn installed(name: &str, version: &str) -> dpkg::Package {
@@ -676,6 +430,15 @@ deb http://example.org/wheezy stable main\n"
         (dir, root)
     }
 
+    /// The backports source prepare adds; `None`: one is listed.
+    fn added(root: &Root) -> Option<String> {
+        match backports_source(root, "wheezy", "jessie").unwrap() {
+            Backports::Add(line) => Some(line),
+            Backports::Listed => None,
+            Backports::NoMirror => panic!("no Debian mirror found"),
+        }
+    }
+
     const ADDED: &str =
         "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\n";
 
@@ -690,23 +453,17 @@ deb http://example.org/wheezy stable main\n"
         let want = format!(
             "{ADDED}deb [arch=amd64 trusted=yes] http://mirror/debian jessie-backports main\n"
         );
-        assert_eq!(
-            backports_source(&root, "wheezy", "jessie").unwrap(),
-            Some(want.clone())
-        );
+        assert_eq!(added(&root), Some(want.clone()));
         // After prepare's rewrite of the sources: the same line.
         rewrite_sources(&root, "wheezy", "jessie").unwrap();
-        assert_eq!(
-            backports_source(&root, "wheezy", "jessie").unwrap(),
-            Some(want)
-        );
+        assert_eq!(added(&root), Some(want));
         // Options with spaces inside the brackets are copied as they are.
         let (_dir, root) = node_with_sources(&[(
             paths::APT_SOURCES_LIST,
             "deb [ arch=amd64,i386 signed-by=/etc/apt/mirror.gpg ] http://mirror/debian/ jessie main\n",
         )]);
         assert_eq!(
-            backports_source(&root, "wheezy", "jessie").unwrap(),
+            added(&root),
             Some(format!("{ADDED}deb [ arch=amd64,i386 signed-by=/etc/apt/mirror.gpg ] http://mirror/debian/ jessie-backports main\n"))
         );
     }
@@ -742,12 +499,11 @@ X-Repolib-Name: Debian
             ("/etc/apt/sources.list.d/debian.sources", sources),
         ]);
         assert_eq!(
-            backports_source(&root, "wheezy", "jessie").unwrap(),
+            added(&root),
             Some(format!("{ADDED}deb [arch=amd64,i386 trusted=yes signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian jessie-backports main\n"))
         );
         rewrite_sources(&root, "wheezy", "jessie").unwrap();
-        assert!(backports_source(&root, "wheezy", "jessie")
-            .unwrap()
+        assert!(added(&root)
             .unwrap()
             .contains("[arch=amd64,i386 trusted=yes signed-by="));
 
@@ -790,7 +546,7 @@ Components: main
 Description: wheezy mirror
  of wheezy
 ";
-        let out = rewrite(text, true, "wheezy", "jessie").unwrap();
+        let out = rewrite(text, true, "wheezy", "jessie").unwrap().text;
         assert_eq!(
             out,
             "\
@@ -819,12 +575,8 @@ Description: wheezy mirror
             (paths::APT_SOURCES_LIST, "# empty\n"),
             ("/etc/apt/sources.list.d/debian.sources", text),
         ]);
-        let found: Vec<(usize, String)> = suites(&root)
-            .unwrap()
-            .into_iter()
-            .map(|(_, line, suite)| (line, suite))
-            .collect();
-        let found: Vec<(usize, &str)> = found.iter().map(|(l, s)| (*l, s.as_str())).collect();
+        let found = sources::sources(&root).unwrap();
+        let found: Vec<(usize, &str)> = found.iter().map(|s| (s.line, s.suite.as_str())).collect();
         assert_eq!(
             found,
             [
@@ -836,14 +588,14 @@ Description: wheezy mirror
             ]
         );
         // wheezy-backports is listed: nothing to add.
-        assert_eq!(backports_source(&root, "wheezy", "jessie").unwrap(), None);
+        assert_eq!(added(&root), None);
     }
 
     #[test]
     fn deb822_suites_field() {
         let text = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: wheezy wheezy-updates\nComponents: main\n";
         assert_eq!(
-            rewrite(text, true, "wheezy", "jessie").unwrap(),
+            rewrite(text, true, "wheezy", "jessie").unwrap().text,
             "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: jessie jessie-updates\nComponents: main\n"
         );
     }

@@ -744,7 +744,7 @@ impl ScratchApt {
         for (path, deb822) in apt::source_files(root) {
             let text = std::fs::read_to_string(root.path(&path))
                 .with_context(|| format!("reading '{}'", path.display()))?;
-            let text = apt::rewrite(&text, deb822, from, to).unwrap_or(text);
+            let text = apt::rewrite(&text, deb822, from, to).map_or(text, |new| new.text);
             let rel = if path == Path::new(paths::APT_SOURCES_LIST) {
                 "sources.list".to_string()
             } else {
@@ -757,7 +757,7 @@ impl ScratchApt {
             scratch.write(&rel, text.as_bytes())?;
         }
         if service_node {
-            if let Some(line) = apt::backports_source(root, from, to)? {
+            if let apt::Backports::Add(line) = apt::backports_source(root, from, to)? {
                 scratch.write(
                     "sources.list.d/synnefo-upgrade-backports.list",
                     line.as_bytes(),

@@ -28,7 +28,9 @@
 //!   guest, gunicorn behind a remote proxy).
 //! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`dbguard`]: no other client of the Synnefo databases before migrating.
-//! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet.
+//! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet;
+//!   reading the sources as APT does ([`apt::sources`]) and recognising the
+//!   Debian archive among them ([`apt::archive`]).
 //! - [`aptsim`]: the dist-upgrade simulated in a scratch APT state, holds and pins.
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.

@@ -46,3 +46,5 @@ pub const DEBIAN_VERSION: &str = "/etc/debian_version";
 pub const APT_SOURCES_LIST: &str = "/etc/apt/sources.list";
 /// APT sources drop-in directory.
 pub const APT_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+/// APT's downloaded indexes (`*_Release`, `*_Packages`…), named after their URIs.
+pub const APT_LISTS_DIR: &str = "/var/lib/apt/lists";

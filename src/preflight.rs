@@ -299,30 +299,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             ]),
         );
     }
-    match &facts.apt_suites {
-        Ok(suites) => {
-            for (file, line, suite) in suites {
-                if let Some(why) = apt::unmappable(suite, &config.release.suite_from) {
-                    found.push(Finding::inhibitor(
-                        "apt-source",
-                        format!(
-                            "{}:{line}: the APT suite has no {} equivalent",
-                            file.display(),
-                            config.release.suite_to
-                        ),
-                        why,
-                        format!("edit {}:{line}", file.display()),
-                    ));
-                }
-            }
-        }
-        Err(e) => found.push(Finding::inhibitor(
-            "apt-source",
-            "the APT sources cannot be read",
-            e.clone(),
-            "check /etc/apt/sources.list(.d)",
-        )),
-    }
+    apt_findings(config, facts, &mut found);
     match &facts.state {
         Ok(None) | Ok(Some(Phase::Aborted)) => {}
         Ok(Some(Phase::Preparing)) => found.push(Finding::new(
@@ -388,6 +365,80 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     found.extend(crate::aptsim::findings(root, config, facts));
     found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
+}
+
+/// The APT sources: suites with no successor, discs of the old release, and
+/// on a service node the Debian archive that jessie-backports derives from.
+fn apt_findings(config: &Config, facts: &Facts, found: &mut Vec<Finding>) {
+    let (from, to) = (&config.release.suite_from, &config.release.suite_to);
+    let sources = match &facts.apt_sources {
+        Ok(sources) => sources,
+        Err(e) => {
+            found.push(Finding::inhibitor(
+                "apt-source",
+                "the APT sources cannot be read",
+                e.clone(),
+                "check /etc/apt/sources.list(.d)",
+            ));
+            return;
+        }
+    };
+    for source in sources.iter().filter(|s| s.enabled) {
+        let at = format!("{}:{}", source.file.display(), source.line);
+        if let Some(why) = apt::unmappable(&source.suite, from) {
+            found.push(Finding::inhibitor(
+                "apt-source",
+                format!("{at}: the APT suite has no {to} equivalent"),
+                why,
+                format!("edit {at}"),
+            ));
+        }
+        if !source.is_disc() || apt::rewrite_suite(&source.suite, from, to).is_none() {
+            continue;
+        }
+        let disc = source.uris.join(" ");
+        let title = format!("{at}: a {from} disc cannot serve {to}");
+        found.push(if source.deb822 {
+            Finding::inhibitor(
+                "apt-cdrom",
+                title,
+                format!("'{disc}' has only what was pressed on it; prepare does not disable a deb822 stanza, and APT would fail on it with {to}"),
+                format!("set 'Enabled: no' in the stanza at {at} (or take the disc's URI out of it), then check again"),
+            )
+        } else {
+            Finding::new(
+                "apt-cdrom",
+                Severity::Low,
+                title,
+                format!("'{disc}' has only what was pressed on it: prepare comments the line out (abort restores it from the backup)"),
+                "nothing to do: the dist-upgrade takes its packages from the network sources",
+            )
+        });
+    }
+    if !facts.is_service_node() {
+        return;
+    }
+    match apt::archive::backports(sources, &facts.apt_lists, from, to) {
+        Ok(apt::Backports::NoMirror) => found.push(Finding::inhibitor(
+            "apt-backports",
+            format!("no Debian archive found to add {to}-backports from"),
+            format!(
+                "Synnefo 0.19's gunicorn workers need gevent and greenlet from {to}-backports (pinned by {}), \
+                 which prepare adds on the node's Debian mirror; no '{from}' source qualifies: APT's lists do not say \
+                 'Origin: Debian' / 'Label: Debian' for any, nor is any laid out as a Debian mirror (Debian's \
+                 components on a '…/debian' path; ceph's 'debian-hammer' or nginx's 'packages/debian' are not)",
+                apt::PIN_FILE
+            ),
+            apt::add_backports_hint(to),
+        )),
+        Ok(_) => {}
+        Err(e) => found.push(Finding::inhibitor(
+            "apt-backports",
+            format!("the {to}-backports source cannot be derived from the Debian source"),
+            format!("{e:#}"),
+            apt::add_backports_hint(to),
+        )),
+    }
 }
 
 fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>) {

@@ -74,7 +74,10 @@ pub fn reverify(ctx: &mut Ctx) -> Result<Vec<String>> {
     let release = ctx.config.release.clone();
     let changed = apt::rewrite_sources(&ctx.root, &release.suite_from, &release.suite_to)?;
     if !changed.is_empty() {
-        let changed: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+        let changed: Vec<String> = changed
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
         restored.push(format!(
             "APT sources switched to {} again: {}",
             release.suite_to,

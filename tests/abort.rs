@@ -123,6 +123,108 @@ deb http://security.debian.org/ wheezy/updates main\n";
     assert_eq!(without_our_records(node.snapshot()), before);
 }
 
+/// The backports source prepare added.
+fn added_backports(node: &Node) -> String {
+    fs::read_to_string(node.path("/etc/apt/sources.list.d/synnefo-upgrade-backports.list")).unwrap()
+}
+
+const ADDED: &str = "# Added by 'synnefo-upgrade prepare': gevent and greenlet for Synnefo 0.19.\n";
+
+#[test]
+fn backports_come_from_the_debian_archive_not_from_repositories_naming_debian() {
+    let others = common::NOT_DEBIAN_LIST;
+    // Listed before the Debian mirror, in the same file or an earlier one.
+    for (list, extra) in [
+        (
+            format!("{others}deb http://ftp.gr.debian.org/debian/ wheezy main contrib non-free\n"),
+            None,
+        ),
+        (
+            others.to_string(),
+            Some("deb [arch=amd64] http://httpredir.debian.org/debian wheezy main\n"),
+        ),
+    ] {
+        let node = Node::with_synnefo(&["snf-cyclades-app"]);
+        node.write("/etc/apt/sources.list", &list, 0o644);
+        if let Some(extra) = extra {
+            node.write("/etc/apt/sources.list.d/zz-debian.list", extra, 0o644);
+        }
+        let before = without_our_records(node.snapshot());
+        node.ok(&["prepare"]);
+        let want = match extra {
+            None => "deb http://ftp.gr.debian.org/debian/ jessie-backports main\n",
+            Some(_) => {
+                "deb [arch=amd64] http://httpredir.debian.org/debian jessie-backports main\n"
+            }
+        };
+        assert_eq!(added_backports(&node), format!("{ADDED}{want}"));
+        node.ok(&["abort"]);
+        assert_eq!(without_our_records(node.snapshot()), before);
+    }
+
+    // APT's lists decide where they say something: a site mirror at any
+    // path is Debian's, a repository laid out like a mirror is not.
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
+    node.write(
+        "/etc/apt/sources.list",
+        "deb http://packages.example.org/debian wheezy main\ndeb http://mirror.example.org/pub/os/ wheezy main\n",
+        0o644,
+    );
+    node.write(
+        "/var/lib/apt/lists/packages.example.org_debian_dists_wheezy_Release",
+        "Origin: Example\nLabel: Example tools\nSuite: wheezy\n",
+        0o644,
+    );
+    node.write(
+        "/var/lib/apt/lists/mirror.example.org_pub_os_dists_wheezy_Release",
+        "Origin: Debian\nLabel: Debian\nSuite: oldstable\nCodename: wheezy\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    assert_eq!(
+        added_backports(&node),
+        format!("{ADDED}deb http://mirror.example.org/pub/os/ jessie-backports main\n")
+    );
+}
+
+#[test]
+fn a_wheezy_disc_is_commented_out_and_abort_brings_it_back() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    let disc = "deb cdrom:[Debian GNU/Linux 7.0 _Wheezy_ - Official amd64 DVD Binary-1 20130504-14:43]/ wheezy main contrib";
+    let list = format!("{disc}\n{}", common::SOURCES_LIST);
+    node.write("/etc/apt/sources.list", &list, 0o644);
+    let before = without_our_records(node.snapshot());
+    node.ok(&["prepare"]);
+    let sources = fs::read_to_string(node.path("/etc/apt/sources.list")).unwrap();
+    assert_eq!(
+        sources.lines().take(2).collect::<Vec<_>>(),
+        [
+            format!("# Disabled by 'synnefo-upgrade prepare' (a wheezy disc cannot serve jessie): {disc}"),
+            "# Debian wheezy".to_string(),
+        ]
+    );
+    assert!(
+        sources
+            .lines()
+            .all(|l| l.starts_with('#') || !l.contains("wheezy")),
+        "{sources}"
+    );
+    let step = node.step("prepare", "apt-sources");
+    assert!(
+        step["message"].as_str().unwrap().ends_with(
+            "; commented out (a wheezy disc cannot serve jessie): /etc/apt/sources.list:1"
+        ),
+        "{step:#}"
+    );
+    // Never the mirror, though it comes first.
+    assert_eq!(
+        added_backports(&node),
+        format!("{ADDED}deb http://ftp.gr.debian.org/debian/ jessie-backports main\n")
+    );
+    node.ok(&["abort"]);
+    assert_eq!(without_our_records(node.snapshot()), before);
+}
+
 #[test]
 fn finish_keeps_the_pin_and_drops_the_snippet() {
     let node = Node::with_synnefo(&["snf-pithos-app"]);

@@ -31,6 +31,16 @@ fn ids(json: &Value, inhibitor: bool) -> Vec<String> {
         .collect()
 }
 
+/// The findings of `json` with `id`.
+fn with_id<'a>(json: &'a Value, id: &str) -> Vec<&'a Value> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == id)
+        .collect()
+}
+
 fn roles(json: &Value) -> Vec<&str> {
     json["node"]["roles"]
         .as_array()
@@ -306,6 +316,138 @@ fn inhibitor_apt_source_without_successor() {
         titles(&node),
         ["/etc/apt/sources.list.d/debian.sources:4: the APT suite has no jessie equivalent"]
     );
+}
+
+#[test]
+fn inhibitor_service_node_without_a_debian_archive_for_backports() {
+    let node = Node::with_synnefo(&["snf-pithos-app"]);
+    node.write("/etc/apt/sources.list", common::NOT_DEBIAN_LIST, 0o644);
+    let json = inhibited_by(&node, "apt-backports");
+    let finding = with_id(&json, "apt-backports")[0];
+    assert_eq!(
+        finding["title"],
+        "no Debian archive found to add jessie-backports from"
+    );
+    assert!(
+        finding["remediation"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("'deb MIRROR jessie-backports main'"),
+        "{finding:#}"
+    );
+    // A site's mirror laid out as Debian's is taken for it, unless APT's
+    // lists say otherwise; with lists that say Debian, any path will do.
+    let release = |origin: &str| {
+        format!("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nOrigin: {origin}\nLabel: {origin}\nSuite: oldstable\nCodename: wheezy\n")
+    };
+    for (uri, origin, recognised) in [
+        ("http://mirror.example.org/debian/", None, true),
+        ("http://mirror.example.org/debian/", Some("Example"), false),
+        ("http://mirror.example.org/pub/os/", None, false),
+        ("http://mirror.example.org/pub/os/", Some("Debian"), true),
+    ] {
+        node.write(
+            "/etc/apt/sources.list.d/site.list",
+            &format!("deb {uri} wheezy main contrib\n"),
+            0o644,
+        );
+        let lists = node.path("/var/lib/apt/lists");
+        let _ = std::fs::remove_dir_all(&lists);
+        if let Some(origin) = origin {
+            let name = format!(
+                "{}dists_wheezy_InRelease",
+                uri.trim_start_matches("http://").replace('/', "_")
+            );
+            node.write(
+                &format!("/var/lib/apt/lists/{name}"),
+                &release(origin),
+                0o644,
+            );
+        }
+        if recognised {
+            let (code, json) = check(&node);
+            assert_eq!(code, Some(0), "{uri} {origin:?}: {json:#}");
+        } else {
+            inhibited_by(&node, "apt-backports");
+        }
+    }
+
+    // A backports source listed already: nothing to derive.
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
+    node.write(
+        "/etc/apt/sources.list",
+        &format!(
+            "{}deb http://mirror.example.org/pub/os/ jessie-backports main\n",
+            common::NOT_DEBIAN_LIST
+        ),
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    // Not a service node: it needs no backports.
+    let node = Node::wheezy();
+    node.write("/etc/apt/sources.list", common::NOT_DEBIAN_LIST, 0o644);
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+}
+
+/// A wheezy disc among the sources: reported (prepare comments it out) in a
+/// one-line file; an inhibitor in a deb822 stanza, which prepare leaves alone.
+#[test]
+fn wheezy_disc_reported_and_inhibits_in_a_deb822_stanza() {
+    let disc = "deb cdrom:[Debian GNU/Linux 7.0 _Wheezy_ - Official amd64 DVD Binary-1 20130504-14:43]/ wheezy main contrib";
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/apt/sources.list",
+        &format!("{disc}\n{}", common::SOURCES_LIST),
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let cdrom = with_id(&json, "apt-cdrom");
+    assert_eq!(cdrom.len(), 1, "{json:#}");
+    assert_eq!(
+        cdrom[0]["title"],
+        "/etc/apt/sources.list:1: a wheezy disc cannot serve jessie"
+    );
+    assert_eq!(cdrom[0]["severity"], "low");
+    assert!(
+        cdrom[0]["summary"].as_str().unwrap().contains(
+            "'cdrom:[Debian GNU/Linux 7.0 _Wheezy_ - Official amd64 DVD Binary-1 20130504-14:43]/'"
+        ),
+        "{json:#}"
+    );
+    // A jessie disc serves jessie: nothing to say.
+    node.write(
+        "/etc/apt/sources.list.d/dvd.list",
+        "deb cdrom:[Debian GNU/Linux 8 _Jessie_ - Official amd64 DVD Binary-1]/ jessie main\n",
+        0o644,
+    );
+    assert_eq!(with_id(&check(&node).1, "apt-cdrom").len(), 1);
+
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/apt/sources.list.d/dvd.sources",
+        "Types: deb\nURIs: cdrom:[Debian7]/\nSuites: wheezy\nComponents: main\n",
+        0o644,
+    );
+    let json = inhibited_by(&node, "apt-cdrom");
+    let titles: Vec<&str> = with_id(&json, "apt-cdrom")
+        .iter()
+        .map(|f| f["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["/etc/apt/sources.list.d/dvd.sources:3: a wheezy disc cannot serve jessie"]
+    );
+    // Disabled by the operator: APT does not read it.
+    node.write(
+        "/etc/apt/sources.list.d/dvd.sources",
+        "Enabled: no\nTypes: deb\nURIs: cdrom:[Debian7]/\nSuites: wheezy\nComponents: main\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
 }
 
 #[test]

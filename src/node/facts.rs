@@ -8,7 +8,6 @@
 //! it itself, and says why.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use super::{InitSystem, Role};
 use crate::apt;
@@ -50,10 +49,12 @@ pub struct Facts {
     pub running_instances: Vec<String>,
     /// Whether the run is live and not as root.
     pub live_non_root: bool,
-    /// The APT sources' suites (file, line, suite) at the start of the run, or
-    /// why they cannot be read. The `apt-sources` step rewrites the files from
-    /// disk, not from these.
-    pub apt_suites: Result<Vec<(PathBuf, usize, String)>, String>,
+    /// The APT sources at the start of the run, or why they cannot be read.
+    /// The `apt-sources` and `apt-config` steps read the files from disk, not
+    /// these.
+    pub apt_sources: Result<Vec<apt::Source>, String>,
+    /// What APT's lists say of the archives it fetched.
+    pub apt_lists: apt::Lists,
     /// The phase of the state file at the start of the run (`None`: no state
     /// file), or why it cannot be read: the preflight's view. The runner keeps
     /// the live state, which its steps change, in the plan's context.
@@ -87,7 +88,8 @@ impl Facts {
             default_flags,
             running_instances: super::running_instances(root),
             live_non_root: root.is_live() && !nix::unistd::geteuid().is_root(),
-            apt_suites: apt::suites(root).map_err(|e| format!("{e:#}")),
+            apt_sources: apt::sources::sources(root).map_err(|e| format!("{e:#}")),
+            apt_lists: apt::Lists::read(root),
             state: State::load(root)
                 .map(|s| s.map(|s| s.phase))
                 .map_err(|e| format!("{e:#}")),

@@ -83,13 +83,29 @@ pub(super) fn snapshot_dpkg(ctx: &mut Ctx) -> Result<String> {
 pub(super) fn apt_sources(ctx: &mut Ctx) -> Result<String> {
     let release = &ctx.config.release;
     let changed = apt::rewrite_sources(&ctx.root, &release.suite_from, &release.suite_to)?;
-    let changed: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
-    Ok(format!(
+    let files: Vec<String> = changed
+        .iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    let mut summary = format!(
         "{} -> {} in: {}",
         release.suite_from,
         release.suite_to,
-        list(&changed)
-    ))
+        list(&files)
+    );
+    let discs: Vec<String> = changed
+        .iter()
+        .flat_map(|(p, lines)| lines.iter().map(move |l| format!("{}:{l}", p.display())))
+        .collect();
+    if !discs.is_empty() {
+        summary.push_str(&format!(
+            "; commented out (a {} disc cannot serve {}): {}",
+            release.suite_from,
+            release.suite_to,
+            discs.join(", ")
+        ));
+    }
+    Ok(summary)
 }
 
 pub(super) fn apt_config(ctx: &mut Ctx) -> Result<String> {
@@ -104,14 +120,28 @@ pub(super) fn apt_config(ctx: &mut Ctx) -> Result<String> {
     if ctx.facts.is_service_node() {
         let release = &ctx.config.release;
         match apt::backports_source(&ctx.root, &release.suite_from, &release.suite_to)? {
-            Some(line) => {
-                fsx::write_file(&ctx.root, Path::new(apt::BACKPORTS_LIST), line.as_bytes(), 0o644)?;
+            apt::Backports::Add(line) => {
+                fsx::write_file(
+                    &ctx.root,
+                    Path::new(apt::BACKPORTS_LIST),
+                    line.as_bytes(),
+                    0o644,
+                )?;
                 done.push(apt::BACKPORTS_LIST.to_string());
             }
-            None if ctx.root.path(apt::BACKPORTS_LIST).exists() => done.push(apt::BACKPORTS_LIST.to_string()),
-            None => log::warn!(
-                "no {}-backports source added: one exists, or no Debian mirror line was found to derive it from",
+            apt::Backports::Listed if ctx.root.path(apt::BACKPORTS_LIST).exists() => {
+                done.push(apt::BACKPORTS_LIST.to_string())
+            }
+            apt::Backports::Listed => log::info!(
+                "no {}-backports source added: the sources list one",
                 release.suite_to
+            ),
+            // The preflight's apt-backports inhibitor stops prepare before this;
+            // the sources changed since: gevent must come from somewhere.
+            apt::Backports::NoMirror => bail!(
+                "no Debian archive among the APT sources to derive {}-backports from: {}",
+                release.suite_to,
+                apt::add_backports_hint(&release.suite_to)
             ),
         }
         fsx::write_file(

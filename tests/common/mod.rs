@@ -20,6 +20,13 @@ deb http://security.debian.org/ wheezy/updates main
 # deb http://ftp.gr.debian.org/debian/ wheezy-proposed-updates main
 deb-src http://ftp.gr.debian.org/debian/ wheezy-updates main
 ";
+/// Repositories whose URIs name `debian` but that are not Debian's archive
+/// (ceph's, nginx's, the security archive).
+pub const NOT_DEBIAN_LIST: &str = "\
+deb http://download.ceph.com/debian-hammer/ wheezy main
+deb http://nginx.org/packages/debian/ wheezy nginx
+deb http://security.debian.org/ wheezy/updates main
+";
 /// GRNET's flat repository.
 pub const GRNET_LIST: &str = "deb [trusted=yes] http://apt.dev.grnet.gr wheezy/\n";
 

@@ -436,6 +436,17 @@ fn conversion_problems_surface_before_arming() {
     );
 }
 
+/// The `field` (a string) of every finding `id`, in report order.
+fn of_every<'a>(json: &'a Value, id: &str, field: &str) -> Vec<&'a str> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == id)
+        .map(|f| f[field].as_str().unwrap())
+        .collect()
+}
+
 fn finding<'a>(json: &'a Value, id: &str) -> &'a Value {
     json["findings"]
         .as_array()
@@ -739,5 +750,70 @@ fn dist_upgrade_not_simulated_under_root_or_when_configured_off_is_a_notice() {
     assert!(
         f["summary"].as_str().unwrap().contains("simulate = false"),
         "{f}"
+    );
+}
+
+#[test]
+fn x_forwarded_protocol_wherever_the_web_servers_read_it_is_reported() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/apache2/apache2.conf",
+        "RequestHeader set X-Forwarded-Protocol https\nIncludeOptional sites-enabled/*.conf\n",
+        0o644,
+    );
+    node.write(
+        "/etc/apache2/sites-available/synnefo.conf",
+        "<VirtualHost *:443>\n  Include ../synnefo/apache-*.inc\n  Include /srv/apache/headers.conf\n</VirtualHost>\n",
+        0o644,
+    );
+    node.link(
+        "../sites-available/synnefo.conf",
+        "/etc/apache2/sites-enabled/synnefo.conf",
+    );
+    node.write(
+        "/etc/synnefo/apache-proxy.inc",
+        "RequestHeader set X-Forwarded-Protocol \"https\"\n",
+        0o644,
+    );
+    node.write(
+        "/srv/apache/headers.conf",
+        "RequestHeader set X-Forwarded-Protocol https\n",
+        0o644,
+    );
+    node.write(
+        "/etc/nginx/proxy_params",
+        "proxy_set_header Host $http_host;\nproxy_set_header X-Forwarded-Protocol $scheme;\n",
+        0o644,
+    );
+    node.write(
+        "/etc/nginx/sites-available/synnefo",
+        "server { location / { proxy_set_header X-Forwarded-Protocol $scheme; proxy_pass http://127.0.0.1:8080; } }\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let plan = finding(&json, "convert-plan")["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for file in [
+        "/etc/apache2/apache2.conf",
+        "/etc/synnefo/apache-proxy.inc",
+        "/etc/nginx/proxy_params",
+        "/etc/nginx/sites-available/synnefo",
+    ] {
+        assert!(
+            plan.contains(&format!(
+                "{file}: X-Forwarded-Protocol -> X-Forwarded-Proto"
+            )),
+            "{file} in {plan}"
+        );
+    }
+    let warnings = of_every(&json, "convert-warning", "summary");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "'/etc/apache2/sites-available/synnefo.conf:3' includes '/srv/apache/headers.conf', outside /etc: not followed"
+        ) && w.contains("X-Forwarded-Proto")),
+        "{warnings:#?}"
     );
 }

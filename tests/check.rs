@@ -817,3 +817,54 @@ fn x_forwarded_protocol_wherever_the_web_servers_read_it_is_reported() {
         "{warnings:#?}"
     );
 }
+
+#[test]
+fn another_django_app_in_gunicorn_d_is_reported_synnefo_is_converted() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/gunicorn.d/shop",
+        "CONFIG = {\n    'mode': 'django',\n    'working_dir': '/srv/shop',\n    'environment': {'DJANGO_SETTINGS_MODULE': 'shop.settings'},\n    'args': ('--bind=127.0.0.1:9000',),\n}\n",
+        0o644,
+    );
+    node.write(
+        "/etc/gunicorn.d/blog",
+        "CONFIG = {'mode': 'django', 'working_dir': '/srv/blog', 'args': ('--bind=127.0.0.1:9001',)}\n",
+        0o644,
+    );
+    node.write(
+        "/etc/gunicorn.d/wiki",
+        "CONFIG = {'mode': 'wsgi', 'working_dir': '/srv/wiki', 'args': ('wiki.wsgi:application',)}\n",
+        0o644,
+    );
+    node.write(
+        "/etc/gunicorn.d/synnefo",
+        "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': ('--bind=127.0.0.1:8080', 'synnefo.webproject.wsgi:application'),\n}\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let titles = of_every(&json, "gunicorn-django-mode", "title");
+    assert_eq!(
+        titles,
+        [
+            "/etc/gunicorn.d/blog runs another application (working_dir '/srv/blog') in gunicorn's Django mode",
+            "/etc/gunicorn.d/shop runs another application (Django settings 'shop.settings') in gunicorn's Django mode"
+        ]
+    );
+    let shop = finding(&json, "gunicorn-django-mode");
+    assert_eq!(shop["severity"], "medium");
+    assert!(
+        shop["remediation"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("'mode': 'wsgi'"),
+        "{shop}"
+    );
+    // Synnefo's own config is converted, its WSGI module not added twice.
+    let plan = finding(&json, "convert-plan")["summary"].as_str().unwrap();
+    assert!(
+        plan.contains("/etc/gunicorn.d/synnefo: mode django -> wsgi") && !plan.contains("appended"),
+        "{plan}"
+    );
+    assert!(!plan.contains("shop") && !plan.contains("blog"), "{plan}");
+}

@@ -877,3 +877,28 @@ fn x_forwarded_protocol_is_renamed_wherever_nginx_reads_it() {
     let again = ok(root, &[]);
     assert!(again.contains("nothing to convert"), "{again}");
 }
+
+#[test]
+fn gunicorn_wsgi_app_already_named_with_its_callable_is_not_added_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let django = "CONFIG = {\n 'mode': 'django',\n 'environment': {'DJANGO_SETTINGS_MODULE': 'synnefo.settings'},\n 'args': ('--bind=127.0.0.1:8080', 'synnefo.webproject.wsgi:application'),\n}\n";
+    let wsgi = "CONFIG = {\n 'mode': 'wsgi',\n 'working_dir': '/etc/synnefo',\n 'args': ['--workers=4', 'synnefo.webproject.wsgi:application'],\n}\n";
+    // Another application: Django mode too, but not Synnefo's.
+    let other = "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/srv/shop',\n 'environment': {'DJANGO_SETTINGS_MODULE': 'shop.settings'},\n 'args': ('--bind=127.0.0.1:9000',),\n}\n";
+    write(root, "/etc/gunicorn.d/synnefo", django.as_bytes());
+    write(root, "/etc/gunicorn.d/synnefo-api", wsgi.as_bytes());
+    write(root, "/etc/gunicorn.d/shop", other.as_bytes());
+    let dry = ok(root, &["--dry-run"]);
+    assert!(
+        dry.contains("/etc/gunicorn.d/synnefo: mode django -> wsgi\n"),
+        "{dry}"
+    );
+    ok(root, &[]);
+    assert_eq!(
+        String::from_utf8(read(root, "/etc/gunicorn.d/synnefo")).unwrap(),
+        django.replace("'django'", "'wsgi'")
+    );
+    assert_eq!(read(root, "/etc/gunicorn.d/synnefo-api"), wsgi.as_bytes());
+    assert_eq!(read(root, "/etc/gunicorn.d/shop"), other.as_bytes());
+}

@@ -2,8 +2,9 @@
 //! operator's to resolve, each a notice with the commands that resolve it.
 //! Two PostgreSQL clusters side by side (jessie's 9.4 beside wheezy's 9.1),
 //! a remote `guest` in `AMQP_HOSTS` (RabbitMQ ≥ 3.3 lets `guest` in from
-//! localhost only), and gunicorn reached through a proxy on another host
-//! (`forwarded_allow_ips`).
+//! localhost only), gunicorn reached through a proxy on another host
+//! (`forwarded_allow_ips`), and another application's gunicorn config in
+//! Django mode (see [`crate::convert::gunicorn::django_mode_findings`]).
 //!
 //! Read-only. The parsers and the findings are pure; [`findings`] reads the
 //! node and hands them what it read.
@@ -338,6 +339,7 @@ pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Findin
         }
     }
     found.extend(gunicorn_findings(&binds, local_proxy(root, packages)));
+    found.extend(crate::convert::gunicorn::django_mode_findings(root));
     found
 }
 

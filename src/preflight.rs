@@ -493,6 +493,23 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             "fix or convert the named file by hand ('synnefo-upgrade convert --dry-run' shows the rest)",
         )),
         Ok(conversion) => {
+            if !conversion.is_empty() {
+                let changes: Vec<String> = conversion
+                    .summary()
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .collect();
+                found.push(Finding::new(
+                    "convert-plan",
+                    Severity::Info,
+                    format!(
+                        "finish will convert the configuration to the 0.19 shape: {} change(s)",
+                        changes.len()
+                    ),
+                    changes.join("; "),
+                    "nothing to do: finish makes them after the dist-upgrade ('synnefo-upgrade convert --dry-run' shows the diffs)",
+                ));
+            }
             for warning in &conversion.warnings {
                 found.push(Finding::new(
                     "convert-warning",

@@ -578,6 +578,17 @@ fn conversion_problems_surface_before_arming() {
     );
 }
 
+/// The `field` (a string) of every finding `id`, in report order.
+fn of_every<'a>(json: &'a Value, id: &str, field: &str) -> Vec<&'a str> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == id)
+        .map(|f| f[field].as_str().unwrap())
+        .collect()
+}
+
 fn finding<'a>(json: &'a Value, id: &str) -> &'a Value {
     json["findings"]
         .as_array()
@@ -882,4 +893,120 @@ fn dist_upgrade_not_simulated_under_root_or_when_configured_off_is_a_notice() {
         f["summary"].as_str().unwrap().contains("simulate = false"),
         "{f}"
     );
+}
+
+#[test]
+fn x_forwarded_protocol_wherever_the_web_servers_read_it_is_reported() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/apache2/apache2.conf",
+        "RequestHeader set X-Forwarded-Protocol https\nIncludeOptional sites-enabled/*.conf\n",
+        0o644,
+    );
+    node.write(
+        "/etc/apache2/sites-available/synnefo.conf",
+        "<VirtualHost *:443>\n  Include ../synnefo/apache-*.inc\n  Include /srv/apache/headers.conf\n</VirtualHost>\n",
+        0o644,
+    );
+    node.link(
+        "../sites-available/synnefo.conf",
+        "/etc/apache2/sites-enabled/synnefo.conf",
+    );
+    node.write(
+        "/etc/synnefo/apache-proxy.inc",
+        "RequestHeader set X-Forwarded-Protocol \"https\"\n",
+        0o644,
+    );
+    node.write(
+        "/srv/apache/headers.conf",
+        "RequestHeader set X-Forwarded-Protocol https\n",
+        0o644,
+    );
+    node.write(
+        "/etc/nginx/proxy_params",
+        "proxy_set_header Host $http_host;\nproxy_set_header X-Forwarded-Protocol $scheme;\n",
+        0o644,
+    );
+    node.write(
+        "/etc/nginx/sites-available/synnefo",
+        "server { location / { proxy_set_header X-Forwarded-Protocol $scheme; proxy_pass http://127.0.0.1:8080; } }\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let plan = finding(&json, "convert-plan")["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for file in [
+        "/etc/apache2/apache2.conf",
+        "/etc/synnefo/apache-proxy.inc",
+        "/etc/nginx/proxy_params",
+        "/etc/nginx/sites-available/synnefo",
+    ] {
+        assert!(
+            plan.contains(&format!(
+                "{file}: X-Forwarded-Protocol -> X-Forwarded-Proto"
+            )),
+            "{file} in {plan}"
+        );
+    }
+    let warnings = of_every(&json, "convert-warning", "summary");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "'/etc/apache2/sites-available/synnefo.conf:3' includes '/srv/apache/headers.conf', outside /etc: not followed"
+        ) && w.contains("X-Forwarded-Proto")),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn another_django_app_in_gunicorn_d_is_reported_synnefo_is_converted() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/gunicorn.d/shop",
+        "CONFIG = {\n    'mode': 'django',\n    'working_dir': '/srv/shop',\n    'environment': {'DJANGO_SETTINGS_MODULE': 'shop.settings'},\n    'args': ('--bind=127.0.0.1:9000',),\n}\n",
+        0o644,
+    );
+    node.write(
+        "/etc/gunicorn.d/blog",
+        "CONFIG = {'mode': 'django', 'working_dir': '/srv/blog', 'args': ('--bind=127.0.0.1:9001',)}\n",
+        0o644,
+    );
+    node.write(
+        "/etc/gunicorn.d/wiki",
+        "CONFIG = {'mode': 'wsgi', 'working_dir': '/srv/wiki', 'args': ('wiki.wsgi:application',)}\n",
+        0o644,
+    );
+    node.write(
+        "/etc/gunicorn.d/synnefo",
+        "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': ('--bind=127.0.0.1:8080', 'synnefo.webproject.wsgi:application'),\n}\n",
+        0o644,
+    );
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    let titles = of_every(&json, "gunicorn-django-mode", "title");
+    assert_eq!(
+        titles,
+        [
+            "/etc/gunicorn.d/blog runs another application (working_dir '/srv/blog') in gunicorn's Django mode",
+            "/etc/gunicorn.d/shop runs another application (Django settings 'shop.settings') in gunicorn's Django mode"
+        ]
+    );
+    let shop = finding(&json, "gunicorn-django-mode");
+    assert_eq!(shop["severity"], "medium");
+    assert!(
+        shop["remediation"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("'mode': 'wsgi'"),
+        "{shop}"
+    );
+    // Synnefo's own config is converted, its WSGI module not added twice.
+    let plan = finding(&json, "convert-plan")["summary"].as_str().unwrap();
+    assert!(
+        plan.contains("/etc/gunicorn.d/synnefo: mode django -> wsgi") && !plan.contains("appended"),
+        "{plan}"
+    );
+    assert!(!plan.contains("shop") && !plan.contains("blog"), "{plan}");
 }

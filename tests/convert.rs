@@ -687,3 +687,218 @@ fn apache_conf_d_moves_to_conf_available_enabled_with_the_header_rewritten() {
     let again = ok(root, &[]);
     assert!(again.contains("nothing to convert"), "{again}");
 }
+
+/// Runs `convert` (with `args`), expecting success: (stdout, stderr).
+fn ok_with_warnings(root: &Path, args: &[&str]) -> (String, String) {
+    let out = convert(root, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+#[test]
+fn x_forwarded_protocol_is_renamed_wherever_apache_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The main file sets it, and pulls in the enabled sites (2.2 style, a directory).
+    write(
+        root,
+        "/etc/apache2/apache2.conf",
+        b"ServerRoot \"/etc/apache2\"\nrequestheader set X-Forwarded-Protocol https\nInclude sites-enabled/\nIncludeOptional /srv/apache/*.conf\nInclude ports.conf\n",
+    );
+    write(root, "/etc/apache2/ports.conf", b"Listen 443\n");
+    // A site pulls in a relative glob and an absolute, quoted, lower-case include.
+    write(
+        root,
+        "/etc/apache2/sites-available/synnefo.conf",
+        b"<VirtualHost *:443>\n  Include synnefo-inc/*.conf\n  include \"/etc/synnefo/apache/headers\"\n</VirtualHost>\n",
+    );
+    fs::create_dir_all(root.join("etc/apache2/sites-enabled")).unwrap();
+    symlink(
+        "../sites-available/synnefo.conf",
+        root.join("etc/apache2/sites-enabled/synnefo.conf"),
+    )
+    .unwrap();
+    // Only reachable through the include; it includes the site again (a cycle).
+    write(
+        root,
+        "/etc/apache2/synnefo-inc/proxy.conf",
+        b"RequestHeader append \"x-forwarded-protocol\" \"https\"\r\n  RequestHeader setifempty \\\n    X-Forwarded-Protocol https early\r\nInclude sites-available/synnefo.conf\r\n",
+    );
+    write(
+        root,
+        "/etc/apache2/synnefo-inc/unused.txt",
+        b"RequestHeader set X-Forwarded-Protocol https\n",
+    );
+    write(
+        root,
+        "/etc/synnefo/apache/headers",
+        b"# RequestHeader set X-Forwarded-Protocol https\nRequestHeader add X-Forwarded-Protocol https\nHeader set X-Forwarded-Protocol https\n",
+    );
+    // Outside /etc: not followed, not changed, reported; also through a link
+    // the glob matches.
+    let outside = b"RequestHeader set X-Forwarded-Protocol https\n";
+    write(root, "/srv/apache/synnefo.conf", outside);
+    symlink(
+        "/srv/apache/synnefo.conf",
+        root.join("etc/apache2/synnefo-inc/shared.conf"),
+    )
+    .unwrap();
+    // A variable cannot be followed; a site the conversion renames breaks
+    // the include that names it.
+    write(
+        root,
+        "/etc/apache2/conf.d/extra",
+        b"Include ${APACHE_CONFDIR}/extra.conf\nInclude sites-available/old\n",
+    );
+    write(
+        root,
+        "/etc/apache2/sites-available/old",
+        b"RequestHeader set X-Forwarded-Protocol https\n",
+    );
+
+    let before = snapshot(root);
+    let (dry, warnings) = ok_with_warnings(root, &["--dry-run"]);
+    assert_eq!(snapshot(root), before, "--dry-run wrote something");
+    for diff in [
+        "--- /etc/apache2/apache2.conf\n+++ /etc/apache2/apache2.conf\n",
+        "-requestheader set X-Forwarded-Protocol https\n+requestheader set X-Forwarded-Proto https\n",
+        "--- /etc/apache2/synnefo-inc/proxy.conf\n",
+        "+RequestHeader append \"X-Forwarded-Proto\" \"https\"\r\n",
+        "--- /etc/synnefo/apache/headers\n",
+        "+RequestHeader add X-Forwarded-Proto https\n",
+        "--- /etc/apache2/sites-available/old.conf\n",
+    ] {
+        assert!(dry.contains(diff), "{diff} in {dry}");
+    }
+    for warning in [
+        "'/etc/apache2/apache2.conf:4' includes '/srv/apache/*.conf', which leads to '/srv/apache', outside /etc: not followed",
+        "'/etc/synnefo/apache/headers:3' names X-Forwarded-Protocol",
+        "'/etc/apache2/sites-available/synnefo.conf:2' includes '/etc/apache2/synnefo-inc/shared.conf', which leads to '/srv/apache/synnefo.conf', outside /etc: not followed",
+        "'/etc/apache2/conf.d/extra:1' includes '${APACHE_CONFDIR}/extra.conf', which names a variable: not followed",
+        "'/etc/apache2/conf.d/extra:2' includes '/etc/apache2/sites-available/old', which the conversion moves to '/etc/apache2/sites-available/old.conf': change the include",
+    ] {
+        assert!(warnings.contains(warning), "{warning} in {warnings}");
+    }
+
+    ok(root, &[]);
+    assert_eq!(
+        read(root, "/etc/apache2/apache2.conf"),
+        b"ServerRoot \"/etc/apache2\"\nrequestheader set X-Forwarded-Proto https\nInclude sites-enabled/\nIncludeOptional /srv/apache/*.conf\nInclude ports.conf\n"
+    );
+    assert_eq!(
+        read(root, "/etc/apache2/synnefo-inc/proxy.conf"),
+        b"RequestHeader append \"X-Forwarded-Proto\" \"https\"\r\n  RequestHeader setifempty \\\n    X-Forwarded-Proto https early\r\nInclude sites-available/synnefo.conf\r\n"
+    );
+    assert_eq!(
+        read(root, "/etc/synnefo/apache/headers"),
+        b"# RequestHeader set X-Forwarded-Protocol https\nRequestHeader add X-Forwarded-Proto https\nHeader set X-Forwarded-Protocol https\n",
+        "the comment and the response header are left as they are"
+    );
+    assert_eq!(read(root, "/srv/apache/synnefo.conf"), outside);
+    assert_eq!(
+        read(root, "/etc/apache2/synnefo-inc/unused.txt"),
+        b"RequestHeader set X-Forwarded-Protocol https\n",
+        "not included by anything: Apache never reads it"
+    );
+    assert_eq!(
+        read(
+            root,
+            "/var/lib/synnefo-upgrade/backups/etc/apache2/apache2.conf"
+        ),
+        before[Path::new("etc/apache2/apache2.conf")].1
+    );
+    let (again, warnings) = ok_with_warnings(root, &[]);
+    assert!(again.contains("nothing to convert"), "{again}");
+    assert!(warnings.contains("not followed"), "still said: {warnings}");
+}
+
+#[test]
+fn x_forwarded_protocol_is_renamed_wherever_nginx_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "/etc/nginx/nginx.conf",
+        b"events { worker_connections 768; }\nhttp {\n\tinclude /etc/nginx/conf.d/*.conf;\n\tinclude /etc/nginx/sites-enabled/*;\n}\n",
+    );
+    let params = "proxy_set_header Host $http_host;\nproxy_set_header X-Real-IP $remote_addr;\nproxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\nproxy_set_header X-Forwarded-Protocol $scheme;\n";
+    write(root, "/etc/nginx/proxy_params", params.as_bytes());
+    // One line, nested blocks, a comment after the statement, and includes:
+    // relative, and a relative glob into a directory no one lists.
+    let site = "server { listen 443 ssl; location / { proxy_set_header X-Forwarded-Protocol $scheme; include proxy_params; include synnefo/*.conf; proxy_pass http://127.0.0.1:8080; } } # proxy_set_header X-Forwarded-Protocol $scheme;\n";
+    write(root, "/etc/nginx/sites-available/synnefo", site.as_bytes());
+    fs::create_dir_all(root.join("etc/nginx/sites-enabled")).unwrap();
+    symlink(
+        "/etc/nginx/sites-available/synnefo",
+        root.join("etc/nginx/sites-enabled/synnefo"),
+    )
+    .unwrap();
+    write(
+        root,
+        "/etc/nginx/synnefo/headers.conf",
+        b"proxy_set_header\n    'X-FORWARDED-PROTOCOL'\n    $scheme; proxy_set_header X-Forwarded-Protocol-Other 1;\nmore_set_input_headers 'X-Forwarded-Protocol: https';\n",
+    );
+
+    let before = snapshot(root);
+    let (dry, warnings) = ok_with_warnings(root, &["--dry-run"]);
+    assert_eq!(snapshot(root), before, "--dry-run wrote something");
+    for diff in [
+        "--- /etc/nginx/proxy_params\n",
+        "-proxy_set_header X-Forwarded-Protocol $scheme;\n+proxy_set_header X-Forwarded-Proto $scheme;\n",
+        "--- /etc/nginx/sites-available/synnefo\n",
+        "--- /etc/nginx/synnefo/headers.conf\n",
+    ] {
+        assert!(dry.contains(diff), "{diff} in {dry}");
+    }
+    assert!(
+        warnings.contains("'/etc/nginx/synnefo/headers.conf:4' names X-Forwarded-Protocol"),
+        "{warnings}"
+    );
+
+    ok(root, &[]);
+    assert_eq!(
+        String::from_utf8(read(root, "/etc/nginx/proxy_params")).unwrap(),
+        params.replace("Protocol $", "Proto $")
+    );
+    assert_eq!(
+        String::from_utf8(read(root, "/etc/nginx/sites-available/synnefo")).unwrap(),
+        "server { listen 443 ssl; location / { proxy_set_header X-Forwarded-Proto $scheme; include proxy_params; include synnefo/*.conf; proxy_pass http://127.0.0.1:8080; } } # proxy_set_header X-Forwarded-Protocol $scheme;\n"
+    );
+    assert_eq!(
+        read(root, "/etc/nginx/synnefo/headers.conf"),
+        b"proxy_set_header\n    'X-Forwarded-Proto'\n    $scheme; proxy_set_header X-Forwarded-Protocol-Other 1;\nmore_set_input_headers 'X-Forwarded-Protocol: https';\n"
+    );
+    assert_eq!(
+        fs::read_link(root.join("etc/nginx/sites-enabled/synnefo")).unwrap(),
+        Path::new("/etc/nginx/sites-available/synnefo"),
+        "written through the link, which stays"
+    );
+    let again = ok(root, &[]);
+    assert!(again.contains("nothing to convert"), "{again}");
+}
+
+#[test]
+fn gunicorn_wsgi_app_already_named_with_its_callable_is_not_added_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let django = "CONFIG = {\n 'mode': 'django',\n 'environment': {'DJANGO_SETTINGS_MODULE': 'synnefo.settings'},\n 'args': ('--bind=127.0.0.1:8080', 'synnefo.webproject.wsgi:application'),\n}\n";
+    let wsgi = "CONFIG = {\n 'mode': 'wsgi',\n 'working_dir': '/etc/synnefo',\n 'args': ['--workers=4', 'synnefo.webproject.wsgi:application'],\n}\n";
+    // Another application: Django mode too, but not Synnefo's.
+    let other = "CONFIG = {\n 'mode': 'django',\n 'working_dir': '/srv/shop',\n 'environment': {'DJANGO_SETTINGS_MODULE': 'shop.settings'},\n 'args': ('--bind=127.0.0.1:9000',),\n}\n";
+    write(root, "/etc/gunicorn.d/synnefo", django.as_bytes());
+    write(root, "/etc/gunicorn.d/synnefo-api", wsgi.as_bytes());
+    write(root, "/etc/gunicorn.d/shop", other.as_bytes());
+    let dry = ok(root, &["--dry-run"]);
+    assert!(
+        dry.contains("/etc/gunicorn.d/synnefo: mode django -> wsgi\n"),
+        "{dry}"
+    );
+    ok(root, &[]);
+    assert_eq!(
+        String::from_utf8(read(root, "/etc/gunicorn.d/synnefo")).unwrap(),
+        django.replace("'django'", "'wsgi'")
+    );
+    assert_eq!(read(root, "/etc/gunicorn.d/synnefo-api"), wsgi.as_bytes());
+    assert_eq!(read(root, "/etc/gunicorn.d/shop"), other.as_bytes());
+}

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
-use synnefo_upgrade::convert::webserver::{self, Server};
+use synnefo_upgrade::convert::webconf::{self, Server};
 use synnefo_upgrade::convert::{self, gunicorn, Change, Loaded};
 use synnefo_upgrade::error::{exit_code, EXIT_BAD_INPUT};
 use synnefo_upgrade::fsx::Root;
@@ -200,10 +200,11 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 
 /// Apache and nginx header rewrite: lines are kept one for one; only lines
 /// naming `X-Forwarded-Protocol` change, each by exactly that word; the count
-/// is the number of changed lines; a second rewrite changes nothing.
+/// is the number of renamed headers (at least one per changed line); a second
+/// rewrite changes nothing.
 pub fn apache_nginx(data: &[u8]) {
     for server in [Server::Apache, Server::Nginx] {
-        let (out, n) = webserver::rewrite_header(data, server);
+        let (out, n) = webconf::rewrite_header(data, server);
         assert_eq!(
             out.len() + 3 * n,
             data.len(),
@@ -220,8 +221,9 @@ pub fn apache_nginx(data: &[u8]) {
                 assert!(a.windows(17).any(|w| w == b"X-Forwarded-Proto"));
             }
         }
-        assert_eq!(changed, n, "{server:?}: count of changed lines");
-        let (again, m) = webserver::rewrite_header(&out, server);
+        assert!(changed <= n, "{server:?}: count of renamed headers");
+        assert_eq!(changed == 0, n == 0, "{server:?}: a rename changes a line");
+        let (again, m) = webconf::rewrite_header(&out, server);
         assert_eq!((m, &again), (0, &out), "{server:?}: second rewrite");
     }
 }

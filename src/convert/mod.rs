@@ -6,8 +6,10 @@
 //! - [`gunicorn`]: `/etc/gunicorn.d/*`: `mode` `django` → `wsgi`, the WSGI module
 //!   appended to `args`.
 //! - [`webserver`]: Apache sites renamed to `*.conf` (with their `sites-enabled`
-//!   links), `X-Forwarded-Protocol` → `X-Forwarded-Proto` (Apache, nginx), and
-//!   `/var/log/synnefo` owned by the synnefo user.
+//!   links), `conf.d` moved to `conf-available`, and `/var/log/synnefo` owned
+//!   by the synnefo user.
+//! - [`webconf`]: `X-Forwarded-Protocol` → `X-Forwarded-Proto` in every file
+//!   Apache and nginx read, includes followed.
 //! - [`hostile`]: links that lead outside `/etc` (never written through) and
 //!   world-writable settings files.
 //! - [`python`]: the tokenizer and literal parser the first two stand on.
@@ -37,6 +39,7 @@ pub mod gunicorn;
 pub mod hostile;
 pub mod python;
 pub mod settings;
+pub mod webconf;
 pub mod webserver;
 
 use anyhow::{Context, Result};

@@ -12,9 +12,8 @@
 //!   `conf-available/` link to the same file). When the destination exists
 //!   already, the file is left alone with a warning.
 //! - gunicorn 19 reads `X-Forwarded-Proto`, not `X-Forwarded-Protocol`: the
-//!   header name is rewritten in Apache `RequestHeader` and nginx
-//!   `proxy_set_header` lines (directive and header names case-insensitive;
-//!   comments, values and every other byte kept).
+//!   header is renamed wherever Apache and nginx read it ([`super::webconf`]),
+//!   in the files as these renames leave them.
 //! - `/var/log/synnefo` (Synnefo 0.19 logs to `synnefo.log` there) exists and
 //!   belongs to the `synnefo` user, ids read from `/etc/passwd`.
 
@@ -26,7 +25,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::{
-    is_leftover, list_dir, owner, passwd_ids, read_through, split_lines, Change, Conversion,
+    is_leftover, list_dir, owner, passwd_ids, read_through, split_lines, webconf, Change,
+    Conversion,
 };
 use crate::error::Fatal;
 use crate::fsx::Root;
@@ -41,66 +41,33 @@ pub const APACHE_CONF_D: &str = "/etc/apache2/conf.d";
 pub const APACHE_CONF_AVAILABLE: &str = "/etc/apache2/conf-available";
 /// Apache 2.4's enabled snippets (links, as `a2enconf` makes them).
 pub const APACHE_CONF_ENABLED: &str = "/etc/apache2/conf-enabled";
-/// Other Apache directories whose files may set the header.
-const APACHE_OTHER: [&str; 2] = ["/etc/apache2/sites-enabled", "/etc/apache2/conf-available"];
-/// nginx directories whose files may set the header.
-const NGINX: [&str; 3] = [
-    "/etc/nginx/sites-available",
-    "/etc/nginx/sites-enabled",
-    "/etc/nginx/conf.d",
-];
 /// Synnefo's log directory.
 pub const LOG_DIR: &str = "/var/log/synnefo";
-const OLD_HEADER: &[u8] = b"X-Forwarded-Protocol";
-const NEW_HEADER: &[u8] = b"X-Forwarded-Proto";
 
 /// Adds the web server and log directory changes to `out`.
 pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
     let available = Path::new(APACHE_AVAILABLE);
     let enabled = Path::new(APACHE_ENABLED);
-    let mut seen = BTreeSet::new();
     // Sites to rename: name -> name.conf.
     let mut renamed: BTreeMap<OsString, OsString> = BTreeMap::new();
     for name in list_dir(root, available)? {
-        if is_leftover(name.as_bytes()) {
+        if is_leftover(name.as_bytes()) || name.as_bytes().ends_with(b".conf") {
             continue;
         }
         let from = available.join(&name);
-        let Some(loaded) = read_through(root, &from)? else {
+        if read_through(root, &from)?.is_none() {
             continue;
-        };
-        let mut shown = from.clone();
-        let mut path = loaded.real.clone();
-        if !name.as_bytes().ends_with(b".conf") {
-            let new_name = with_conf(&name);
-            let to = available.join(&new_name);
-            if fs::symlink_metadata(root.path(&to)).is_ok() {
-                both_exist(out, &from, &to);
-            } else {
-                out.changes.push(Change::Rename {
-                    from: from.clone(),
-                    to: to.clone(),
-                });
-                renamed.insert(name.clone(), new_name);
-                if path == from {
-                    path = to.clone();
-                }
-                shown = to;
-            }
         }
-        seen.insert(loaded.real.clone());
-        let (new, n) = rewrite_header(&loaded.bytes, Server::Apache);
-        if n > 0 {
-            out.changes.push(Change::Edit {
-                path,
-                shown,
-                old: loaded.bytes.clone(),
-                new,
-                what: vec!["X-Forwarded-Protocol -> X-Forwarded-Proto".into()],
-            });
+        let new_name = with_conf(&name);
+        let to = available.join(&new_name);
+        if fs::symlink_metadata(root.path(&to)).is_ok() {
+            both_exist(out, &from, &to);
+        } else {
+            out.changes.push(Change::Rename { from, to });
+            renamed.insert(name.clone(), new_name);
         }
     }
-    conf_d(root, out, &mut seen)?;
+    conf_d(root, out)?;
     for name in list_dir(root, enabled)? {
         if is_leftover(name.as_bytes()) {
             continue;
@@ -144,56 +111,13 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
             Err(_) => {}
         }
     }
-    let renames: BTreeMap<PathBuf, PathBuf> = out
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Rename { from, to } => Some((from.clone(), to.clone())),
-            _ => None,
-        })
-        .collect();
-    let dirs = APACHE_OTHER
-        .iter()
-        .map(|d| (d, Server::Apache))
-        .chain(NGINX.iter().map(|d| (d, Server::Nginx)));
-    for (dir, server) in dirs {
-        let dir = Path::new(dir);
-        for name in list_dir(root, dir)? {
-            if is_leftover(name.as_bytes()) {
-                continue;
-            }
-            let Some(loaded) = read_through(root, &dir.join(&name))? else {
-                continue;
-            };
-            if !seen.insert(loaded.real.clone()) {
-                continue;
-            }
-            let (new, n) = rewrite_header(&loaded.bytes, server);
-            if n > 0 {
-                let path = renames
-                    .get(&loaded.real)
-                    .cloned()
-                    .unwrap_or(loaded.real.clone());
-                let shown = renames
-                    .get(&loaded.shown)
-                    .cloned()
-                    .unwrap_or(loaded.shown.clone());
-                out.changes.push(Change::Edit {
-                    path,
-                    shown,
-                    old: loaded.bytes,
-                    new,
-                    what: vec!["X-Forwarded-Protocol -> X-Forwarded-Proto".into()],
-                });
-            }
-        }
-    }
+    webconf::plan(root, out)?;
     log_dir(root, out)
 }
 
 /// Moves every `conf.d/` file to `conf-available/NAME.conf`, enabled by a
-/// `conf-enabled/` link, with the header rewritten.
-fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Result<()> {
+/// `conf-enabled/` link.
+fn conf_d(root: &Root, out: &mut Conversion) -> Result<()> {
     let conf_d = Path::new(APACHE_CONF_D);
     for name in list_dir(root, conf_d)? {
         if is_leftover(name.as_bytes()) {
@@ -209,7 +133,6 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
             with_conf(&name)
         };
         let to = Path::new(APACHE_CONF_AVAILABLE).join(&new_name);
-        let (new, n) = rewrite_header(&loaded.bytes, Server::Apache);
         if fs::symlink_metadata(root.path(&to)).is_ok() {
             out.warnings.push(format!(
                 "'{}' and '{}' both exist; '{}' left alone (Apache 2.4 does not read conf.d)",
@@ -219,7 +142,6 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
             ));
             continue;
         }
-        seen.insert(loaded.real.clone());
         if let Ok(target) = fs::read_link(root.path(&from)) {
             // conf.d and conf-available are siblings: an absolute target, or
             // one that leaves the directory first, leads to the same file from
@@ -250,20 +172,6 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
             } else {
                 out.changes.push(Change::Link { path: link, target });
             }
-        }
-        if n > 0 {
-            let path = if loaded.real == from {
-                to.clone()
-            } else {
-                loaded.real.clone()
-            };
-            out.changes.push(Change::Edit {
-                path,
-                shown: to,
-                old: loaded.bytes.clone(),
-                new,
-                what: vec!["X-Forwarded-Protocol -> X-Forwarded-Proto".into()],
-            });
         }
     }
     Ok(())
@@ -354,7 +262,7 @@ fn with_conf(name: &OsString) -> OsString {
 }
 
 /// `p` with `.` and `..` resolved lexically.
-fn lexical(p: &Path) -> PathBuf {
+pub(super) fn lexical(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {
@@ -366,15 +274,6 @@ fn lexical(p: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// Which web server's syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Server {
-    /// `RequestHeader ACTION HEADER …`.
-    Apache,
-    /// `proxy_set_header HEADER VALUE;`.
-    Nginx,
 }
 
 /// Words of a line with their byte ranges; a quoted word is one word.
@@ -405,48 +304,6 @@ fn words(line: &[u8]) -> Vec<(usize, usize)> {
         out.push((start, i));
     }
     out
-}
-
-/// `src` with the header renamed; and how many lines changed.
-pub fn rewrite_header(src: &[u8], server: Server) -> (Vec<u8>, usize) {
-    let (directive, index): (&[u8], usize) = match server {
-        Server::Apache => (b"RequestHeader", 2),
-        Server::Nginx => (b"proxy_set_header", 1),
-    };
-    let mut out = Vec::with_capacity(src.len());
-    let mut count = 0;
-    for line in split_lines(src) {
-        let w = words(line);
-        let hit = w
-            .first()
-            .is_some_and(|&(s, e)| line[s..e].eq_ignore_ascii_case(directive))
-            && w.get(index).is_some_and(|&(s, e)| {
-                let word = &line[s..e];
-                let inner = strip_quotes(word);
-                inner.eq_ignore_ascii_case(OLD_HEADER)
-            });
-        if !hit {
-            out.extend_from_slice(line);
-            continue;
-        }
-        let (s, e) = w[index];
-        let quoted = strip_quotes(&line[s..e]).len() != e - s;
-        let (s, e) = if quoted { (s + 1, e - 1) } else { (s, e) };
-        out.extend_from_slice(&line[..s]);
-        out.extend_from_slice(NEW_HEADER);
-        out.extend_from_slice(&line[e..]);
-        count += 1;
-    }
-    (out, count)
-}
-
-fn strip_quotes(word: &[u8]) -> &[u8] {
-    match (word.first(), word.last()) {
-        (Some(a), Some(b)) if word.len() >= 2 && a == b && (*a == b'"' || *a == b'\'') => {
-            &word[1..word.len() - 1]
-        }
-        _ => word,
-    }
 }
 
 /// `/var/log/synnefo` present and owned by the synnefo user.
@@ -489,28 +346,6 @@ fn log_dir(root: &Root, out: &mut Conversion) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn apache_and_nginx_headers_any_case_any_quoting() {
-        let src = b"  RequestHeader set X-Forwarded-Protocol \"https\"\r\n#RequestHeader set X-Forwarded-Protocol \"https\"\nrequestheader SET \"x-forwarded-protocol\" https early\nRequestHeader set X-Forwarded-Protocol-Other x\nHeader set X-Forwarded-Protocol x\n";
-        let (out, n) = rewrite_header(src, Server::Apache);
-        assert_eq!(n, 2);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "  RequestHeader set X-Forwarded-Proto \"https\"\r\n#RequestHeader set X-Forwarded-Protocol \"https\"\nrequestheader SET \"X-Forwarded-Proto\" https early\nRequestHeader set X-Forwarded-Protocol-Other x\nHeader set X-Forwarded-Protocol x\n"
-        );
-        let (out, n) = rewrite_header(
-            b"\tproxy_set_header X-FORWARDED-PROTOCOL $scheme;\n\tproxy_set_header Host $host;",
-            Server::Nginx,
-        );
-        assert_eq!(n, 1);
-        assert_eq!(
-            out,
-            b"\tproxy_set_header X-Forwarded-Proto $scheme;\n\tproxy_set_header Host $host;"
-        );
-        let (_, n) = rewrite_header(b"proxy_set_header X-Forwarded-Protocol;\n", Server::Nginx);
-        assert_eq!(n, 1);
-    }
 
     #[test]
     fn old_access_directives_any_case_not_in_comments() {

@@ -35,11 +35,7 @@ pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
         bail!("systemd is not PID 1: reboot into {want}'s systemd first");
     }
     let packages = ctx.facts.present_packages()?;
-    let old: Vec<String> = packages
-        .iter()
-        .filter(|p| node::is_synnefo_package(p) && !p.is_upstream(TO_VERSION))
-        .map(|p| format!("{} {}", p.name, p.version))
-        .collect();
+    let old = ctx.facts.synnefo_not_at(TO_VERSION)?;
     if !old.is_empty() {
         bail!(
             "Synnefo packages are not {TO_VERSION}: {}; finish the dist-upgrade ('apt-get dist-upgrade'), then run \

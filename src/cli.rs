@@ -83,6 +83,13 @@ pub enum Command {
     /// Before the dist-upgrade only: take back everything prepare changed (files
     /// byte for byte, masks, policy-rc.d, the finish unit) and start the
     /// services that ran. Refused, changing nothing, once dpkg changed a package.
+    ///
+    /// A conversion made before it (convert --force) is taken back too: renames
+    /// undone, the files and links it created removed, so each Apache site is
+    /// enabled once, as before. A file edited since prepare or convert is
+    /// restored all the same, and the edited version is kept beside it as
+    /// FILE.synnefo-upgrade-kept-YYYYmmddTHHMMSS~ (UTC, same mode and owner),
+    /// named in the output and the journal.
     Abort,
     /// Stop managed services that came up during a dpkg run (the APT
     /// DPkg::Post-Invoke hook runs this while the upgrade is armed).

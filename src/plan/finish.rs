@@ -260,26 +260,24 @@ pub(super) fn health_checks(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn remove_apt_config(ctx: &mut Ctx) -> Result<String> {
-    let mut undone = vec![format!(
-        "{}: {}",
-        apt::CONF_SNIPPET,
-        fsx::undo(&ctx.root, Path::new(apt::CONF_SNIPPET))?
-    )];
+    let mut undone = vec![fsx::undo(&ctx.root, Path::new(apt::CONF_SNIPPET))?.to_string()];
     // Abort also takes back the backports source and the pin; finish keeps them.
     if ctx.state.phase == Phase::Aborting {
         for file in [apt::BACKPORTS_LIST, apt::PIN_FILE] {
-            undone.push(format!(
-                "{file}: {}",
-                fsx::undo(&ctx.root, Path::new(file))?
-            ));
+            undone.push(fsx::undo(&ctx.root, Path::new(file))?.to_string());
         }
     }
     Ok(undone.join(", "))
 }
 
 pub(super) fn remove_policy_rcd(ctx: &mut Ctx) -> Result<String> {
-    policy_rcd::remove(&ctx.root)?;
-    Ok(format!("{} removed", paths::POLICY_RCD))
+    Ok(match policy_rcd::remove(&ctx.root)? {
+        Some(undone) => undone.to_string(),
+        None => format!(
+            "{} is not our link (taken back already, or never installed): left as it is",
+            paths::POLICY_RCD
+        ),
+    })
 }
 
 pub(super) fn report_dpkg_dist(ctx: &mut Ctx) -> Result<String> {

@@ -11,7 +11,8 @@ Exit codes:
   0  success
   1  a step failed (the report and the journal say which, and what to do)
   2  bad input or usage (configuration, state or file that cannot be parsed); nothing changed
-  3  preflight inhibited the upgrade; nothing changed
+  3  refused in the node's present state (a preflight inhibitor; abort once the
+     dist-upgrade started; convert before it, without --force); nothing changed
  75  another run holds the lock (the message names it); nothing changed: run again when it has ended";
 
 /// Upgrade a Synnefo 0.18.1 node on Debian wheezy to Synnefo 0.19 on jessie.
@@ -82,6 +83,13 @@ pub enum Command {
     /// Before the dist-upgrade only: take back everything prepare changed (files
     /// byte for byte, masks, policy-rc.d, the finish unit) and start the
     /// services that ran. Refused, changing nothing, once dpkg changed a package.
+    ///
+    /// A conversion made before it (convert --force) is taken back too: renames
+    /// undone, the files and links it created removed, so each Apache site is
+    /// enabled once, as before. A file edited since prepare or convert is
+    /// restored all the same, and the edited version is kept beside it as
+    /// FILE.synnefo-upgrade-kept-YYYYmmddTHHMMSS~ (UTC, same mode and owner),
+    /// named in the output and the journal.
     Abort,
     /// Stop managed services that came up during a dpkg run (the APT
     /// DPkg::Post-Invoke hook runs this while the upgrade is armed).
@@ -96,10 +104,21 @@ pub enum Command {
     },
     /// Config conversion alone: Synnefo settings, gunicorn and web server
     /// files to their 0.19 shape, all or nothing.
+    ///
+    /// Refused, changing nothing (exit 3), on a node not yet upgraded (not on
+    /// jessie, or Synnefo not 0.19): Synnefo 0.18.1 and Apache 2.2 do not read
+    /// that shape (the message says what this conversion would break), and
+    /// finish converts at the first boot under jessie. --dry-run is never
+    /// refused; --force converts all the same.
     Convert {
         /// Print unified diffs of what would change; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Convert a node not yet upgraded all the same (Synnefo 0.18.1 has no
+        /// FilterAllocator; Apache 2.2 reads conf.d/, not conf-available/). A
+        /// later prepare and abort take the conversion back.
+        #[arg(long)]
+        force: bool,
     },
     /// Check a VM owner changelog for fix_ip_history and report every bad line
     /// (exit 2); a valid file prints a summary. Changes nothing.
@@ -192,6 +211,20 @@ mod tests {
             );
         }
         let cli = Cli::parse_from(["synnefo-upgrade", "convert", "--dry-run"]);
-        assert!(matches!(cli.command, Command::Convert { dry_run: true }));
+        assert!(matches!(
+            cli.command,
+            Command::Convert {
+                dry_run: true,
+                force: false
+            }
+        ));
+        let cli = Cli::parse_from(["synnefo-upgrade", "convert", "--force"]);
+        assert!(matches!(
+            cli.command,
+            Command::Convert {
+                dry_run: false,
+                force: true
+            }
+        ));
     }
 }

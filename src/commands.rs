@@ -52,10 +52,13 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             let inhibited = report.findings.iter().any(|f| f.inhibitor);
             Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))
         }
-        Command::Convert { dry_run } => {
+        Command::Convert { dry_run, force } => {
             let config = config::load(&root, cli.config.as_deref())?;
             let mut conversion = convert::plan(&root, &config)?;
             if !dry_run && !conversion.is_empty() {
+                if !force {
+                    ensure_upgraded(&root, &config, &conversion)?;
+                }
                 // Locked only once there is something to write: a refused or
                 // empty conversion leaves the tree exactly as it was (the lock
                 // file names its holder). Planned again under the lock: a run
@@ -83,6 +86,26 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         Command::Abort => phase(&root, cli.config, false, runner::abort),
         Command::Guard => phase(&root, cli.config, false, runner::guard),
     }
+}
+
+/// `convert` gives the configuration the 0.19 shape, which the release before
+/// the dist-upgrade does not read: refused ([`Fatal::Inhibited`], exit 3: the
+/// node's state, not the input, is in the way; nothing changed) unless the
+/// node runs the release `finish` ends on (the OS `[release] os_to`, every
+/// Synnefo package at 0.19), as `finish` checks before its own conversion.
+fn ensure_upgraded(root: &Root, config: &Config, conversion: &convert::Conversion) -> Result<()> {
+    let os_to = &config.release.os_to;
+    let why = Facts::gather(root).not_upgraded(os_to, plan::finish::TO_VERSION);
+    if why.is_empty() {
+        return Ok(());
+    }
+    bail!(Fatal::Inhibited(format!(
+        "convert refused: this node is not upgraded yet ({}); the conversion gives the configuration the shape Synnefo 0.19 on {os_to} reads, which breaks this node: {}. \
+         'synnefo-upgrade finish' converts at the first boot under {os_to}; 'synnefo-upgrade convert --dry-run' shows the changes. \
+         To convert now all the same, run 'synnefo-upgrade convert --force' (a later prepare and abort take it back); nothing was changed",
+        why.join("; "),
+        conversion.old_release_breaks().join("; ")
+    )))
 }
 
 /// `prepare --download-only`: the new release's packages into the archive

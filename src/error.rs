@@ -11,8 +11,10 @@ pub enum Fatal {
     /// Bad input or usage: a config, changelog or file we cannot parse. Nothing changed.
     #[error("{0}")]
     BadInput(String),
-    /// The preflight found inhibitors. Nothing changed.
-    #[error("preflight inhibited the upgrade: {0}")]
+    /// Refused in the node's present state (the preflight found inhibitors,
+    /// abort after the dist-upgrade started, convert before it, ...); the
+    /// message says why. Nothing changed.
+    #[error("{0}")]
     Inhibited(String),
     /// Another run holds the lock. Nothing changed; run again once it ended.
     #[error("{0}")]
@@ -25,7 +27,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_STEP_FAILED: u8 = 1;
 /// Exit code: bad input or usage; nothing changed.
 pub const EXIT_BAD_INPUT: u8 = 2;
-/// Exit code: preflight inhibited; nothing changed.
+/// Exit code: refused in the node's present state (preflight inhibited, ...); nothing changed.
 pub const EXIT_INHIBITED: u8 = 3;
 /// Exit code: another run holds the lock; nothing changed (sysexits'
 /// `EX_TEMPFAIL`: not a fault to fix, run again once the other run ended).

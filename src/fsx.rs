@@ -5,14 +5,25 @@
 //! `fsync`, `rename`, `fsync` of the directory), a backup of the original first,
 //! symlinks (masks, enable links), removals and the append-only ledger.
 //! Other modules read freely but ask this one to write.
+//!
+//! Every change of a node path is also recorded ([`CHANGES`], read by
+//! [`changes`]): [`undo`] and [`undo_all`] take back exactly what we did
+//! (renames, the files and links we created, the files we replaced), and keep
+//! beside its file an edit the operator made since ([`KEPT_MARK`]).
 
 use anyhow::{Context, Result};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::paths;
+
+mod changes;
+use changes::{Changes, Entry};
+pub use changes::{CHANGES, WRITTEN_DIR};
 
 /// The system root every absolute path is resolved under (`/`, or `--root DIR`).
 #[derive(Debug, Clone)]
@@ -213,6 +224,10 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
     if fs::symlink_metadata(&dest).is_ok() {
         return Ok(true);
     }
+    // A path we created has no original: taking it back removes it.
+    if Changes::load(root)?.created(abs) {
+        return Ok(false);
+    }
     if let Some(parent) = dest_abs.parent() {
         ensure_dir(root, &parent.to_string_lossy(), 0o700)?;
     }
@@ -232,6 +247,7 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
         .with_context(|| format!("backing up '{}'", abs.display()))?;
     }
     sync_parent(&dest)?;
+    record(root, &Entry::Backup(abs.to_path_buf()))?;
     Ok(true)
 }
 
@@ -273,6 +289,58 @@ pub fn backup_designates(root: &Root, abs: &Path) -> Result<Option<PathBuf>> {
     root.resolve(&beside)
         .with_context(|| format!("following the backed-up link '{}'", abs.display()))
         .map(Some)
+}
+
+/// Appends `entry` to [`CHANGES`] (nothing for a path of ours), before the
+/// change itself: a change is never made unrecorded. A last line a crash cut
+/// short is dropped first.
+fn record(root: &Root, entry: &Entry) -> Result<()> {
+    if entry.paths().first().is_some_and(|p| changes::is_ours(p)) {
+        return Ok(());
+    }
+    ensure_private_dir(root, paths::STATE_DIR, true)?;
+    let mut file = open_append(root, CHANGES)?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading '{CHANGES}'"))?
+        .len();
+    if len > 0 {
+        let text = fs::read(root.path(CHANGES)).with_context(|| format!("reading '{CHANGES}'"))?;
+        if !text.ends_with(b"\n") {
+            let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            file.set_len(keep as u64)
+                .with_context(|| format!("dropping a cut line of '{CHANGES}'"))?;
+        }
+    }
+    file.write_all(format!("{}\n", entry.line()).as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("appending to '{CHANGES}'"))
+}
+
+/// Records that we are writing `content` into `abs`, with a copy of it (mode
+/// 0600, in our private directory) to compare the file with later.
+fn record_write(root: &Root, abs: &Path, content: &[u8]) -> Result<()> {
+    if changes::is_ours(abs) {
+        return Ok(());
+    }
+    let number = Changes::load(root)?.count() as u64;
+    ensure_private_dir(root, paths::STATE_DIR, true)?;
+    ensure_private_dir(root, WRITTEN_DIR, true)?;
+    let copy = Path::new(WRITTEN_DIR).join(number.to_string());
+    write_new(&root.path(&copy), content, 0o600, None)
+        .with_context(|| format!("keeping what is written into '{}'", abs.display()))?;
+    record(root, &Entry::Write(abs.to_path_buf(), number))
+}
+
+/// Drops the record of our changes ([`CHANGES`], [`WRITTEN_DIR`]) once
+/// `abort` has taken them all back: a later `prepare` starts a new one.
+pub fn forget_changes(root: &Root) -> Result<()> {
+    remove(root, Path::new(CHANGES))?;
+    match fs::remove_dir_all(root.path(WRITTEN_DIR)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing '{WRITTEN_DIR}'")),
+    }
 }
 
 /// Creates a temporary file beside `dest` (0600), lets `fill` write it, then
@@ -338,6 +406,7 @@ pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<
             (mode, None)
         }
     };
+    record_write(root, abs, content)?;
     write_new(&host, content, mode, owner).with_context(|| format!("replacing '{}'", abs.display()))
 }
 
@@ -360,6 +429,7 @@ pub fn symlink(root: &Root, abs: &Path, target: &Path) -> Result<()> {
     if fs::symlink_metadata(&host).is_ok() {
         backup(root, abs)?;
     }
+    record(root, &Entry::Link(abs.to_path_buf(), target.to_path_buf()))?;
     let tmp = temp_beside(&host);
     std::os::unix::fs::symlink(target, &tmp)
         .and_then(|()| fs::rename(&tmp, &host))
@@ -389,6 +459,7 @@ pub fn rename(root: &Root, from: &Path, to: &Path) -> Result<()> {
         );
     }
     backup(root, from)?;
+    record(root, &Entry::Rename(from.to_path_buf(), to.to_path_buf()))?;
     fs::rename(&host_from, &host_to)
         .with_context(|| format!("renaming '{}' to '{}'", from.display(), to.display()))?;
     sync_parent(&host_to)
@@ -397,26 +468,206 @@ pub fn rename(root: &Root, from: &Path, to: &Path) -> Result<()> {
 /// Makes directory `abs` exist (new: `mode`) and be owned by `uid:gid`
 /// (numeric ids; an existing directory keeps its mode).
 pub fn ensure_dir_owned(root: &Root, abs: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    ensure_dir(root, &abs.to_string_lossy(), mode)?;
     let host = root.path(abs);
+    // A directory we create is removed again by abort (when empty); one that
+    // existed gets its owner back.
+    let existed = host.is_dir();
+    ensure_dir(root, &abs.to_string_lossy(), mode)?;
     let meta = fs::metadata(&host).with_context(|| format!("reading '{}'", abs.display()))?;
     if (meta.uid(), meta.gid()) != (uid, gid) {
+        if existed {
+            record(
+                root,
+                &Entry::Owner(abs.to_path_buf(), meta.uid(), meta.gid()),
+            )?;
+        }
         std::os::unix::fs::chown(&host, Some(uid), Some(gid))
             .with_context(|| format!("changing the owner of '{}' to {uid}:{gid}", abs.display()))?;
     }
     Ok(())
 }
 
-/// Puts the backup of `abs` back in place, byte for byte with mode and owner
-/// (a link as the same link, its target verbatim), and drops the backup.
-/// Returns false when there is no backup.
-pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
+/// What taking back our change of one node path did, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undone {
+    /// The node path.
+    pub path: PathBuf,
+    /// What was done.
+    pub action: Action,
+    /// What it held that we did not leave there (an edit made since).
+    pub kept: Option<Kept>,
+}
+
+/// What was done to a path to take our change back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The original came back from its backup.
+    Restored,
+    /// It was ours (created, or renamed there): removed.
+    Removed,
+    /// Nothing there, nothing to do.
+    Absent,
+    /// Already as it was (restored earlier).
+    AsItWas,
+    /// The directory has its owner back.
+    OwnerBack,
+}
+
+/// An edit made since we left a path, found when taking our change back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// A file: its content is kept in this node file beside it.
+    Copy(PathBuf),
+    /// A link we did not make: it pointed here (nothing is kept beside a
+    /// link: in a directory that is read whole, a second link would enable
+    /// a site or start a service twice).
+    Link(PathBuf),
+}
+
+impl std::fmt::Display for Undone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let action = match self.action {
+            Action::Restored => "restored",
+            Action::Removed => "removed",
+            Action::Absent => "absent",
+            Action::AsItWas => "already as it was",
+            Action::OwnerBack => "owner put back",
+        };
+        write!(f, "{} {action}", self.path.display())?;
+        match &self.kept {
+            Some(Kept::Copy(copy)) => write!(
+                f,
+                " (edited since synnefo-upgrade changed it: that version is kept as {})",
+                copy.display()
+            ),
+            Some(Kept::Link(target)) => write!(
+                f,
+                " (changed since synnefo-upgrade made it: it was a link to {})",
+                target.display()
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The mark in the name of a kept copy: `NAME.synnefo-upgrade-kept-YYYYmmddTHHMMSS~`
+/// (UTC) beside `NAME`. The trailing `~` is the editor-backup mark that the
+/// readers of whole directories skip (gunicorn-debian in `/etc/gunicorn.d`,
+/// APT's `*.d` directories, `convert` itself) and `*.conf` globs do not
+/// match: a copy beside a gunicorn config does not start a second gunicorn.
+pub const KEPT_MARK: &str = ".synnefo-upgrade-kept-";
+
+/// When `abs` holds something we did not leave there (an edit made since),
+/// keeps it: a file's content in a copy beside it (mode and owner kept; an
+/// identical copy kept by an earlier run is reused), a link's target in the
+/// answer. Nothing when we know nothing of `abs` or it is as we left it.
+fn keep_edit(root: &Root, changes: &Changes, abs: &Path) -> Result<Option<Kept>> {
+    let host = root.path(abs);
+    let Ok(meta) = fs::symlink_metadata(&host) else {
+        return Ok(None);
+    };
+    let known = changes.known(root, abs);
+    if !known.any {
+        return Ok(None);
+    }
+    if meta.file_type().is_symlink() {
+        let target =
+            fs::read_link(&host).with_context(|| format!("reading link '{}'", abs.display()))?;
+        if known.links.contains(&target) {
+            return Ok(None);
+        }
+        log::warn!(
+            "'{}' was changed since synnefo-upgrade made it: it was a link to '{}'; it is taken back all the same",
+            abs.display(),
+            target.display()
+        );
+        return Ok(Some(Kept::Link(target)));
+    }
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let content = fs::read(&host).with_context(|| format!("reading '{}'", abs.display()))?;
+    if known
+        .files
+        .iter()
+        .any(|copy| fs::read(copy).is_ok_and(|c| c == content))
+    {
+        return Ok(None);
+    }
+    let copy = keep_copy(root, abs, &content, &meta)?;
+    log::warn!(
+        "'{}' was edited since synnefo-upgrade changed it: that version is kept as '{}'",
+        abs.display(),
+        copy.display()
+    );
+    Ok(Some(Kept::Copy(copy)))
+}
+
+/// Writes `content` (the file `abs` as `meta` describes it) into a new file
+/// beside it named with [`KEPT_MARK`]; returns its node path.
+fn keep_copy(root: &Root, abs: &Path, content: &[u8], meta: &fs::Metadata) -> Result<PathBuf> {
+    let host = root.path(abs);
+    let dir = host.parent().unwrap_or(Path::new("/"));
+    let mut prefix = host
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    prefix.extend_from_slice(KEPT_MARK.as_bytes());
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if name.starts_with(&prefix)
+                && name.ends_with(b"~")
+                && fs::read(entry.path()).is_ok_and(|c| c == content)
+            {
+                return Ok(root.node_path(&entry.path()));
+            }
+        }
+    }
+    let stamp: String = crate::status::rfc3339(crate::state::now())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .filter(|c| *c != 'Z')
+        .collect();
+    for n in 1u32.. {
+        let mut name = prefix.clone();
+        name.extend_from_slice(stamp.as_bytes());
+        if n > 1 {
+            name.extend_from_slice(format!("-{n}").as_bytes());
+        }
+        name.push(b'~');
+        let dest = dir.join(OsString::from_vec(name));
+        if fs::symlink_metadata(&dest).is_ok() {
+            continue;
+        }
+        write_new(
+            &dest,
+            content,
+            meta.mode() & 0o7777,
+            Some((meta.uid(), meta.gid())),
+        )
+        .with_context(|| format!("keeping the edited '{}'", abs.display()))?;
+        return Ok(root.node_path(&dest));
+    }
+    unreachable!("u32 names exhausted")
+}
+
+/// Puts the backup of `abs` back in place, byte for byte with mode and owner,
+/// and drops the backup; an edit made since is kept first (see
+/// [`keep_edit`]). `None` when there is no backup.
+pub fn restore(root: &Root, abs: &Path) -> Result<Option<Undone>> {
+    restore_with(root, &Changes::load(root)?, abs)
+}
+
+fn restore_with(root: &Root, changes: &Changes, abs: &Path) -> Result<Option<Undone>> {
     let backup_abs = backup_path(abs);
     let backup_host = root.path(&backup_abs);
     let meta = match fs::symlink_metadata(&backup_host) {
         Ok(m) => m,
-        Err(_) => return Ok(false),
+        Err(_) => return Ok(None),
     };
+    let kept = keep_edit(root, changes, abs)?;
     let host = root.path(abs);
     if meta.file_type().is_symlink() {
         let target = fs::read_link(&backup_host)
@@ -437,7 +688,11 @@ pub fn restore(root: &Root, abs: &Path) -> Result<bool> {
     fs::remove_file(&backup_host)
         .with_context(|| format!("dropping backup of '{}'", abs.display()))?;
     sync_parent(&host)?;
-    Ok(true)
+    Ok(Some(Undone {
+        path: abs.to_path_buf(),
+        action: Action::Restored,
+        kept,
+    }))
 }
 
 /// Opens node file `abs` of ours with `options`, only as the regular file it
@@ -509,22 +764,36 @@ pub fn append_line(root: &Root, abs: &str, line: &str) -> Result<()> {
         .with_context(|| format!("appending to '{abs}'"))
 }
 
-/// Undoes our change of node path `abs`: the original comes back from its
-/// backup when there is one (we modified or replaced it), otherwise the path
-/// is removed (we created it). Returns what was done, for reports.
-pub fn undo(root: &Root, abs: &Path) -> Result<&'static str> {
-    if restore(root, abs)? {
-        Ok("restored")
-    } else if fs::symlink_metadata(root.path(abs)).is_ok() {
-        remove(root, abs)?;
-        Ok("removed")
-    } else {
-        Ok("absent")
-    }
+/// Takes back our change of node path `abs`: the original comes back from
+/// its backup when there is one (we modified or replaced it); otherwise the
+/// path is removed, unless the record says it existed before (its backup was
+/// put back already). An edit made since is kept first (see [`keep_edit`]).
+pub fn undo(root: &Root, abs: &Path) -> Result<Undone> {
+    undo_with(root, &Changes::load(root)?, abs)
 }
 
-/// Restores every backup (see [`restore`]); returns the node paths restored.
-pub fn restore_all(root: &Root) -> Result<Vec<PathBuf>> {
+fn undo_with(root: &Root, changes: &Changes, abs: &Path) -> Result<Undone> {
+    if let Some(done) = restore_with(root, changes, abs)? {
+        return Ok(done);
+    }
+    let undone = |action, kept| Undone {
+        path: abs.to_path_buf(),
+        action,
+        kept,
+    };
+    if changes.existed(abs) {
+        return Ok(undone(Action::AsItWas, None));
+    }
+    if fs::symlink_metadata(root.path(abs)).is_err() {
+        return Ok(undone(Action::Absent, None));
+    }
+    let kept = keep_edit(root, changes, abs)?;
+    remove(root, abs)?;
+    Ok(undone(Action::Removed, kept))
+}
+
+/// Node paths with a backup, sorted.
+fn backed_up(root: &Root) -> Result<Vec<PathBuf>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -542,17 +811,52 @@ pub fn restore_all(root: &Root) -> Result<Vec<PathBuf>> {
         walk(&base, &mut found).with_context(|| format!("listing '{}'", paths::BACKUP_DIR))?;
     }
     found.sort();
-    let mut restored = Vec::new();
-    for host in found {
-        let Ok(rel) = host.strip_prefix(&base) else {
+    Ok(found
+        .iter()
+        .filter_map(|host| host.strip_prefix(&base).ok())
+        .map(|rel| Path::new("/").join(rel))
+        .collect())
+}
+
+/// Takes back every change recorded and restores every backup: the paths we
+/// created (files, links, rename targets) are removed, first, while the
+/// originals they are compared with are still in the backups; then every
+/// original comes back; then the directories whose owner we changed get it
+/// back. An edit made since is kept beside its file ([`keep_edit`]). Returns
+/// what was done, path by path.
+pub fn undo_all(root: &Root) -> Result<Vec<Undone>> {
+    let changes = Changes::load(root)?;
+    let mut done = Vec::new();
+    for abs in changes.paths() {
+        let has_backup = fs::symlink_metadata(root.path(backup_path(&abs))).is_ok();
+        if changes::is_ours(&abs) || has_backup || !changes.created(&abs) {
             continue;
-        };
-        let abs = Path::new("/").join(rel);
-        if restore(root, &abs)? {
-            restored.push(abs);
+        }
+        let undone = undo_with(root, &changes, &abs)?;
+        if undone.action != Action::Absent {
+            done.push(undone);
         }
     }
-    Ok(restored)
+    for abs in backed_up(root)? {
+        done.extend(restore_with(root, &changes, &abs)?);
+    }
+    for (abs, uid, gid) in changes.owners() {
+        let host = root.path(&abs);
+        let Ok(meta) = fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if !meta.is_dir() || (meta.uid(), meta.gid()) == (uid, gid) {
+            continue;
+        }
+        std::os::unix::fs::chown(&host, Some(uid), Some(gid))
+            .with_context(|| format!("giving '{}' its owner {uid}:{gid} back", abs.display()))?;
+        done.push(Undone {
+            path: abs,
+            action: Action::OwnerBack,
+            kept: None,
+        });
+    }
+    Ok(done)
 }
 
 /// Whether `err` is a full disk (`ENOSPC`, `EDQUOT`) somewhere in its chain.
@@ -766,7 +1070,7 @@ mod tests {
             "first backup is the original"
         );
 
-        assert!(restore(&root, abs).unwrap());
+        assert!(restore(&root, abs).unwrap().is_some());
         assert_eq!(fs::read(root.path(abs)).unwrap(), b"original\n");
         assert_eq!(fs::metadata(root.path(abs)).unwrap().mode() & 0o7777, 0o640);
         assert!(!backup.exists());
@@ -812,6 +1116,184 @@ mod tests {
         fs::write(root.path(a), b"two\n").unwrap();
         assert!(rename(&root, a, b).is_err());
         assert_eq!(fs::read(root.path(b)).unwrap(), b"one\n");
+    }
+
+    /// Every entry under `dir`: file content and mode, or link target.
+    fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(d) = pending.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                let what = if meta.file_type().is_symlink() {
+                    format!("-> {}", fs::read_link(&path).unwrap().display())
+                } else if meta.is_dir() {
+                    pending.push(path.clone());
+                    format!("dir {:o}", meta.mode() & 0o7777)
+                } else {
+                    format!(
+                        "{:o} {}",
+                        meta.mode() & 0o7777,
+                        fs::read_to_string(&path).unwrap_or_default()
+                    )
+                };
+                out.insert(rel, what);
+            }
+        }
+        out
+    }
+
+    /// Node file `abs` under `root`, as text.
+    fn text(root: &Root, abs: &str) -> String {
+        fs::read_to_string(root.path(abs)).unwrap_or_else(|e| panic!("{abs}: {e}"))
+    }
+
+    #[test]
+    fn undo_all_takes_back_renames_links_and_created_files_and_keeps_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let p = Path::new;
+        fs::create_dir_all(root.path("/etc/x/enabled")).unwrap();
+        fs::write(root.path("/etc/x/site"), "site\n").unwrap();
+        fs::write(root.path("/etc/x/plain"), "plain\n").unwrap();
+        fs::set_permissions(root.path("/etc/x/plain"), fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink("../site", root.path("/etc/x/enabled/site")).unwrap();
+        let before = tree(dir.path());
+
+        // A conversion: the site renamed and rewritten, its link following.
+        rename(&root, p("/etc/x/site"), p("/etc/x/site.conf")).unwrap();
+        write_file(&root, p("/etc/x/site.conf"), b"site converted\n", 0o644).unwrap();
+        backup(&root, p("/etc/x/enabled/site")).unwrap();
+        symlink(&root, p("/etc/x/enabled/site.conf"), p("../site.conf")).unwrap();
+        remove(&root, p("/etc/x/enabled/site")).unwrap();
+        // Files and links made, a file rewritten; a link of ours made twice is still ours.
+        write_file(&root, p("/etc/x/new"), b"ours\n", 0o644).unwrap();
+        write_file(&root, p("/etc/x/plain"), b"plain ours\n", 0o644).unwrap();
+        symlink(&root, p("/etc/x/made"), p("/dev/null")).unwrap();
+        symlink(&root, p("/etc/x/made"), p("/dev/zero")).unwrap();
+        assert!(
+            !root.path(backup_path(p("/etc/x/made"))).exists(),
+            "ours: no backup"
+        );
+
+        // The operator's edits since.
+        fs::write(root.path("/etc/x/site.conf"), "site edited\n").unwrap();
+        fs::write(root.path("/etc/x/plain"), "plain edited\n").unwrap();
+        fs::remove_file(root.path("/etc/x/made")).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", root.path("/etc/x/made")).unwrap();
+
+        let done = undo_all(&root).unwrap();
+        let kept = |abs: &str| {
+            done.iter()
+                .find(|u| u.path == p(abs))
+                .unwrap_or_else(|| panic!("{abs} not in {done:?}"))
+                .kept
+                .clone()
+        };
+        let Some(Kept::Copy(site_copy)) = kept("/etc/x/site.conf") else {
+            panic!("{done:?}")
+        };
+        let Some(Kept::Copy(plain_copy)) = kept("/etc/x/plain") else {
+            panic!("{done:?}")
+        };
+        assert_eq!(kept("/etc/x/made"), Some(Kept::Link("/elsewhere".into())));
+        assert_eq!(kept("/etc/x/new"), None, "ours, unedited: no copy");
+        assert_eq!(kept("/etc/x/enabled/site.conf"), None);
+        assert_eq!(text(&root, &site_copy.to_string_lossy()), "site edited\n");
+        assert_eq!(text(&root, &plain_copy.to_string_lossy()), "plain edited\n");
+        assert!(site_copy.starts_with("/etc/x/") && plain_copy.starts_with("/etc/x/"));
+        let name = plain_copy
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("plain.synnefo-upgrade-kept-2") && name.ends_with('~'),
+            "{name}"
+        );
+        assert_eq!(
+            fs::metadata(root.path(&plain_copy)).unwrap().mode() & 0o7777,
+            0o640,
+            "the copy has the edited file's mode"
+        );
+        // Everything else is as it was.
+        fs::remove_file(root.path(&site_copy)).unwrap();
+        fs::remove_file(root.path(&plain_copy)).unwrap();
+        let after = tree(dir.path());
+        let ours = |t: std::collections::BTreeMap<PathBuf, String>| {
+            t.into_iter()
+                .filter(|(k, _)| !k.starts_with("var"))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(ours(after), ours(before));
+    }
+
+    #[test]
+    fn a_kept_edit_is_kept_once_and_a_write_cut_short_is_no_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let abs = Path::new("/etc/apt/sources.list");
+        fs::create_dir_all(root.path("/etc/apt")).unwrap();
+        fs::write(root.path(abs), "wheezy\n").unwrap();
+        write_file(&root, abs, b"jessie\n", 0o644).unwrap();
+        fs::write(root.path(abs), "jessie, edited\n").unwrap();
+        let changes = Changes::load(&root).unwrap();
+        let first = keep_edit(&root, &changes, abs).unwrap();
+        let again = keep_edit(&root, &changes, abs).unwrap();
+        assert!(matches!(first, Some(Kept::Copy(_))), "{first:?}");
+        assert_eq!(first, again, "a rerun reuses the copy");
+        let copies = fs::read_dir(root.path("/etc/apt"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(KEPT_MARK)
+            })
+            .count();
+        assert_eq!(copies, 1);
+        // Recorded, then a crash before the write: the file is the original, no edit.
+        let other = Path::new("/etc/apt/sources.list.d/grnet.list");
+        fs::create_dir_all(root.path("/etc/apt/sources.list.d")).unwrap();
+        fs::write(root.path(other), "grnet wheezy\n").unwrap();
+        backup(&root, other).unwrap();
+        record_write(&root, other, b"grnet jessie\n").unwrap();
+        let restored = restore(&root, other).unwrap().unwrap();
+        assert_eq!(restored.kept, None);
+        assert_eq!(
+            text(&root, "/etc/apt/sources.list.d/grnet.list"),
+            "grnet wheezy\n"
+        );
+        // Taken back, the record is dropped.
+        undo_all(&root).unwrap();
+        forget_changes(&root).unwrap();
+        assert!(!root.path(CHANGES).exists() && !root.path(WRITTEN_DIR).exists());
+        assert_eq!(text(&root, "/etc/apt/sources.list"), "wheezy\n");
+    }
+
+    #[test]
+    fn a_directory_gets_its_owner_back() {
+        // Changing an owner to another user needs root; the tests run as root
+        // in the CI's containers and VMs.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let abs = Path::new("/var/log/synnefo");
+        fs::create_dir_all(root.path(abs)).unwrap();
+        std::os::unix::fs::chown(root.path(abs), Some(0), Some(0)).unwrap();
+        ensure_dir_owned(&root, abs, 0o755, 4242, 4243).unwrap();
+        assert_eq!(fs::metadata(root.path(abs)).unwrap().uid(), 4242);
+        let done = undo_all(&root).unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert_eq!(done[0].action, Action::OwnerBack);
+        let meta = fs::metadata(root.path(abs)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0));
     }
 
     #[test]
@@ -868,7 +1350,7 @@ mod tests {
             symlink(&root, Path::new(at), Path::new("/usr/sbin/synnefo-upgrade")).unwrap();
         }
         for (at, target, _) in cases {
-            assert!(restore(&root, Path::new(at)).unwrap());
+            assert!(restore(&root, Path::new(at)).unwrap().is_some());
             assert_eq!(fs::read_link(root.path(at)).unwrap(), Path::new(target));
             let meta = fs::symlink_metadata(root.path(at)).unwrap();
             assert_eq!((meta.uid(), meta.gid()), owner, "{at}: its owner");

@@ -323,15 +323,13 @@ pub fn install(root: &Root) -> Result<()> {
     fsx::symlink(root, Path::new(paths::POLICY_RCD), Path::new(paths::BINARY))
 }
 
-/// Removes ours and puts back the previous one, byte for byte.
-pub fn remove(root: &Root) -> Result<()> {
+/// Removes ours and puts back the previous one, byte for byte. Returns what
+/// was done (`None`: ours was not installed).
+pub fn remove(root: &Root) -> Result<Option<fsx::Undone>> {
     if !is_installed(root) {
-        return Ok(());
+        return Ok(None);
     }
-    if !fsx::restore(root, Path::new(paths::POLICY_RCD))? {
-        fsx::remove(root, Path::new(paths::POLICY_RCD))?;
-    }
-    Ok(())
+    fsx::undo(root, Path::new(paths::POLICY_RCD)).map(Some)
 }
 
 #[cfg(test)]

@@ -573,7 +573,11 @@ pub fn ensure_no_inhibitor(findings: &[Finding]) -> anyhow::Result<()> {
     if blocking.is_empty() {
         Ok(())
     } else {
-        Err(Fatal::Inhibited(blocking.join("; ")).into())
+        Err(Fatal::Inhibited(format!(
+            "preflight inhibited the upgrade: {}",
+            blocking.join("; ")
+        ))
+        .into())
     }
 }
 

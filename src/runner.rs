@@ -306,6 +306,8 @@ pub fn abort(ctx: &mut Ctx) -> Result<()> {
     ctx.state.phase = Phase::Aborting;
     ctx.state.save(&ctx.root)?;
     run_steps(ctx, PhaseKind::Abort, false)?;
+    // Every change is taken back: a later prepare starts a new record.
+    crate::fsx::forget_changes(&ctx.root)?;
     ctx.state.phase = Phase::Aborted;
     ctx.state.save(&ctx.root)?;
     logging::phase_done(

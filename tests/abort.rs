@@ -361,3 +361,260 @@ fn crash_during_abort_then_rerun_converges() {
         );
     }
 }
+
+/// The files whose name starts with `name` + ".synnefo-upgrade-kept-" beside
+/// node path `abs` (the copies abort keeps of edits made since).
+fn kept_beside(node: &Node, abs: &str) -> Vec<std::path::PathBuf> {
+    let host = node.path(abs);
+    let prefix = format!(
+        "{}.synnefo-upgrade-kept-",
+        host.file_name().unwrap().to_string_lossy()
+    );
+    let Ok(dir) = fs::read_dir(host.parent().unwrap()) else {
+        return Vec::new();
+    };
+    let mut found: Vec<_> = dir
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// `tree` without the kept copies of edits (`*.synnefo-upgrade-kept-*`) and
+/// the directories that stay only because they hold one (a directory prepare
+/// created is removed only when empty again).
+fn without_kept(
+    tree: std::collections::BTreeMap<std::path::PathBuf, String>,
+    before: &std::collections::BTreeMap<std::path::PathBuf, String>,
+) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    let kept: Vec<std::path::PathBuf> = tree
+        .keys()
+        .filter(|p| p.to_string_lossy().contains(".synnefo-upgrade-kept-"))
+        .cloned()
+        .collect();
+    tree.into_iter()
+        .filter(|(p, _)| {
+            !kept.contains(p) && (before.contains_key(p) || !kept.iter().any(|k| k.starts_with(p)))
+        })
+        .collect()
+}
+
+#[test]
+fn edits_made_after_prepare_are_kept_beside_their_files_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    let before = without_our_records(node.snapshot());
+    node.ok(&["prepare"]);
+    // The operator edits files prepare rewrote (a backup exists) and files
+    // prepare created (no backup): each edit is theirs alone.
+    let mut edited = Vec::new();
+    for (abs, line) in [
+        (
+            "/etc/apt/sources.list",
+            "deb http://mirror.example.org/extra jessie main\n",
+        ),
+        ("/etc/apt/sources.list.d/grnet.list", "# pinned by hand\n"),
+        (
+            "/etc/apt/preferences.d/synnefo-upgrade-gevent",
+            "# keep me\n",
+        ),
+        (
+            "/etc/apt/sources.list.d/synnefo-upgrade-backports.list",
+            "# mine\n",
+        ),
+    ] {
+        let mut text = fs::read_to_string(node.path(abs)).unwrap();
+        text.push_str(line);
+        fs::write(node.path(abs), &text).unwrap();
+        edited.push((abs, text));
+    }
+    let mode = |abs: &str| fs::metadata(node.path(abs)).unwrap().permissions().mode() & 0o7777;
+    let out = node.ok(&["abort"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recorded = node.step("abort", "restore-backups")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+        + node.step("abort", "remove-apt-config")["message"]
+            .as_str()
+            .unwrap_or_default();
+    for (abs, text) in &edited {
+        let kept = kept_beside(&node, abs);
+        assert_eq!(kept.len(), 1, "{abs}: {kept:?}\n{said}");
+        assert_eq!(&fs::read_to_string(&kept[0]).unwrap(), text, "{abs}");
+        let kept_abs = format!("/{}", kept[0].strip_prefix(node.root()).unwrap().display());
+        assert!(
+            said.contains(&kept_abs),
+            "abort's output does not name {kept_abs}:\n{said}"
+        );
+        assert!(
+            recorded.contains(&kept_abs),
+            "the step records do not name {kept_abs}: {recorded}"
+        );
+        assert_eq!(
+            fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o7777,
+            if abs.ends_with("grnet.list") {
+                0o640
+            } else {
+                0o644
+            },
+            "{abs}: the kept copy has the file's mode"
+        );
+    }
+    // Everything else is exactly as before prepare: originals restored, created files gone.
+    assert_eq!(
+        without_kept(without_our_records(node.snapshot()), &before),
+        before
+    );
+    assert_eq!(mode("/etc/apt/sources.list.d/grnet.list"), 0o640);
+    // A second abort keeps nothing more.
+    node.ok(&["abort"]);
+    for (abs, _) in &edited {
+        assert_eq!(kept_beside(&node, abs).len(), 1, "{abs}");
+    }
+}
+
+#[test]
+fn an_unedited_file_is_restored_without_a_copy() {
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.ok(&["prepare"]);
+    node.ok(&["abort"]);
+    for abs in [
+        "/etc/apt/sources.list",
+        "/etc/apt/sources.list.d/grnet.list",
+        "/etc/apt/preferences.d/synnefo-upgrade-gevent",
+    ] {
+        assert!(kept_beside(&node, abs).is_empty(), "{abs}");
+    }
+}
+
+/// An Apache 2.2 node as snf-deploy leaves it: sites without `.conf`, enabled
+/// by relative and absolute links, a site enabled as a plain file, a `conf.d`
+/// snippet (a file and a link), a gunicorn config in django mode.
+fn apache_node() -> Node {
+    let mut node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.package("apache2", "2.2.22-13+deb7u13", None);
+    let site =
+        "<VirtualHost *:80>\n  RequestHeader set X-Forwarded-Protocol \"http\"\n</VirtualHost>\n";
+    node.write("/etc/apache2/sites-available/synnefo", site, 0o644);
+    node.write("/etc/apache2/sites-available/synnefo-ssl", site, 0o644);
+    node.write(
+        "/etc/apache2/sites-available/default",
+        "<VirtualHost *:80>\n</VirtualHost>\n",
+        0o644,
+    );
+    node.link(
+        "../sites-available/synnefo",
+        "/etc/apache2/sites-enabled/synnefo",
+    );
+    node.link(
+        "/etc/apache2/sites-available/synnefo-ssl",
+        "/etc/apache2/sites-enabled/synnefo-ssl",
+    );
+    node.link(
+        "../sites-available/default",
+        "/etc/apache2/sites-enabled/000-default",
+    );
+    node.write(
+        "/etc/apache2/sites-enabled/legacy",
+        "<VirtualHost *:8080>\n</VirtualHost>\n",
+        0o644,
+    );
+    node.write("/etc/apache2/conf.d/security", "ServerTokens Prod\n", 0o644);
+    node.write(
+        "/etc/apache2/other/charset",
+        "AddDefaultCharset UTF-8\n",
+        0o644,
+    );
+    node.link("../other/charset", "/etc/apache2/conf.d/charset");
+    node.write(
+        "/etc/gunicorn.d/synnefo",
+        "CONFIG = {\n 'mode': 'django',\n 'args': (\n   '--bind=127.0.0.1:8080',\n ),\n}\n",
+        0o644,
+    );
+    node
+}
+
+/// The entries of node directory `abs`: name and link target (or "file").
+fn entries(node: &Node, abs: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = fs::read_dir(node.path(abs))
+        .map(|d| {
+            d.map(|e| {
+                let e = e.unwrap();
+                let target = fs::read_link(e.path())
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "file".into());
+                (e.file_name().to_string_lossy().into_owned(), target)
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn convert_then_prepare_then_abort_leaves_every_site_enabled_once() {
+    let node = apache_node();
+    let before = without_our_records(node.snapshot());
+    let enabled = entries(&node, "/etc/apache2/sites-enabled");
+    node.ok(&["convert", "--force"]);
+    assert!(
+        node.path("/etc/apache2/sites-enabled/synnefo.conf")
+            .exists(),
+        "convert did not rename: the test proves nothing"
+    );
+    assert!(node
+        .path("/etc/apache2/conf-enabled/security.conf")
+        .exists());
+    node.ok(&["prepare"]);
+    node.ok(&["abort"]);
+    assert_eq!(entries(&node, "/etc/apache2/sites-enabled"), enabled);
+    assert_eq!(without_our_records(node.snapshot()), before);
+}
+
+#[test]
+fn convert_then_abort_keeps_an_edit_of_a_renamed_file_and_undoes_the_rename() {
+    let node = apache_node();
+    let before = without_our_records(node.snapshot());
+    node.ok(&["prepare"]);
+    node.ok(&["convert", "--force"]);
+    // Edited after the conversion, under the new names.
+    let site = node.path("/etc/apache2/sites-available/synnefo.conf");
+    let mut text = fs::read_to_string(&site).unwrap();
+    text.push_str("# ServerAlias added by hand\n");
+    fs::write(&site, &text).unwrap();
+    let snippet = node.path("/etc/apache2/conf-available/security.conf");
+    fs::write(&snippet, "ServerTokens Minimal\n").unwrap();
+    let out = node.ok(&["abort"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let kept = kept_beside(&node, "/etc/apache2/sites-available/synnefo.conf");
+    assert_eq!(kept.len(), 1, "{kept:?}\n{said}");
+    assert_eq!(fs::read_to_string(&kept[0]).unwrap(), text);
+    assert!(
+        said.contains(&kept[0].file_name().unwrap().to_string_lossy().into_owned()),
+        "{said}"
+    );
+    let kept = kept_beside(&node, "/etc/apache2/conf-available/security.conf");
+    assert_eq!(kept.len(), 1, "{kept:?}\n{said}");
+    assert_eq!(
+        fs::read_to_string(&kept[0]).unwrap(),
+        "ServerTokens Minimal\n"
+    );
+    // The copies are where Apache 2.2 does not look (sites-available,
+    // conf-available); everything else is as before: renames undone.
+    assert_eq!(
+        without_kept(without_our_records(node.snapshot()), &before),
+        before
+    );
+}

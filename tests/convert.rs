@@ -39,10 +39,32 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of fixture `name` whose synnefo user is whoever runs the tests.
+/// dpkg's status paragraph of an installed Synnefo package.
+fn synnefo_package(name: &str, version: &str) -> String {
+    format!("Package: {name}\nStatus: install ok installed\nArchitecture: all\nSource: synnefo\nVersion: {version}\nDescription: {name}\n")
+}
+
+/// Makes `root` a node on `os` (its os-release) with snf-common at
+/// `version` (dpkg's status).
+fn release(root: &Path, os: &str, number: &str, version: &str) {
+    let os_release = format!("PRETTY_NAME=\"Debian GNU/Linux {number} ({os})\"\nVERSION_ID=\"{number}\"\nVERSION=\"{number} ({os})\"\nID=debian\n");
+    write(root, "/etc/os-release", os_release.as_bytes());
+    let status = synnefo_package("snf-common", version);
+    write(root, "/var/lib/dpkg/status", status.as_bytes());
+}
+
+/// A node after its dist-upgrade (jessie, Synnefo 0.19), where `convert`
+/// converts without `--force`.
+fn upgraded(root: &Path) {
+    release(root, "jessie", "8", "0.19-1~jessie");
+}
+
+/// A copy of fixture `name` whose synnefo user is whoever runs the tests, on
+/// an upgraded node.
 fn node(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture(name), dir.path());
+    upgraded(dir.path());
     let me = fs::metadata(dir.path()).unwrap();
     let passwd = format!(
         "root:x:0:0:root:/root:/bin/bash\nsynnefo:x:{}:{}:Synnefo,,,:/var/lib/synnefo:/bin/false\n",
@@ -326,9 +348,10 @@ fn cyclades_node_with_memcached_caches_converts_byte_for_byte() {
     assert_eq!(snapshot(root), converted);
 }
 
-/// A node with only `/etc/synnefo` files and a synnefo user.
+/// An upgraded node with only `/etc/synnefo` files and a synnefo user.
 fn settings_node(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    upgraded(dir.path());
     let me = fs::metadata(dir.path()).unwrap();
     let passwd = format!("synnefo:x:{}:{}::/:/bin/false\n", me.uid(), me.gid());
     write(dir.path(), "/etc/passwd", passwd.as_bytes());
@@ -606,6 +629,7 @@ fn unknown_cache_scheme_and_broken_gunicorn_config_are_refused() {
 fn apache_conf_d_moves_to_conf_available_enabled_with_the_header_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    upgraded(root);
     let header = b"RequestHeader set X-Forwarded-Protocol \"https\"\n# keep me\n";
     write(root, "/etc/apache2/conf.d/synnefo-proxy", header);
     write(
@@ -700,6 +724,7 @@ fn ok_with_warnings(root: &Path, args: &[&str]) -> (String, String) {
 fn x_forwarded_protocol_is_renamed_wherever_apache_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    upgraded(root);
     // The main file sets it, and pulls in the enabled sites (2.2 style, a directory).
     write(
         root,
@@ -817,6 +842,7 @@ fn x_forwarded_protocol_is_renamed_wherever_apache_reads_it() {
 fn x_forwarded_protocol_is_renamed_wherever_nginx_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    upgraded(root);
     write(
         root,
         "/etc/nginx/nginx.conf",
@@ -882,6 +908,7 @@ fn x_forwarded_protocol_is_renamed_wherever_nginx_reads_it() {
 fn gunicorn_wsgi_app_already_named_with_its_callable_is_not_added_again() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    upgraded(root);
     let django = "CONFIG = {\n 'mode': 'django',\n 'environment': {'DJANGO_SETTINGS_MODULE': 'synnefo.settings'},\n 'args': ('--bind=127.0.0.1:8080', 'synnefo.webproject.wsgi:application'),\n}\n";
     let wsgi = "CONFIG = {\n 'mode': 'wsgi',\n 'working_dir': '/etc/synnefo',\n 'args': ['--workers=4', 'synnefo.webproject.wsgi:application'],\n}\n";
     // Another application: Django mode too, but not Synnefo's.
@@ -901,4 +928,100 @@ fn gunicorn_wsgi_app_already_named_with_its_callable_is_not_added_again() {
     );
     assert_eq!(read(root, "/etc/gunicorn.d/synnefo-api"), wsgi.as_bytes());
     assert_eq!(read(root, "/etc/gunicorn.d/shop"), other.as_bytes());
+}
+
+/// What a conversion on a node not yet upgraded must refuse: the allocator
+/// (0.18.1 has no FilterAllocator), a conf.d snippet (Apache 2.2 reads no
+/// conf-available), a site without `.conf`.
+fn not_upgraded_node(os: &str, number: &str, version: &str) -> tempfile::TempDir {
+    let dir = settings_node(&[(
+        "20-snf-cyclades-app-backend.conf",
+        b"BACKEND_ALLOCATOR_MODULE = 'synnefo.logic.allocators.default_allocator.DefaultAllocator'\n",
+    )]);
+    release(dir.path(), os, number, version);
+    write(
+        dir.path(),
+        "/etc/apache2/conf.d/synnefo-proxy",
+        b"RequestHeader set X-Forwarded-Protocol \"https\"\n",
+    );
+    write(
+        dir.path(),
+        "/etc/apache2/sites-available/synnefo",
+        b"<VirtualHost *:80>\n</VirtualHost>\n",
+    );
+    dir
+}
+
+#[test]
+fn a_node_not_upgraded_is_refused_without_force_and_converted_with_it() {
+    for (os, number, version, why) in [
+        (
+            "wheezy",
+            "7",
+            "0.18.1-1~wheezy",
+            "the OS is wheezy, not jessie",
+        ),
+        // The dist-upgrade under way: jessie, Synnefo not yet 0.19.
+        (
+            "jessie",
+            "8",
+            "0.18.1-1~wheezy",
+            "snf-common 0.18.1-1~wheezy",
+        ),
+    ] {
+        let dir = not_upgraded_node(os, number, version);
+        let root = dir.path();
+        let before = snapshot(root);
+        let out = convert(root, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{os} {version}: {stderr}");
+        for said in [
+            why,
+            "FilterAllocator",
+            "conf.d",
+            "--force",
+            "convert --dry-run",
+            "nothing was changed",
+        ] {
+            assert!(
+                stderr.contains(said),
+                "{os} {version}: no '{said}' in: {stderr}"
+            );
+        }
+        assert_eq!(
+            snapshot(root),
+            before,
+            "{os} {version}: a refused conversion wrote something"
+        );
+        // A dry run is not refused: it changes nothing.
+        let dry = ok(root, &["--dry-run"]);
+        assert!(dry.contains("dry run, nothing written"), "{dry}");
+        assert_eq!(snapshot(root), before);
+        // --force converts.
+        let done = ok(root, &["--force"]);
+        assert!(done.starts_with("converted, "), "{done}");
+        assert!(conf(root, "20-snf-cyclades-app-backend.conf").contains("FilterAllocator"));
+        assert!(root
+            .join("etc/apache2/conf-available/synnefo-proxy.conf")
+            .exists());
+    }
+}
+
+#[test]
+fn a_node_whose_release_is_unknown_is_refused_with_the_reason() {
+    let dir = not_upgraded_node("jessie", "8", "0.19-1~jessie");
+    fs::remove_file(dir.path().join("etc/os-release")).unwrap();
+    fs::remove_file(dir.path().join("var/lib/dpkg/status")).unwrap();
+    let out = convert(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("the OS is unknown"), "{stderr}");
+    assert!(stderr.contains("/var/lib/dpkg/status"), "{stderr}");
+}
+
+#[test]
+fn an_upgraded_node_converts_without_force() {
+    let dir = not_upgraded_node("jessie", "8", "0.19-1~jessie");
+    let done = ok(dir.path(), &[]);
+    assert!(done.starts_with("converted, "), "{done}");
 }

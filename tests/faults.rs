@@ -346,8 +346,10 @@ fn an_apache_link_out_of_etc_is_not_renamed_or_replaced() {
         stderr(&out)
     );
     assert_eq!(node.snapshot(), before);
-    // A link to a site inside /etc is ours: it follows its site's new name.
+    // A link to a site inside /etc is ours: it follows its site's new name
+    // (converted on the upgraded node, where convert needs no --force).
     let node = Node::wheezy();
+    node.to_jessie();
     node.write(
         "/etc/apache2/sites-available/synnefo",
         "<VirtualHost *:80>\n</VirtualHost>\n",
@@ -489,6 +491,7 @@ fn a_backups_directory_that_is_a_link_is_refused() {
 #[test]
 fn latin1_settings_with_a_coding_line_are_carried_byte_for_byte() {
     let node = Node::wheezy();
+    node.to_jessie();
     let mut conf = b"# -*- coding: latin-1 -*-\n# Caf\xe9 settings\nSITE_NAME = 'Caf\xe9 Cloud'\nVMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/'\n".to_vec();
     let host = node.path("/etc/synnefo/20-snf-cyclades-app-api.conf");
     fs::create_dir_all(host.parent().unwrap()).unwrap();

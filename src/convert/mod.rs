@@ -339,6 +339,49 @@ impl Conversion {
         out
     }
 
+    /// How this conversion breaks the release before the upgrade (Synnefo
+    /// 0.18.1, Apache 2.2), one phrase each: why `convert` waits for it.
+    pub fn old_release_breaks(&self) -> Vec<String> {
+        let whats = || {
+            self.changes.iter().flat_map(|c| match c {
+                Change::Edit { what, .. } => what.as_slice(),
+                _ => &[],
+            })
+        };
+        let mut out = Vec::new();
+        if whats().any(|w| w.contains("FilterAllocator")) {
+            out.push("Synnefo 0.18.1 has no FilterAllocator (BACKEND_ALLOCATOR_MODULE): Cyclades could not allocate a VM".to_string());
+        }
+        let commented: Vec<&str> = whats()
+            .filter_map(|w| w.strip_suffix(" commented out"))
+            .collect();
+        if !commented.is_empty() {
+            out.push(format!(
+                "Synnefo 0.18.1 reads the settings commented out for 0.19 ({})",
+                commented.join(", ")
+            ));
+        }
+        let moved = self
+            .changes
+            .iter()
+            .filter(|c| match c {
+                Change::Rename { from, .. } | Change::Relink { from, .. } => {
+                    from.starts_with(webserver::APACHE_CONF_D)
+                }
+                _ => false,
+            })
+            .count();
+        if moved > 0 {
+            out.push(format!(
+                "Apache 2.2 reads conf.d/, not conf-available/ and conf-enabled/: {moved} snippet(s) would leave its reach"
+            ));
+        }
+        if out.is_empty() {
+            out.push("every change is for Synnefo 0.19 and Apache 2.4".to_string());
+        }
+        out
+    }
+
     /// One line per change, or a line saying there is nothing to do.
     pub fn summary(&self) -> String {
         if self.is_empty() {

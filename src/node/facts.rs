@@ -117,6 +117,38 @@ impl Facts {
         self.packages.as_deref().unwrap_or_default()
     }
 
+    /// The present Synnefo packages whose upstream version is not `version`,
+    /// as `NAME VERSION`; an error when dpkg's status cannot be read.
+    pub fn synnefo_not_at(&self, version: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .present_packages()?
+            .iter()
+            .filter(|p| super::is_synnefo_package(p) && !p.is_upstream(version))
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect())
+    }
+
+    /// Why this node does not run the release the upgrade ends on (the OS
+    /// `os_to`, every Synnefo package at `version`), one phrase each; empty
+    /// when it does. What cannot be read counts against it.
+    pub fn not_upgraded(&self, os_to: &str, version: &str) -> Vec<String> {
+        let mut why = Vec::new();
+        match self.os_codename() {
+            Ok(os) if os == os_to => {}
+            Ok(os) => why.push(format!("the OS is {os}, not {os_to}")),
+            Err(e) => why.push(format!("the OS is unknown: {e:#}")),
+        }
+        match self.synnefo_not_at(version) {
+            Ok(old) if old.is_empty() => {}
+            Ok(old) => why.push(format!(
+                "Synnefo packages are not {version}: {}",
+                old.join(", ")
+            )),
+            Err(e) => why.push(format!("the Synnefo version is unknown: {e:#}")),
+        }
+        why
+    }
+
     /// Whether this node has `role`.
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)

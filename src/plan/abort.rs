@@ -45,9 +45,32 @@ pub(super) fn abort_gate(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn restore_backups(ctx: &mut Ctx) -> Result<String> {
-    let restored = fsx::restore_all(&ctx.root)?;
-    let restored: Vec<String> = restored.iter().map(|p| p.display().to_string()).collect();
-    Ok(format!("restored: {}", list(&restored)))
+    let undone = fsx::undo_all(&ctx.root)?;
+    let paths = |action: fsx::Action| -> Vec<String> {
+        undone
+            .iter()
+            .filter(|u| u.action == action)
+            .map(|u| u.path.display().to_string())
+            .collect()
+    };
+    let mut report = format!(
+        "restored: {}; removed (ours): {}",
+        list(&paths(fsx::Action::Restored)),
+        list(&paths(fsx::Action::Removed))
+    );
+    let owners = paths(fsx::Action::OwnerBack);
+    if !owners.is_empty() {
+        report.push_str(&format!("; owner put back: {}", owners.join(", ")));
+    }
+    let changed: Vec<String> = undone
+        .iter()
+        .filter(|u| u.kept.is_some())
+        .map(|u| u.to_string())
+        .collect();
+    if !changed.is_empty() {
+        report.push_str(&format!("; changed since: {}", changed.join("; ")));
+    }
+    Ok(report)
 }
 
 pub(super) fn remove_created_dirs(ctx: &mut Ctx) -> Result<String> {

@@ -35,11 +35,7 @@ pub(super) fn preconditions(ctx: &mut Ctx) -> Result<String> {
         bail!("systemd is not PID 1: reboot into {want}'s systemd first");
     }
     let packages = ctx.facts.present_packages()?;
-    let old: Vec<String> = packages
-        .iter()
-        .filter(|p| node::is_synnefo_package(p) && !p.is_upstream(TO_VERSION))
-        .map(|p| format!("{} {}", p.name, p.version))
-        .collect();
+    let old = ctx.facts.synnefo_not_at(TO_VERSION)?;
     if !old.is_empty() {
         bail!(
             "Synnefo packages are not {TO_VERSION}: {}; finish the dist-upgrade ('apt-get dist-upgrade'), then run \
@@ -264,26 +260,24 @@ pub(super) fn health_checks(ctx: &mut Ctx) -> Result<String> {
 }
 
 pub(super) fn remove_apt_config(ctx: &mut Ctx) -> Result<String> {
-    let mut undone = vec![format!(
-        "{}: {}",
-        apt::CONF_SNIPPET,
-        fsx::undo(&ctx.root, Path::new(apt::CONF_SNIPPET))?
-    )];
+    let mut undone = vec![fsx::undo(&ctx.root, Path::new(apt::CONF_SNIPPET))?.to_string()];
     // Abort also takes back the backports source and the pin; finish keeps them.
     if ctx.state.phase == Phase::Aborting {
         for file in [apt::BACKPORTS_LIST, apt::PIN_FILE] {
-            undone.push(format!(
-                "{file}: {}",
-                fsx::undo(&ctx.root, Path::new(file))?
-            ));
+            undone.push(fsx::undo(&ctx.root, Path::new(file))?.to_string());
         }
     }
     Ok(undone.join(", "))
 }
 
 pub(super) fn remove_policy_rcd(ctx: &mut Ctx) -> Result<String> {
-    policy_rcd::remove(&ctx.root)?;
-    Ok(format!("{} removed", paths::POLICY_RCD))
+    Ok(match policy_rcd::remove(&ctx.root)? {
+        Some(undone) => undone.to_string(),
+        None => format!(
+            "{} is not our link (taken back already, or never installed): left as it is",
+            paths::POLICY_RCD
+        ),
+    })
 }
 
 pub(super) fn report_dpkg_dist(ctx: &mut Ctx) -> Result<String> {

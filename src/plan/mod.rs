@@ -81,7 +81,7 @@ pub static ABORT: &[StepDef] = &[
     REMOVE_APT_CONFIG,
     // Before restore-backups, which would put the S links back beside our K links.
     RESTORE_BOOT_START,
-    step("restore-backups",      always,                     a::restore_backups,       "put back every file prepare changed, byte for byte with owner and mode"),
+    step("restore-backups",      always,                     a::restore_backups,       "take back every file change of prepare and convert: originals byte for byte with owner and mode, renames undone, created files and links removed; an edit made since is kept beside its file"),
     REMOVE_POLICY_RCD,
     UNMASK_SERVICES,
     DISABLE_FINISH_UNIT,

@@ -9,7 +9,7 @@
 //! the main Debian source it derives from (`[arch=… trusted=…]`, or a deb822
 //! stanza's `Architectures:`, `Trusted:`, `Signed-By:` …).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 use crate::dpkg;
@@ -261,8 +261,7 @@ fn deb822_mirror(text: &str, suites: &[&str], path: &Path) -> Result<Option<Mirr
 /// The node's main Debian mirror (see [`Mirror`]).
 pub fn debian_mirror(root: &Root, suites: &[&str]) -> Result<Option<Mirror>> {
     for (path, deb822) in source_files(root) {
-        let text = std::fs::read_to_string(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
+        let text = fsx::read_text(root, &path)?;
         let found = if deb822 {
             deb822_mirror(&text, suites, &path)?
         } else {
@@ -297,8 +296,7 @@ pub fn backports_source(root: &Root, from: &str, to: &str) -> Result<Option<Stri
 pub fn suites(root: &Root) -> Result<Vec<(PathBuf, usize, String)>> {
     let mut found = Vec::new();
     for (path, deb822) in source_files(root) {
-        let text = std::fs::read_to_string(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
+        let text = fsx::read_text(root, &path)?;
         let mut cursor = Deb822Cursor::default();
         for (i, line) in text.lines().enumerate() {
             if deb822 {
@@ -478,7 +476,7 @@ pub fn source_files(root: &Root) -> Vec<(PathBuf, bool)> {
             }
         }
     }
-    files.retain(|(p, _)| root.path(p).is_file());
+    files.retain(|(p, _)| fsx::is_regular_file(root, p));
     files
 }
 
@@ -486,8 +484,7 @@ pub fn source_files(root: &Root) -> Vec<(PathBuf, bool)> {
 pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<PathBuf>> {
     let mut planned = Vec::new();
     for (path, deb822) in source_files(root) {
-        let bytes = std::fs::read(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
+        let bytes = fsx::read_file(root, &path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             crate::error::Fatal::BadInput(format!(
                 "{}: not UTF-8 (byte {})",

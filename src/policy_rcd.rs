@@ -172,7 +172,8 @@ fn consult_previous(root: &Root, args: &[String]) -> i32 {
 
 /// Whether our policy-rc.d is installed.
 pub fn is_installed(root: &Root) -> bool {
-    std::fs::read_link(root.path(paths::POLICY_RCD)).is_ok_and(|t| t == Path::new(paths::BINARY))
+    std::fs::read_link(root.path_nofollow(paths::POLICY_RCD))
+        .is_ok_and(|t| t == Path::new(paths::BINARY))
 }
 
 /// Installs `/usr/sbin/policy-rc.d` as a link to our binary; an existing one is

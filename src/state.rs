@@ -244,22 +244,11 @@ impl State {
 
     /// Reads the state of the node, `None` when there is none.
     pub fn load(root: &Root) -> Result<Option<State>> {
-        let host = root.path(paths::STATE_FILE);
-        // Never read through a symbolic link (O_NOFOLLOW): the state is ours alone.
-        let read = || -> std::io::Result<String> {
-            use std::io::Read;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut text = String::new();
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&host)?
-                .read_to_string(&mut text)?;
-            Ok(text)
-        };
-        let text = match read() {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // Never read through a symbolic link (O_NOFOLLOW): the state is ours
+        // alone; nor a FIFO (policy-rc.d reads it on every service action).
+        let text = match crate::fsx::read_own_text(root, paths::STATE_FILE) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(None),
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(

@@ -74,7 +74,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
         if !name.as_bytes().ends_with(b".conf") {
             let new_name = with_conf(&name);
             let to = available.join(&new_name);
-            if fs::symlink_metadata(root.path(&to)).is_ok() {
+            if fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                 both_exist(out, &from, &to);
             } else {
                 out.changes.push(Change::Rename {
@@ -82,7 +82,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
                     to: to.clone(),
                 });
                 renamed.insert(name.clone(), new_name);
-                if path == from {
+                if !crate::fsx::is_link(root, &from) {
                     path = to.clone();
                 }
                 shown = to;
@@ -108,7 +108,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
         let from = enabled.join(&name);
         let to = enabled.join(with_conf(&name));
         let needs_suffix = !name.as_bytes().ends_with(b".conf");
-        match fs::read_link(root.path(&from)) {
+        match fs::read_link(root.path_nofollow(&from)) {
             Ok(target) => {
                 let points = lexical(&enabled.join(&target));
                 let site = points
@@ -124,7 +124,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
                     continue;
                 }
                 let to = if needs_suffix { to } else { from.clone() };
-                if to != from && fs::symlink_metadata(root.path(&to)).is_ok() {
+                if to != from && fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                     both_exist(out, &from, &to);
                     continue;
                 }
@@ -135,7 +135,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
                 });
             }
             Err(_) if needs_suffix && fs::metadata(root.path(&from)).is_ok_and(|m| m.is_file()) => {
-                if fs::symlink_metadata(root.path(&to)).is_ok() {
+                if fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                     both_exist(out, &from, &to);
                     continue;
                 }
@@ -210,7 +210,7 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
         };
         let to = Path::new(APACHE_CONF_AVAILABLE).join(&new_name);
         let (new, n) = rewrite_header(&loaded.bytes, Server::Apache);
-        if fs::symlink_metadata(root.path(&to)).is_ok() {
+        if fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
             out.warnings.push(format!(
                 "'{}' and '{}' both exist; '{}' left alone (Apache 2.4 does not read conf.d)",
                 from.display(),
@@ -220,7 +220,7 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
             continue;
         }
         seen.insert(loaded.real.clone());
-        if let Ok(target) = fs::read_link(root.path(&from)) {
+        if let Ok(target) = fs::read_link(root.path_nofollow(&from)) {
             // conf.d and conf-available are siblings: an absolute target, or
             // one that leaves the directory first, leads to the same file from
             // either; any other leads there by its absolute path.
@@ -239,8 +239,8 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
         }
         let link = Path::new(APACHE_CONF_ENABLED).join(&new_name);
         let target = Path::new("../conf-available").join(&new_name);
-        if fs::read_link(root.path(&link)).ok().as_ref() != Some(&target) {
-            if fs::symlink_metadata(root.path(&link)).is_ok() {
+        if fs::read_link(root.path_nofollow(&link)).ok().as_ref() != Some(&target) {
+            if fs::symlink_metadata(root.path_nofollow(&link)).is_ok() {
                 out.warnings.push(format!(
                     "'{}' exists and is not a link to '{}': enable it by hand ('a2enconf {}')",
                     link.display(),
@@ -252,10 +252,10 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
             }
         }
         if n > 0 {
-            let path = if loaded.real == from {
-                to.clone()
-            } else {
+            let path = if crate::fsx::is_link(root, &from) {
                 loaded.real.clone()
+            } else {
+                to.clone()
             };
             out.changes.push(Change::Edit {
                 path,
@@ -294,7 +294,7 @@ pub fn old_access_directives(src: &[u8]) -> Vec<(usize, String)> {
 /// `apache-access-compat`: 2.2 access control in the Apache configuration
 /// while `mod_access_compat` is not enabled (Apache 2.4 refuses to start).
 pub fn access_findings(root: &Root) -> Vec<crate::preflight::Finding> {
-    if fs::symlink_metadata(root.path(ACCESS_COMPAT_LOAD)).is_ok() {
+    if fs::symlink_metadata(root.path_nofollow(ACCESS_COMPAT_LOAD)).is_ok() {
         return Vec::new();
     }
     let mut hits = Vec::new();

@@ -386,12 +386,12 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
         .collect();
     // A directory that is a link (`/etc/synnefo -> /srv/synnefo`) is archived
     // as the link and, under its own name, as the directory it leads to in
-    // the tree (tar does not follow links; an absolute one would leave the root).
+    // the tree; tar follows no link, neither on the way (the paths it gets are
+    // resolved inside the tree) nor in the directories.
     let mut archived: Vec<PathBuf> = Vec::new();
     for d in &present {
         let abs = Path::new("/").join(d);
-        let real = root.resolve(&abs)?;
-        for p in [abs, real] {
+        for p in [root.resolve_nofollow(&abs)?, root.resolve(&abs)?] {
             let rel = p.strip_prefix("/").unwrap_or(&p).to_path_buf();
             if !archived.contains(&rel) {
                 archived.push(rel);

@@ -190,3 +190,24 @@ fn a_fifo_as_the_state_file_is_an_error_not_a_hang() {
         );
     }
 }
+
+#[test]
+fn a_fifo_as_the_sqlite_database_fails_the_backup_instead_of_blocking() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/srv/snf.sqlite'}}\n",
+        0o640,
+    );
+    node.fifo("/srv/snf.sqlite");
+    ok(&node, &["prepare"]);
+    node.to_jessie();
+    let out = node.run_within(DEADLINE, &["finish"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'/srv/snf.sqlite' is a FIFO (named pipe), not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(node.step("finish", "backups")["status"], "failed");
+}

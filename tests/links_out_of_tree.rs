@@ -326,3 +326,42 @@ fn a_symlinked_apt_source_stays_a_link_and_its_target_is_rewritten_and_restored(
         Path::new(&target)
     );
 }
+
+#[test]
+fn a_linked_settings_directory_is_archived_as_the_link_and_its_target_in_the_tree() {
+    let node = Node::wheezy();
+    let (host, target) = outside("synnefo");
+    write_host(&format!("{target}/99-host-only.conf"), "HOST = 1\n");
+    node.write(
+        &format!("{target}/10-snf-webproject-database.conf"),
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/srv/snf.sqlite'}}\n",
+        0o640,
+    );
+    node.write("/srv/snf.sqlite", "SQLite format 3\0fake", 0o600);
+    node.link(&target, "/etc/synnefo");
+    let untouched = snapshot(host.path());
+    ok(&node, &["prepare"]);
+    node.to_jessie();
+    ok(&node, &["finish"]);
+    assert_eq!(snapshot(host.path()), untouched);
+    let listing = std::process::Command::new("tar")
+        .arg("-tvzf")
+        .arg(node.path("/var/backups/synnefo-upgrade/config.tar.gz"))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let rel = target.trim_start_matches('/');
+    assert!(
+        listing.contains(&format!("etc/synnefo -> {target}")),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("{rel}/10-snf-webproject-database.conf")),
+        "{listing}"
+    );
+    assert!(!listing.contains("99-host-only.conf"), "{listing}");
+    assert_eq!(
+        fs::read(node.path("/var/backups/synnefo-upgrade/database.sqlite")).unwrap(),
+        b"SQLite format 3\0fake"
+    );
+}

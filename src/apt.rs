@@ -14,7 +14,7 @@
 //! the main Debian source it derives from (`[arch=… trusted=…]`, or a deb822
 //! stanza's `Architectures:`, `Trusted:`, `Signed-By:` …).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 use crate::dpkg;
@@ -216,8 +216,7 @@ pub fn rewrite(text: &str, deb822: bool, from: &str, to: &str) -> Option<Rewritt
 pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<(PathBuf, Vec<usize>)>> {
     let mut planned = Vec::new();
     for (path, deb822) in source_files(root) {
-        let bytes = std::fs::read(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
+        let bytes = fsx::read_file(root, &path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             crate::error::Fatal::BadInput(format!(
                 "{}: not UTF-8 (byte {})",

@@ -19,7 +19,7 @@
 //! Reads the node only. The parsers and the findings are pure; [`findings`]
 //! reads the node, runs APT and hands them what it read.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
@@ -623,7 +623,7 @@ fn preference_files(root: &Root) -> Vec<(PathBuf, String)> {
     files
         .into_iter()
         .filter_map(|p| {
-            let text = std::fs::read_to_string(root.path(&p)).ok()?;
+            let text = fsx::read_text_opt(root, &p).ok()??;
             Some((p, text))
         })
         .collect()
@@ -742,8 +742,7 @@ impl ScratchApt {
         let scratch = fsx::Scratch::new("aptsim")?;
         // The sources as prepare's apt-sources and apt-config steps will leave them.
         for (path, deb822) in apt::source_files(root) {
-            let text = std::fs::read_to_string(root.path(&path))
-                .with_context(|| format!("reading '{}'", path.display()))?;
+            let text = fsx::read_text(root, &path)?;
             let text = apt::rewrite(&text, deb822, from, to).map_or(text, |new| new.text);
             let rel = if path == Path::new(paths::APT_SOURCES_LIST) {
                 "sources.list".to_string()
@@ -764,10 +763,13 @@ impl ScratchApt {
                 )?;
             }
         }
-        // The node's preferences.d, and the gevent pin prepare adds.
+        // The node's preferences and preferences.d (copies: APT never opens
+        // a node file we skipped, a FIFO say), and the gevent pin prepare adds.
         scratch.dir("preferences.d")?;
         for (path, text) in preference_files(root) {
-            if path.starts_with(PREFERENCES_DIR) {
+            if path == Path::new(PREFERENCES) {
+                scratch.write("preferences", text.as_bytes())?;
+            } else if path.starts_with(PREFERENCES_DIR) {
                 let name = path
                     .file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -790,7 +792,7 @@ impl ScratchApt {
         let options = vec![
             format!("Dir::Etc::SourceList={}", at("sources.list")),
             format!("Dir::Etc::SourceParts={}", at("sources.list.d")),
-            format!("Dir::Etc::Preferences={}", root.path(PREFERENCES).display()),
+            format!("Dir::Etc::Preferences={}", at("preferences")),
             format!("Dir::Etc::PreferencesParts={}", at("preferences.d")),
             format!("Dir::State::Lists={}", at("lists")),
             format!("Dir::Cache={}", at("cache")),

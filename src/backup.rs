@@ -384,6 +384,20 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
         .copied()
         .filter(|d| root.path(Path::new("/").join(d)).is_dir())
         .collect();
+    // A directory that is a link (`/etc/synnefo -> /srv/synnefo`) is archived
+    // as the link and, under its own name, as the directory it leads to in
+    // the tree; tar follows no link, neither on the way (the paths it gets are
+    // resolved inside the tree) nor in the directories.
+    let mut archived: Vec<PathBuf> = Vec::new();
+    for d in &present {
+        let abs = Path::new("/").join(d);
+        for p in [root.resolve_nofollow(&abs)?, root.resolve(&abs)?] {
+            let rel = p.strip_prefix("/").unwrap_or(&p).to_path_buf();
+            if !archived.contains(&rel) {
+                archived.push(rel);
+            }
+        }
+    }
     // Before writing anything: the space we can know we need.
     let copies: u64 = plan
         .iter()
@@ -431,6 +445,9 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
                 )?;
             }
             Dump::Copy(file) => {
+                // cat would wait forever on a FIFO.
+                fsx::check_regular(root, &file)
+                    .with_context(|| format!("copying '{}'", file.display()))?;
                 let mut command = Command::new("cat");
                 command.arg(root.path(&file));
                 write_backup(
@@ -455,7 +472,7 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
             .arg("-")
             .arg("-C")
             .arg(root.path("/"))
-            .args(&present);
+            .args(&archived);
         write_backup(root, &tarball, &mut command, "archiving the configuration")?;
         written.push(tarball);
     }

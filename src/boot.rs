@@ -233,7 +233,7 @@ pub fn dkms_findings(modules: &[String], packages: &[Package]) -> Vec<Finding> {
 /// The boot-readiness findings of the node under `root`.
 pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
     let mut found = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(root.path(FSTAB)) {
+    if let Ok(Some(text)) = crate::fsx::read_text_opt(root, FSTAB) {
         // A root without /dev (an image, not a running node) has nothing to
         // check devices against: only bind sources and network mounts count.
         let devices_known = root.path("/dev").is_dir();
@@ -244,8 +244,11 @@ pub fn findings(root: &Root, packages: &[Package]) -> Vec<Finding> {
     let mut modules: Vec<String> = std::fs::read_dir(root.path(DKMS_DIR))
         .map(|dir| {
             dir.filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| {
+                    root.path(std::path::Path::new(DKMS_DIR).join(name))
+                        .is_dir()
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -42,7 +42,7 @@ fn lsb_header(root: &Root, name: &str) -> Option<String> {
         format!("/usr/share/insserv/overrides/{name}"),
     ]
     .iter()
-    .filter_map(|p| std::fs::read(root.path(p)).ok())
+    .filter_map(|p| fsx::read_file_opt(root, Path::new(p)).ok().flatten())
     .find(|t| !t.is_empty())
     .map(|t| String::from_utf8_lossy(&t).into_owned())
 }
@@ -105,7 +105,7 @@ pub fn disable(root: &Root, names: &[String]) -> Result<Vec<String>> {
             for num in numbers(root, &dir, 'S', name) {
                 let from = dir.join(format!("S{num}{name}"));
                 let to = dir.join(format!("K{num}{name}"));
-                if std::fs::symlink_metadata(root.path(&to)).is_ok() {
+                if std::fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                     bail!(
                         "both '{}' and '{}' exist: the boot-time start of '{name}' is ambiguous; remove the one \
                          that is wrong (or run 'update-rc.d {name} defaults') and run 'synnefo-upgrade prepare' again",
@@ -162,7 +162,7 @@ pub fn restore(root: &Root, names: &[String]) -> Result<Vec<String>> {
             .unwrap_or_default();
         let (num, name) = (&file[1..3], &file[3..]);
         let same = dir.join(format!("K{num}{name}"));
-        let kills: Vec<PathBuf> = if std::fs::symlink_metadata(root.path(&same)).is_ok() {
+        let kills: Vec<PathBuf> = if std::fs::symlink_metadata(root.path_nofollow(&same)).is_ok() {
             vec![same]
         } else {
             numbers(root, dir, 'K', name)
@@ -217,7 +217,7 @@ mod tests {
     }
 
     fn link(root: &Root, target: &str, abs: &str) {
-        let host = root.path(abs);
+        let host = root.path_nofollow(abs);
         std::fs::create_dir_all(host.parent().unwrap()).unwrap();
         symlink(target, host).unwrap();
     }
@@ -261,33 +261,37 @@ mod tests {
         assert_eq!(done.len(), 2, "{done:?}");
         assert!(is_disabled(&root, &names));
         for level in ["2", "3"] {
-            assert!(
-                std::fs::symlink_metadata(root.path(format!("/etc/rc{level}.d/S02gunicorn")))
-                    .is_err()
-            );
+            assert!(std::fs::symlink_metadata(
+                root.path_nofollow(format!("/etc/rc{level}.d/S02gunicorn"))
+            )
+            .is_err());
             assert_eq!(
-                std::fs::read_link(root.path(format!("/etc/rc{level}.d/K02gunicorn"))).unwrap(),
+                std::fs::read_link(root.path_nofollow(format!("/etc/rc{level}.d/K02gunicorn")))
+                    .unwrap(),
                 Path::new("../init.d/gunicorn")
             );
         }
-        assert!(std::fs::symlink_metadata(root.path("/etc/rc2.d/S03gunicorn-extra")).is_ok());
+        assert!(
+            std::fs::symlink_metadata(root.path_nofollow("/etc/rc2.d/S03gunicorn-extra")).is_ok()
+        );
         assert!(disable(&root, &names).unwrap().is_empty(), "idempotent");
 
         let restored = restore(&root, &names).unwrap();
         assert_eq!(restored.len(), 2, "{restored:?}");
         for level in ["2", "3"] {
-            assert!(
-                std::fs::symlink_metadata(root.path(format!("/etc/rc{level}.d/K02gunicorn")))
-                    .is_err()
-            );
+            assert!(std::fs::symlink_metadata(
+                root.path_nofollow(format!("/etc/rc{level}.d/K02gunicorn"))
+            )
+            .is_err());
             assert_eq!(
-                std::fs::read_link(root.path(format!("/etc/rc{level}.d/S02gunicorn"))).unwrap(),
+                std::fs::read_link(root.path_nofollow(format!("/etc/rc{level}.d/S02gunicorn")))
+                    .unwrap(),
                 Path::new("../init.d/gunicorn")
             );
         }
         // What was off before stays off; stop links stay.
-        assert!(std::fs::symlink_metadata(root.path("/etc/rc2.d/K01archipelago")).is_ok());
-        assert!(std::fs::symlink_metadata(root.path("/etc/rc0.d/K01gunicorn")).is_ok());
+        assert!(std::fs::symlink_metadata(root.path_nofollow("/etc/rc2.d/K01archipelago")).is_ok());
+        assert!(std::fs::symlink_metadata(root.path_nofollow("/etc/rc0.d/K01gunicorn")).is_ok());
         assert!(restore(&root, &names).unwrap().is_empty(), "idempotent");
     }
 
@@ -298,8 +302,8 @@ mod tests {
         let names = vec!["gunicorn".to_string()];
         disable(&root, &names).unwrap();
         std::fs::rename(
-            root.path("/etc/rc2.d/K02gunicorn"),
-            root.path("/etc/rc2.d/K04gunicorn"),
+            root.path_nofollow("/etc/rc2.d/K02gunicorn"),
+            root.path_nofollow("/etc/rc2.d/K04gunicorn"),
         )
         .unwrap();
         restore(&root, &names).unwrap();
@@ -320,6 +324,6 @@ mod tests {
             format!("{err:#}").contains("update-rc.d gunicorn defaults"),
             "{err:#}"
         );
-        assert!(std::fs::symlink_metadata(root.path("/etc/rc2.d/S02gunicorn")).is_ok());
+        assert!(std::fs::symlink_metadata(root.path_nofollow("/etc/rc2.d/S02gunicorn")).is_ok());
     }
 }

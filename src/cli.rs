@@ -24,8 +24,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "synnefo-upgrade", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Resolve every path under DIR (like dpkg --root); services are handled
-    /// offline (mask links, recorded state) and nothing running is touched.
+    /// Resolve every path under DIR (like dpkg --root), symbolic links too
+    /// (an absolute link target is a path under DIR, never one of the host);
+    /// services are handled offline (mask links, recorded state) and nothing
+    /// running is touched.
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Read FILE instead of /etc/synnefo-upgrade/upgrade.toml (drop-ins in

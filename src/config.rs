@@ -4,7 +4,7 @@
 //!
 //! This module reads only; it never writes.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -211,8 +211,12 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// Parses one file, validating it alone so that an error points into it.
 fn parse_file(root: &Root, abs: &Path) -> Result<toml::Table> {
+    // A FIFO (or socket, device, directory) is never opened: bad input, exit 2.
     let bytes =
-        std::fs::read(root.path(abs)).with_context(|| format!("reading '{}'", abs.display()))?;
+        crate::fsx::read_file(root, abs).map_err(|e| match crate::fsx::not_regular(&e) {
+            Some(not_regular) => Fatal::BadInput(not_regular.to_string()).into(),
+            None => e,
+        })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;

@@ -5,7 +5,7 @@
 //!
 //! Read-only.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::cmp::Ordering;
 
 use crate::fsx::Root;
@@ -132,8 +132,7 @@ pub fn parse_status(text: &str) -> Vec<Package> {
 
 /// The packages whose files are present on the node under `root`.
 pub fn present_packages(root: &Root) -> Result<Vec<Package>> {
-    let text = std::fs::read_to_string(root.path(STATUS_FILE))
-        .with_context(|| format!("reading '{STATUS_FILE}'"))?;
+    let text = crate::fsx::read_text(root, std::path::Path::new(STATUS_FILE))?;
     Ok(parse_status(&text)
         .into_iter()
         .filter(Package::is_present)
@@ -144,8 +143,7 @@ pub fn present_packages(root: &Root) -> Result<Vec<Package>> {
 /// (`install ok installed`, or removed): after a dist-upgrade that did not
 /// complete (power loss, a failed maintainer script) nothing may run on top.
 pub fn ensure_fully_installed(root: &Root) -> Result<()> {
-    let text = std::fs::read_to_string(root.path(STATUS_FILE))
-        .with_context(|| format!("reading '{STATUS_FILE}'"))?;
+    let text = crate::fsx::read_text(root, std::path::Path::new(STATUS_FILE))?;
     let unfinished: Vec<String> = parse_status(&text)
         .iter()
         .filter_map(|p| p.unfinished().map(|why| format!("{} ({why})", p.name)))

@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::paths;
@@ -43,9 +43,9 @@ impl Root {
         self.dir == Path::new("/")
     }
 
-    /// The host path of `abs`, an absolute path on the node.
-    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
-        let abs = abs.as_ref();
+    /// The host path of node path `abs` taken as it is written (no link
+    /// followed): only for a node path that is already resolved.
+    fn lexical(&self, abs: &Path) -> PathBuf {
         let relative: PathBuf = abs
             .components()
             .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
@@ -53,10 +53,58 @@ impl Root {
         self.dir.join(relative)
     }
 
+    /// The host path of `abs`, an absolute path on the node, with every
+    /// symbolic link in it followed inside the tree ([`Root::resolve`]): what
+    /// reads, `stat`s, directory listings and writes through a link use.
+    /// On the live root the kernel's own resolution is the tree's, so the
+    /// path is only joined (policy-rc.d stays cheap).
+    ///
+    /// A path that cannot be resolved (a loop of links) gives a host path no
+    /// file system call accepts (it holds a NUL byte), so nothing is reached
+    /// through it and the caller's own error names the node path.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        self.host(abs.as_ref(), true)
+    }
+
+    /// The host path of `abs` itself, not following a link that is its last
+    /// component (its directories are resolved as by [`Root::path`]): what
+    /// `read_link`, `symlink_metadata`, removing, renaming and creating links
+    /// (masks `NAME.service -> /dev/null`) use, and our own files opened
+    /// with `O_NOFOLLOW`.
+    pub fn path_nofollow(&self, abs: impl AsRef<Path>) -> PathBuf {
+        self.host(abs.as_ref(), false)
+    }
+
+    fn host(&self, abs: &Path, follow_last: bool) -> PathBuf {
+        if self.is_live() {
+            return self.lexical(abs);
+        }
+        match self.resolve_in_tree(abs, follow_last) {
+            Ok(node) => self.lexical(&node),
+            Err(_) => {
+                let mut unreachable = self.lexical(abs).into_os_string();
+                unreachable.push("\0(unresolvable symbolic links)");
+                PathBuf::from(unreachable)
+            }
+        }
+    }
+
     /// The node path `abs` designates once every symbolic link in it is
-    /// followed, with absolute link targets taken as node paths (so a link
-    /// never leads out of the root). The result need not exist.
+    /// followed, with absolute link targets taken as node paths and `..`
+    /// never above the root (so a link never leads out of the tree). The
+    /// result need not exist.
     pub fn resolve(&self, abs: &Path) -> Result<PathBuf> {
+        self.resolve_in_tree(abs, true)
+    }
+
+    /// [`Root::resolve`] of the directory of `abs`, with its last component
+    /// kept as it is (a link there is not followed): where the entry `abs`
+    /// itself lives.
+    pub fn resolve_nofollow(&self, abs: &Path) -> Result<PathBuf> {
+        self.resolve_in_tree(abs, false)
+    }
+
+    fn resolve_in_tree(&self, abs: &Path, follow_last: bool) -> Result<PathBuf> {
         let mut pending: Vec<PathBuf> = vec![abs.to_path_buf()];
         let mut out = PathBuf::from("/");
         let mut hops = 0;
@@ -72,7 +120,11 @@ impl Root {
                     }
                     Component::Normal(name) => {
                         out.push(name);
-                        let host = self.path(&out);
+                        let last = parts.is_empty() && pending.is_empty();
+                        if last && !follow_last {
+                            continue;
+                        }
+                        let host = self.lexical(&out);
                         let is_link = fs::symlink_metadata(&host)
                             .map(|m| m.file_type().is_symlink())
                             .unwrap_or(false);
@@ -90,7 +142,9 @@ impl Root {
                             .with_context(|| format!("reading link '{}'", out.display()))?;
                         out.pop();
                         let rest: PathBuf = parts.drain(..).rev().collect();
-                        pending.push(rest);
+                        if !rest.as_os_str().is_empty() {
+                            pending.push(rest);
+                        }
                         pending.push(target);
                         break;
                     }
@@ -109,6 +163,240 @@ impl Root {
     }
 }
 
+/// A node path where a regular file was expected and something else is
+/// (a FIFO, a socket, a device, a directory). It is never opened for
+/// reading: a FIFO would block the run forever, a device would never end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{}' is {kind}, not a regular file: synnefo-upgrade does not read it (reading it could block forever); move it out of the way, or replace it by a regular file", path.display())]
+pub struct NotRegular {
+    /// The node path.
+    pub path: PathBuf,
+    /// What it is, in words ("a FIFO (named pipe)").
+    pub kind: &'static str,
+}
+
+/// `ft` in words, for [`NotRegular`].
+fn kind_of(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The node files skipped by [`read_file_opt`] in this run (not regular
+/// files), for the run's report.
+static SKIPPED: std::sync::Mutex<Vec<NotRegular>> = std::sync::Mutex::new(Vec::new());
+
+/// Every node file this run skipped because it is not a regular file
+/// ([`read_file_opt`], [`read_text_opt`]), in the order met: each was
+/// logged as a warning when met; `check` and `finish` report them too.
+pub fn skipped() -> Vec<NotRegular> {
+    SKIPPED.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+fn note_skipped(not_regular: NotRegular) {
+    let Ok(mut skipped) = SKIPPED.lock() else {
+        return;
+    };
+    if !skipped.contains(&not_regular) {
+        log::warn!("{not_regular}");
+        skipped.push(not_regular);
+    }
+}
+
+/// Whether a read follows a link that is the last component of the path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// A node file: links followed inside the tree.
+    Yes,
+    /// A file of ours: never through a link (`O_NOFOLLOW`).
+    No,
+}
+
+/// Opens node file `abs` for reading with `O_NONBLOCK | O_NOCTTY`
+/// (`O_CLOEXEC` is std's own), and refuses anything the open file descriptor
+/// does not show to be a regular file: no open or read of a node file ever
+/// blocks. `None`: it does not exist.
+fn open_regular(root: &Root, abs: &Path, follow: Follow) -> Result<Option<File>> {
+    let (host, nofollow) = match follow {
+        Follow::Yes => (root.path(abs), 0),
+        Follow::No => (root.path_nofollow(abs), nix::libc::O_NOFOLLOW),
+    };
+    let not_regular = |kind| {
+        anyhow::Error::new(NotRegular {
+            path: abs.to_path_buf(),
+            kind,
+        })
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nofollow)
+        .open(&host)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A socket cannot be opened.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENXIO) => {
+            let kind = fs::metadata(&host).map_or("not a regular file", |m| kind_of(m.file_type()));
+            return Err(not_regular(kind));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading '{}'", abs.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading '{}'", abs.display()))?;
+    if !meta.is_file() {
+        return Err(not_regular(kind_of(meta.file_type())));
+    }
+    Ok(Some(file))
+}
+
+/// The bytes of node file `abs` (see [`open_regular`]); `None` when absent.
+fn read_regular(root: &Root, abs: &Path, follow: Follow) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let Some(mut file) = open_regular(root, abs, follow)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("reading '{}'", abs.display()))?;
+    Ok(Some(bytes))
+}
+
+/// Reads node file `abs`, links followed inside the tree, never blocking: a
+/// FIFO, socket, device or directory there is a [`NotRegular`] error (find
+/// it with [`not_regular`]), an absent file an error too.
+pub fn read_file(root: &Root, abs: impl AsRef<Path>) -> Result<Vec<u8>> {
+    let abs = abs.as_ref();
+    read_regular(root, abs, Follow::Yes)?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        .with_context(|| format!("reading '{}'", abs.display()))
+}
+
+/// Reads node file `abs` like [`read_file`]; `None` when it is absent, or
+/// when it is not a regular file: then it is skipped with a warning that
+/// says what to do, and remembered for the run's report ([`skipped`]).
+pub fn read_file_opt(root: &Root, abs: impl AsRef<Path>) -> Result<Option<Vec<u8>>> {
+    let abs = abs.as_ref();
+    match read_regular(root, abs, Follow::Yes) {
+        Err(e) => match not_regular(&e) {
+            Some(not_regular) => {
+                note_skipped(not_regular.clone());
+                Ok(None)
+            }
+            None => Err(e),
+        },
+        found => found,
+    }
+}
+
+/// The first `max` bytes of node file `abs`, read like [`read_file_opt`]
+/// (links followed inside the tree, never blocking; not a regular file:
+/// skipped with a warning): for files whose head is all that is needed.
+pub fn read_head(root: &Root, abs: impl AsRef<Path>, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let abs = abs.as_ref();
+    let file = match open_regular(root, abs, Follow::Yes) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(None),
+        Err(e) => match not_regular(&e) {
+            Some(not_regular) => {
+                note_skipped(not_regular.clone());
+                return Ok(None);
+            }
+            None => return Err(e),
+        },
+    };
+    let mut head = Vec::new();
+    file.take(max)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading '{}'", abs.display()))?;
+    Ok(Some(head))
+}
+
+/// [`read_file`] of a text file (UTF-8).
+pub fn read_text(root: &Root, abs: impl AsRef<Path>) -> Result<String> {
+    let abs = abs.as_ref();
+    utf8(abs, read_file(root, abs)?)
+}
+
+/// [`read_file_opt`] of a text file (UTF-8).
+pub fn read_text_opt(root: &Root, abs: impl AsRef<Path>) -> Result<Option<String>> {
+    let abs = abs.as_ref();
+    read_file_opt(root, abs)?
+        .map(|bytes| utf8(abs, bytes))
+        .transpose()
+}
+
+/// Reads a text file of ours (the state file): never through a symbolic
+/// link (`O_NOFOLLOW`), never blocking, only a regular file; `None` when
+/// absent.
+pub fn read_own_text(root: &Root, abs: &str) -> Result<Option<String>> {
+    let abs = Path::new(abs);
+    read_regular(root, abs, Follow::No)?
+        .map(|bytes| utf8(abs, bytes))
+        .transpose()
+}
+
+fn utf8(abs: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "reading '{}': not UTF-8 text (byte {})",
+            abs.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Whether node path `abs` is (or leads inside the tree to) a regular file:
+/// for a listing whose files are read next. Something else there (a FIFO, a
+/// socket, a device, a directory) is skipped as by [`read_file_opt`], with a
+/// warning; an absent file is not.
+pub fn is_regular_file(root: &Root, abs: impl AsRef<Path>) -> bool {
+    let abs = abs.as_ref();
+    match fs::metadata(root.path(abs)) {
+        Ok(meta) if meta.is_file() => true,
+        Ok(meta) => {
+            note_skipped(NotRegular {
+                path: abs.to_path_buf(),
+                kind: kind_of(meta.file_type()),
+            });
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Fails with [`NotRegular`] unless node path `abs` is (or leads inside the
+/// tree to) a regular file: for a file handed to another program to read.
+pub fn check_regular(root: &Root, abs: &Path) -> Result<()> {
+    let meta =
+        fs::metadata(root.path(abs)).with_context(|| format!("reading '{}'", abs.display()))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(NotRegular {
+        path: abs.to_path_buf(),
+        kind: kind_of(meta.file_type()),
+    }
+    .into())
+}
+
+/// The [`NotRegular`] in `err`'s chain, if that is what it is.
+pub fn not_regular(err: &anyhow::Error) -> Option<&NotRegular> {
+    err.chain().find_map(|c| c.downcast_ref::<NotRegular>())
+}
+
 /// Where the backup of node path `abs` is kept.
 pub fn backup_path(abs: &Path) -> PathBuf {
     let rel: PathBuf = abs
@@ -124,13 +412,15 @@ pub const CREATED_DIRS: &str = "/var/lib/synnefo-upgrade/created-dirs";
 
 /// Creates `abs` (and parents) if missing; new directories get `mode`. Those
 /// created outside our state directory are recorded in [`CREATED_DIRS`].
+/// Links on the way are followed inside the tree: the directories are
+/// created where `abs` resolves to.
 pub fn ensure_dir(root: &Root, abs: &str, mode: u32) -> Result<()> {
-    let host = root.path(abs);
-    if host.is_dir() {
+    if root.path(abs).is_dir() {
         return Ok(());
     }
+    let real = root.resolve(Path::new(abs))?;
     let mut missing = Vec::new();
-    let mut dir = Some(Path::new(abs));
+    let mut dir = Some(real.as_path());
     while let Some(d) = dir.filter(|d| !root.path(d).is_dir()) {
         missing.push(d.to_path_buf());
         dir = d.parent();
@@ -157,7 +447,7 @@ pub fn ensure_dir(root: &Root, abs: &str, mode: u32) -> Result<()> {
 /// Removes the directories recorded in [`CREATED_DIRS`] that are empty again,
 /// deepest first. Returns those removed.
 pub fn remove_created_dirs(root: &Root) -> Result<Vec<PathBuf>> {
-    let Ok(text) = fs::read_to_string(root.path(CREATED_DIRS)) else {
+    let Some(text) = read_text_opt(root, Path::new(CREATED_DIRS))? else {
         return Ok(Vec::new());
     };
     let mut dirs: Vec<PathBuf> = text
@@ -211,16 +501,18 @@ fn sync_parent(host: &Path) -> Result<()> {
 /// it was, and its owner), so that [`restore`] puts back exactly that link; a
 /// relative target therefore means something else from the backup directory:
 /// read what it designates with [`backup_designates`], never through the
-/// backup's own path. Returns false when there was nothing to back up.
+/// backup's own path. The backup directory must be a real directory
+/// ([`ensure_private_dir`]). Returns false when there was nothing to back up.
 pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
-    let host = root.path(abs);
+    let host = root.path_nofollow(abs);
     let meta = match fs::symlink_metadata(&host) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("reading '{}'", abs.display())),
     };
+    ensure_private_dir(root, paths::BACKUP_DIR, true)?;
     let dest_abs = backup_path(abs);
-    let dest = root.path(&dest_abs);
+    let dest = root.path_nofollow(&dest_abs);
     if fs::symlink_metadata(&dest).is_ok() {
         return Ok(true);
     }
@@ -236,8 +528,8 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
             fs::read_link(&host).with_context(|| format!("reading link '{}'", abs.display()))?;
         put_link(&dest, &target, (meta.uid(), meta.gid()))
             .with_context(|| format!("backing up link '{}'", abs.display()))?;
-    } else {
-        let content = fs::read(&host).with_context(|| format!("reading '{}'", abs.display()))?;
+    } else if meta.is_file() {
+        let content = read_file(root, abs)?;
         write_new(
             &dest,
             &content,
@@ -245,6 +537,12 @@ pub fn backup(root: &Root, abs: &Path) -> Result<bool> {
             Some((meta.uid(), meta.gid())),
         )
         .with_context(|| format!("backing up '{}'", abs.display()))?;
+    } else {
+        return Err(NotRegular {
+            path: abs.to_path_buf(),
+            kind: kind_of(meta.file_type()),
+        })
+        .with_context(|| format!("backing up '{}'", abs.display()));
     }
     sync_parent(&dest)?;
     record(root, &Entry::Backup(abs.to_path_buf()))?;
@@ -272,7 +570,7 @@ fn put_link(dest: &Path, target: &Path, owner: (u32, u32)) -> std::io::Result<()
 /// result need not exist (a link that dangled where it was still dangles).
 pub fn backup_designates(root: &Root, abs: &Path) -> Result<Option<PathBuf>> {
     let backup_abs = backup_path(abs);
-    let backup_host = root.path(&backup_abs);
+    let backup_host = root.path_nofollow(&backup_abs);
     let meta = match fs::symlink_metadata(&backup_host) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -305,7 +603,8 @@ fn record(root: &Root, entry: &Entry) -> Result<()> {
         .with_context(|| format!("reading '{CHANGES}'"))?
         .len();
     if len > 0 {
-        let text = fs::read(root.path(CHANGES)).with_context(|| format!("reading '{CHANGES}'"))?;
+        let text = fs::read(root.path_nofollow(CHANGES))
+            .with_context(|| format!("reading '{CHANGES}'"))?;
         if !text.ends_with(b"\n") {
             let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             file.set_len(keep as u64)
@@ -391,16 +690,32 @@ fn write_new(dest: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) 
 
 /// Replaces (or creates) node file `abs` atomically. An existing file is backed
 /// up first and keeps its mode and owner; a new file is root-owned with `mode`
-/// (and missing parent directories are created 0755).
+/// (and missing parent directories are created 0755). A symbolic link `abs`
+/// stays a link: the file it leads to inside the tree is what is backed up
+/// and replaced. A link that leads nowhere, and anything but a regular file
+/// there, is refused.
 pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<()> {
-    let host = root.path(abs);
-    let (mode, owner) = match fs::metadata(&host) {
-        Ok(meta) => {
-            backup(root, abs)?;
+    let real = root.resolve(abs)?;
+    let host = root.path_nofollow(&real);
+    let (mode, owner) = match fs::symlink_metadata(&host) {
+        Ok(meta) if meta.is_file() => {
+            backup(root, &real)?;
             (meta.mode() & 0o7777, Some((meta.uid(), meta.gid())))
         }
+        Ok(meta) => {
+            return Err(NotRegular {
+                path: real.clone(),
+                kind: kind_of(meta.file_type()),
+            })
+            .with_context(|| format!("replacing '{}'", abs.display()))
+        }
+        Err(_) if is_link(root, abs) => anyhow::bail!(
+            "replacing '{}': it is a symbolic link to '{}', which does not exist; remove the link or create its target, then run this again",
+            abs.display(),
+            real.display()
+        ),
         Err(_) => {
-            if let Some(parent) = abs.parent() {
+            if let Some(parent) = real.parent() {
                 ensure_dir(root, &parent.to_string_lossy(), 0o755)?;
             }
             (mode, None)
@@ -410,22 +725,29 @@ pub fn write_file(root: &Root, abs: &Path, content: &[u8], mode: u32) -> Result<
     write_new(&host, content, mode, owner).with_context(|| format!("replacing '{}'", abs.display()))
 }
 
-/// Writes a state file of ours (no backup: it is ours), atomically.
+/// Whether node path `abs` itself is a symbolic link.
+pub fn is_link(root: &Root, abs: &Path) -> bool {
+    fs::symlink_metadata(root.path_nofollow(abs)).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Writes a state file of ours (no backup: it is ours), atomically; a link
+/// in its place is replaced, never written through.
 pub fn write_state_file(root: &Root, abs: &str, content: &[u8]) -> Result<()> {
     ensure_private_dir(root, paths::STATE_DIR, true)?;
-    write_new(&root.path(abs), content, 0o600, None).with_context(|| format!("writing '{abs}'"))
+    write_new(&root.path_nofollow(abs), content, 0o600, None)
+        .with_context(|| format!("writing '{abs}'"))
 }
 
 /// Points node path `abs` at `target` atomically (a mask, an enable link, ...).
 /// An existing non-link file is backed up first.
 pub fn symlink(root: &Root, abs: &Path, target: &Path) -> Result<()> {
-    let host = root.path(abs);
-    if fs::read_link(&host).ok().as_deref() == Some(target) {
+    if fs::read_link(root.path_nofollow(abs)).ok().as_deref() == Some(target) {
         return Ok(());
     }
     if let Some(parent) = abs.parent() {
         ensure_dir(root, &parent.to_string_lossy(), 0o755)?;
     }
+    let host = root.path_nofollow(abs);
     if fs::symlink_metadata(&host).is_ok() {
         backup(root, abs)?;
     }
@@ -439,7 +761,7 @@ pub fn symlink(root: &Root, abs: &Path, target: &Path) -> Result<()> {
 
 /// Removes node path `abs` (file or link) if present.
 pub fn remove(root: &Root, abs: &Path) -> Result<()> {
-    let host = root.path(abs);
+    let host = root.path_nofollow(abs);
     match fs::remove_file(&host) {
         Ok(()) => sync_parent(&host),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -450,7 +772,7 @@ pub fn remove(root: &Root, abs: &Path) -> Result<()> {
 /// Renames node path `from` to `to` (a file or a link), after a backup of
 /// `from`; refuses to replace an existing `to`.
 pub fn rename(root: &Root, from: &Path, to: &Path) -> Result<()> {
-    let (host_from, host_to) = (root.path(from), root.path(to));
+    let (host_from, host_to) = (root.path_nofollow(from), root.path_nofollow(to));
     if fs::symlink_metadata(&host_to).is_ok() {
         anyhow::bail!(
             "renaming '{}': '{}' already exists",
@@ -562,7 +884,7 @@ pub const KEPT_MARK: &str = ".synnefo-upgrade-kept-";
 /// identical copy kept by an earlier run is reused), a link's target in the
 /// answer. Nothing when we know nothing of `abs` or it is as we left it.
 fn keep_edit(root: &Root, changes: &Changes, abs: &Path) -> Result<Option<Kept>> {
-    let host = root.path(abs);
+    let host = root.path_nofollow(abs);
     let Ok(meta) = fs::symlink_metadata(&host) else {
         return Ok(None);
     };
@@ -606,7 +928,7 @@ fn keep_edit(root: &Root, changes: &Changes, abs: &Path) -> Result<Option<Kept>>
 /// Writes `content` (the file `abs` as `meta` describes it) into a new file
 /// beside it named with [`KEPT_MARK`]; returns its node path.
 fn keep_copy(root: &Root, abs: &Path, content: &[u8], meta: &fs::Metadata) -> Result<PathBuf> {
-    let host = root.path(abs);
+    let host = root.path_nofollow(abs);
     let dir = host.parent().unwrap_or(Path::new("/"));
     let mut prefix = host
         .file_name()
@@ -662,20 +984,20 @@ pub fn restore(root: &Root, abs: &Path) -> Result<Option<Undone>> {
 
 fn restore_with(root: &Root, changes: &Changes, abs: &Path) -> Result<Option<Undone>> {
     let backup_abs = backup_path(abs);
-    let backup_host = root.path(&backup_abs);
+    let backup_host = root.path_nofollow(&backup_abs);
     let meta = match fs::symlink_metadata(&backup_host) {
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
     let kept = keep_edit(root, changes, abs)?;
-    let host = root.path(abs);
+    let host = root.path_nofollow(abs);
     if meta.file_type().is_symlink() {
         let target = fs::read_link(&backup_host)
             .with_context(|| format!("reading backup of '{}'", abs.display()))?;
         put_link(&host, &target, (meta.uid(), meta.gid()))
             .with_context(|| format!("restoring link '{}'", abs.display()))?;
     } else {
-        let content = fs::read(&backup_host)
+        let content = read_file(root, &backup_abs)
             .with_context(|| format!("reading backup of '{}'", abs.display()))?;
         write_new(
             &host,
@@ -695,64 +1017,37 @@ fn restore_with(root: &Root, changes: &Changes, abs: &Path) -> Result<Option<Und
     }))
 }
 
-/// Opens node file `abs` of ours with `options`, only as the regular file it
-/// must be: never through a symbolic link (`O_NOFOLLOW`: `ELOOP`), and
+/// Opens a file of ours with `options` (for appending), only as the regular
+/// file it must be: never through a symbolic link (`O_NOFOLLOW`: `ELOOP`), and
 /// without waiting on a FIFO or a device (`O_NONBLOCK`, then anything but a
-/// regular file is refused with `InvalidData`, saying what it is).
-fn open_regular(
-    root: &Root,
-    abs: &str,
-    options: &mut OpenOptions,
-) -> std::io::Result<(File, fs::Metadata)> {
+/// regular file is refused with [`NotRegular`]).
+fn open_own(root: &Root, abs: &str, options: &mut OpenOptions) -> Result<File> {
     let file = options
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(root.path(abs))?;
-    let meta = file.metadata()?;
-    let kind = meta.file_type();
-    if kind.is_file() {
-        return Ok((file, meta));
+        .open(root.path_nofollow(abs))
+        .with_context(|| format!("opening '{abs}'"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading '{abs}'"))?;
+    if !meta.is_file() {
+        return Err(NotRegular {
+            path: PathBuf::from(abs),
+            kind: kind_of(meta.file_type()),
+        }
+        .into());
     }
-    let what = if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "a device"
-    };
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("it is {what}, not a regular file"),
-    ))
-}
-
-/// Reads node file `abs` of ours (the state file, the armed marker, the
-/// ledger) as text, only as a regular file (see [`open_regular`]: never
-/// through a link, never waiting on a FIFO).
-pub fn read_regular(root: &Root, abs: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let (file, meta) = open_regular(root, abs, OpenOptions::new().read(true))?;
-    // Sized from the type check's fstat, read through `take` so that the
-    // standard library does not fstat it again (policy-rc.d runs this on
-    // every service action); what is appended meanwhile is not read.
-    let len = meta.len();
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
-    file.take(len.saturating_add(1)).read_to_end(&mut bytes)?;
-    String::from_utf8(bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+    Ok(file)
 }
 
 /// Opens an append-only log of ours (the denied-action ledger, the log file),
 /// creating it 0600; only as a regular file, never through a symbolic link
-/// (see [`open_regular`]).
+/// (see [`open_own`]).
 pub fn open_append(root: &Root, abs: &str) -> Result<File> {
-    open_regular(
+    open_own(
         root,
         abs,
         OpenOptions::new().append(true).create(true).mode(0o600),
     )
-    .map(|(file, _)| file)
     .with_context(|| format!("opening '{abs}' (it must be a regular file, not a symbolic link)"))
 }
 
@@ -776,6 +1071,13 @@ fn undo_with(root: &Root, changes: &Changes, abs: &Path) -> Result<Undone> {
     if let Some(done) = restore_with(root, changes, abs)? {
         return Ok(done);
     }
+    // A link we wrote through: the backup is of the file it leads to.
+    let real = root.resolve(abs)?;
+    if real != root.resolve_nofollow(abs)? {
+        if let Some(done) = restore_with(root, changes, &real)? {
+            return Ok(done);
+        }
+    }
     let undone = |action, kept| Undone {
         path: abs.to_path_buf(),
         action,
@@ -784,7 +1086,7 @@ fn undo_with(root: &Root, changes: &Changes, abs: &Path) -> Result<Undone> {
     if changes.existed(abs) {
         return Ok(undone(Action::AsItWas, None));
     }
-    if fs::symlink_metadata(root.path(abs)).is_err() {
+    if fs::symlink_metadata(root.path_nofollow(abs)).is_err() {
         return Ok(undone(Action::Absent, None));
     }
     let kept = keep_edit(root, changes, abs)?;
@@ -805,9 +1107,9 @@ fn backed_up(root: &Root) -> Result<Vec<PathBuf>> {
         }
         Ok(())
     }
-    let base = root.path(paths::BACKUP_DIR);
+    let base = root.path_nofollow(paths::BACKUP_DIR);
     let mut found = Vec::new();
-    if base.is_dir() {
+    if check_private_dir(root, paths::BACKUP_DIR)? {
         walk(&base, &mut found).with_context(|| format!("listing '{}'", paths::BACKUP_DIR))?;
     }
     found.sort();
@@ -828,7 +1130,7 @@ pub fn undo_all(root: &Root) -> Result<Vec<Undone>> {
     let changes = Changes::load(root)?;
     let mut done = Vec::new();
     for abs in changes.paths() {
-        let has_backup = fs::symlink_metadata(root.path(backup_path(&abs))).is_ok();
+        let has_backup = fs::symlink_metadata(root.path_nofollow(backup_path(&abs))).is_ok();
         if changes::is_ours(&abs) || has_backup || !changes.created(&abs) {
             continue;
         }
@@ -905,7 +1207,7 @@ pub fn write_from_command(
     command: &mut std::process::Command,
 ) -> Result<u64> {
     use std::io::Read;
-    let host = root.path(abs);
+    let host = root.path_nofollow(abs);
     if let Some(parent) = abs.parent() {
         ensure_private_dir(root, &parent.to_string_lossy(), false)?;
     }
@@ -950,8 +1252,11 @@ pub fn write_from_command(
 }
 
 /// Opens (creating) the lock file, for the runner's `flock`; never through a
-/// symbolic link.
+/// symbolic link. The first thing a run that writes does: a state or backup
+/// directory that is a link is refused here, before anything is written.
 pub fn open_lock(root: &Root) -> Result<File> {
+    check_private_dir(root, paths::STATE_DIR)?;
+    check_private_dir(root, paths::BACKUP_DIR)?;
     ensure_private_dir(root, paths::STATE_DIR, true)?;
     OpenOptions::new()
         .read(true)
@@ -960,7 +1265,7 @@ pub fn open_lock(root: &Root) -> Result<File> {
         .truncate(false)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(root.path(paths::LOCK_FILE))
+        .open(root.path_nofollow(paths::LOCK_FILE))
         .with_context(|| {
             format!(
                 "opening '{}' (it must not be a symbolic link)",
@@ -986,7 +1291,27 @@ pub fn write_lock_holder(file: &mut File, holder: &str) -> Result<()> {
 /// (a directory that is ours alone), makes a looser mode 0700. A directory
 /// the operator chose keeps its mode (our files in it are 0600 anyway).
 pub fn ensure_private_dir(root: &Root, abs: &str, tighten: bool) -> Result<()> {
-    let host = root.path(abs);
+    if !check_private_dir(root, abs)? {
+        return ensure_dir(root, abs, 0o700);
+    }
+    let host = root.path_nofollow(abs);
+    if tighten {
+        let mode = fs::symlink_metadata(&host)
+            .with_context(|| format!("reading '{abs}'"))?
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&host, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("setting mode 0700 on '{abs}'"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether our private directory `abs` exists; a symbolic link or anything
+/// but a directory there is refused ([`Fatal::BadInput`](crate::error::Fatal),
+/// exit 2), before anything is written through it.
+pub fn check_private_dir(root: &Root, abs: &str) -> Result<bool> {
+    let host = root.path_nofollow(abs);
     match fs::symlink_metadata(&host) {
         Ok(meta) if meta.file_type().is_symlink() => {
             let target = fs::read_link(&host).unwrap_or_default();
@@ -995,17 +1320,12 @@ pub fn ensure_private_dir(root: &Root, abs: &str, tighten: bool) -> Result<()> {
                 target.display()
             )))
         }
-        Ok(meta) if meta.is_dir() => {
-            if tighten && meta.mode() & 0o077 != 0 {
-                fs::set_permissions(&host, fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("setting mode 0700 on '{abs}'"))?;
-            }
-            Ok(())
-        }
+        Ok(meta) if meta.is_dir() => Ok(true),
         Ok(_) => anyhow::bail!(crate::error::Fatal::BadInput(format!(
             "'{abs}' is not a directory; move it away"
         ))),
-        Err(_) => ensure_dir(root, abs, 0o700),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("reading '{abs}'")),
     }
 }
 
@@ -1104,6 +1424,117 @@ mod tests {
     }
 
     #[test]
+    fn host_paths_keep_to_the_tree_and_follow_the_last_link_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let host = |rel: &str| dir.path().join(rel);
+        fs::create_dir_all(host("etc/systemd")).unwrap();
+        fs::create_dir_all(host("srv/units")).unwrap();
+        // An absolute link to a host directory that exists outside the root.
+        std::os::unix::fs::symlink(outside.path(), host("etc/systemd/system")).unwrap();
+        let inside = root.path(outside.path()).join("x.service");
+        assert_eq!(
+            root.path("/etc/systemd/system/x.service"),
+            inside,
+            "an absolute link target is a node path"
+        );
+        std::os::unix::fs::symlink("/dev/null", host("etc/mask.service")).unwrap();
+        assert_eq!(
+            root.path_nofollow("/etc/mask.service"),
+            host("etc/mask.service")
+        );
+        assert_eq!(root.path("/etc/mask.service"), host("dev/null"));
+        // `..` never climbs above the root, in a path or in a link.
+        assert_eq!(root.path("/../../etc/x"), host("etc/x"));
+        std::os::unix::fs::symlink("../../../../..", host("srv/units/up")).unwrap();
+        assert_eq!(root.path("/srv/units/up/etc"), host("etc"));
+        // A loop reaches nothing: every call on it fails.
+        std::os::unix::fs::symlink("/srv/loop", host("srv/loop")).unwrap();
+        assert!(fs::metadata(root.path("/srv/loop/x")).is_err());
+        assert!(ensure_dir(&root, "/srv/loop/x", 0o755).is_err());
+        // The live root is the kernel's own resolution: joined only.
+        assert_eq!(
+            Root::new("/").path("/etc/systemd/system"),
+            Path::new("/etc/systemd/system")
+        );
+    }
+
+    #[test]
+    fn reads_refuse_fifos_sockets_devices_and_directories_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir_all(root.path("/etc/gunicorn.d/sub")).unwrap();
+        nix::unistd::mkfifo(
+            &root.path("/etc/gunicorn.d/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let _socket =
+            std::os::unix::net::UnixListener::bind(root.path("/etc/gunicorn.d/socket")).unwrap();
+        std::os::unix::fs::symlink("fifo", root.path("/etc/gunicorn.d/to-fifo")).unwrap();
+        for (name, kind) in [
+            ("fifo", "a FIFO (named pipe)"),
+            ("to-fifo", "a FIFO (named pipe)"),
+            ("socket", "a socket"),
+            ("sub", "a directory"),
+        ] {
+            let abs = format!("/etc/gunicorn.d/{name}");
+            let err = read_file(&root, &abs).unwrap_err();
+            assert_eq!(
+                not_regular(&err).map(|n| n.kind),
+                Some(kind),
+                "{abs}: {err:#}"
+            );
+            assert_eq!(read_file_opt(&root, &abs).unwrap(), None, "{abs}");
+            assert!(
+                skipped().iter().any(|s| s.path == Path::new(&abs)),
+                "{abs} is remembered for the report"
+            );
+        }
+        let err = read_file(&Root::new("/"), "/dev/zero").unwrap_err();
+        assert_eq!(
+            not_regular(&err).map(|n| n.kind),
+            Some("a character device")
+        );
+        assert_eq!(read_text_opt(&root, "/etc/gunicorn.d/none").unwrap(), None);
+        fs::write(root.path("/etc/gunicorn.d/synnefo"), "CONFIG = {}\n").unwrap();
+        assert_eq!(
+            read_text(&root, "/etc/gunicorn.d/synnefo").unwrap(),
+            "CONFIG = {}\n"
+        );
+    }
+
+    #[test]
+    fn a_link_written_through_stays_a_link_and_its_target_is_backed_up_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let (link, target) = (Path::new("/etc/apt/x.list"), Path::new("/srv/apt/x.list"));
+        fs::create_dir_all(root.path("/etc/apt")).unwrap();
+        fs::create_dir_all(root.path("/srv/apt")).unwrap();
+        fs::write(root.path(target), "wheezy\n").unwrap();
+        std::os::unix::fs::symlink(target, root.path_nofollow(link)).unwrap();
+        write_file(&root, link, b"jessie\n", 0o644).unwrap();
+        assert_eq!(fs::read_link(root.path_nofollow(link)).unwrap(), target);
+        assert_eq!(fs::read(root.path(target)).unwrap(), b"jessie\n");
+        assert_eq!(
+            fs::read(root.path(backup_path(target))).unwrap(),
+            b"wheezy\n"
+        );
+        assert_eq!(undo(&root, link).unwrap().action, Action::Restored);
+        assert_eq!(fs::read_link(root.path_nofollow(link)).unwrap(), target);
+        assert_eq!(fs::read(root.path(target)).unwrap(), b"wheezy\n");
+        // A link that leads nowhere is not written through (nor replaced).
+        std::os::unix::fs::symlink("/srv/none", root.path_nofollow("/etc/apt/y.list")).unwrap();
+        let err = write_file(&root, Path::new("/etc/apt/y.list"), b"x", 0o644).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("which does not exist"),
+            "{err:#}"
+        );
+        assert!(fs::symlink_metadata(root.path("/srv/none")).is_err());
+    }
+
+    #[test]
     fn rename_backs_up_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
@@ -1155,11 +1586,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
         let p = Path::new;
-        fs::create_dir_all(root.path("/etc/x/enabled")).unwrap();
-        fs::write(root.path("/etc/x/site"), "site\n").unwrap();
-        fs::write(root.path("/etc/x/plain"), "plain\n").unwrap();
-        fs::set_permissions(root.path("/etc/x/plain"), fs::Permissions::from_mode(0o640)).unwrap();
-        std::os::unix::fs::symlink("../site", root.path("/etc/x/enabled/site")).unwrap();
+        fs::create_dir_all(root.path_nofollow("/etc/x/enabled")).unwrap();
+        fs::write(root.path_nofollow("/etc/x/site"), "site\n").unwrap();
+        fs::write(root.path_nofollow("/etc/x/plain"), "plain\n").unwrap();
+        fs::set_permissions(
+            root.path_nofollow("/etc/x/plain"),
+            fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../site", root.path_nofollow("/etc/x/enabled/site")).unwrap();
         let before = tree(dir.path());
 
         // A conversion: the site renamed and rewritten, its link following.
@@ -1174,15 +1609,15 @@ mod tests {
         symlink(&root, p("/etc/x/made"), p("/dev/null")).unwrap();
         symlink(&root, p("/etc/x/made"), p("/dev/zero")).unwrap();
         assert!(
-            !root.path(backup_path(p("/etc/x/made"))).exists(),
+            !root.path_nofollow(backup_path(p("/etc/x/made"))).exists(),
             "ours: no backup"
         );
 
         // The operator's edits since.
-        fs::write(root.path("/etc/x/site.conf"), "site edited\n").unwrap();
-        fs::write(root.path("/etc/x/plain"), "plain edited\n").unwrap();
-        fs::remove_file(root.path("/etc/x/made")).unwrap();
-        std::os::unix::fs::symlink("/elsewhere", root.path("/etc/x/made")).unwrap();
+        fs::write(root.path_nofollow("/etc/x/site.conf"), "site edited\n").unwrap();
+        fs::write(root.path_nofollow("/etc/x/plain"), "plain edited\n").unwrap();
+        fs::remove_file(root.path_nofollow("/etc/x/made")).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", root.path_nofollow("/etc/x/made")).unwrap();
 
         let done = undo_all(&root).unwrap();
         let kept = |abs: &str| {
@@ -1214,13 +1649,16 @@ mod tests {
             "{name}"
         );
         assert_eq!(
-            fs::metadata(root.path(&plain_copy)).unwrap().mode() & 0o7777,
+            fs::metadata(root.path_nofollow(&plain_copy))
+                .unwrap()
+                .mode()
+                & 0o7777,
             0o640,
             "the copy has the edited file's mode"
         );
         // Everything else is as it was.
-        fs::remove_file(root.path(&site_copy)).unwrap();
-        fs::remove_file(root.path(&plain_copy)).unwrap();
+        fs::remove_file(root.path_nofollow(&site_copy)).unwrap();
+        fs::remove_file(root.path_nofollow(&plain_copy)).unwrap();
         let after = tree(dir.path());
         let ours = |t: std::collections::BTreeMap<PathBuf, String>| {
             t.into_iter()
@@ -1302,11 +1740,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
         for d in ["/usr/sbin", "/usr/local/sbin", "/etc/site"] {
-            fs::create_dir_all(root.path(d)).unwrap();
+            fs::create_dir_all(root.path_nofollow(d)).unwrap();
         }
-        fs::write(root.path("/usr/local/sbin/site"), b"#!/bin/sh\n").unwrap();
-        fs::write(root.path("/etc/site/policy"), b"#!/bin/sh\n").unwrap();
-        ln("/etc/site/policy", root.path("/etc/site/current")).unwrap();
+        fs::write(root.path_nofollow("/usr/local/sbin/site"), b"#!/bin/sh\n").unwrap();
+        fs::write(root.path_nofollow("/etc/site/policy"), b"#!/bin/sh\n").unwrap();
+        ln("/etc/site/policy", root.path_nofollow("/etc/site/current")).unwrap();
         // (link at, its target, what it designates from where it is)
         let cases = [
             ("/usr/sbin/a", "../local/sbin/site", "/usr/local/sbin/site"),
@@ -1329,14 +1767,15 @@ mod tests {
             )
         };
         for (at, target, _) in cases {
-            ln(target, root.path(at)).unwrap();
-            std::os::unix::fs::lchown(root.path(at), Some(owner.0), Some(owner.1)).unwrap();
+            ln(target, root.path_nofollow(at)).unwrap();
+            std::os::unix::fs::lchown(root.path_nofollow(at), Some(owner.0), Some(owner.1))
+                .unwrap();
         }
         for (at, target, designates) in cases {
             let at = Path::new(at);
             assert_eq!(backup_designates(&root, at).unwrap(), None);
             assert!(backup(&root, at).unwrap());
-            let kept = root.path(backup_path(at));
+            let kept = root.path_nofollow(backup_path(at));
             assert_eq!(fs::read_link(&kept).unwrap(), Path::new(target), "verbatim");
             let meta = fs::symlink_metadata(&kept).unwrap();
             assert_eq!((meta.uid(), meta.gid()), owner);
@@ -1351,8 +1790,11 @@ mod tests {
         }
         for (at, target, _) in cases {
             assert!(restore(&root, Path::new(at)).unwrap().is_some());
-            assert_eq!(fs::read_link(root.path(at)).unwrap(), Path::new(target));
-            let meta = fs::symlink_metadata(root.path(at)).unwrap();
+            assert_eq!(
+                fs::read_link(root.path_nofollow(at)).unwrap(),
+                Path::new(target)
+            );
+            let meta = fs::symlink_metadata(root.path_nofollow(at)).unwrap();
             assert_eq!((meta.uid(), meta.gid()), owner, "{at}: its owner");
         }
         // A backed-up file designates itself, in the backup directory.
@@ -1365,19 +1807,22 @@ mod tests {
     }
 
     #[test]
-    fn read_regular_refuses_links_fifos_and_directories_without_blocking() {
+    fn read_own_text_refuses_links_fifos_and_directories_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
         fs::create_dir_all(root.path("/var/lib/x")).unwrap();
         fs::write(root.path("/var/lib/x/file"), b"text\n").unwrap();
-        assert_eq!(read_regular(&root, "/var/lib/x/file").unwrap(), "text\n");
+        assert_eq!(
+            read_own_text(&root, "/var/lib/x/file").unwrap().as_deref(),
+            Some("text\n")
+        );
         std::os::unix::fs::symlink("file", root.path("/var/lib/x/link")).unwrap();
         nix::unistd::mkfifo(&root.path("/var/lib/x/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         fs::create_dir(root.path("/var/lib/x/dir")).unwrap();
-        assert!(read_regular(&root, "/var/lib/x/link").is_err());
+        assert!(read_own_text(&root, "/var/lib/x/link").is_err());
         for (name, what) in [("fifo", "a FIFO"), ("dir", "a directory")] {
-            let err = read_regular(&root, &format!("/var/lib/x/{name}")).unwrap_err();
-            assert!(err.to_string().contains(what), "{err}");
+            let err = read_own_text(&root, &format!("/var/lib/x/{name}")).unwrap_err();
+            assert!(format!("{err:#}").contains(what), "{err:#}");
         }
         // Appending: a FIFO without a reader is refused at once (ENXIO), one
         // with a reader as a FIFO.
@@ -1390,7 +1835,7 @@ mod tests {
         let err = open_append(&root, "/var/lib/x/fifo").unwrap_err();
         assert!(format!("{err:#}").contains("a FIFO"), "{err:#}");
         assert!(open_append(&root, "/var/lib/x/link").is_err());
-        assert!(read_regular(&root, "/var/lib/x/none").is_err());
+        assert_eq!(read_own_text(&root, "/var/lib/x/none").unwrap(), None);
     }
 
     #[test]
@@ -1401,12 +1846,12 @@ mod tests {
         symlink(&root, mask, Path::new("/dev/null")).unwrap();
         symlink(&root, mask, Path::new("/dev/null")).unwrap();
         assert_eq!(
-            fs::read_link(root.path(mask)).unwrap(),
+            fs::read_link(root.path_nofollow(mask)).unwrap(),
             Path::new("/dev/null")
         );
         remove(&root, mask).unwrap();
         remove(&root, mask).unwrap();
-        assert!(fs::symlink_metadata(root.path(mask)).is_err());
+        assert!(fs::symlink_metadata(root.path_nofollow(mask)).is_err());
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 
-use crate::fsx::Root;
+use crate::fsx::{self, Root};
 use crate::paths;
 
 pub mod facts;
@@ -85,7 +85,10 @@ fn codename_of_major(major: &str) -> Option<&'static str> {
 /// The OS codename: `VERSION_CODENAME`, else the word in parentheses of
 /// `VERSION` (`7 (wheezy)`), else the major number of `/etc/debian_version`.
 pub fn os_codename(root: &Root) -> Result<String> {
-    let os_release = std::fs::read_to_string(root.path(paths::OS_RELEASE)).unwrap_or_default();
+    let os_release = fsx::read_text_opt(root, paths::OS_RELEASE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     if let Some(name) = os_release_value(&os_release, "VERSION_CODENAME").filter(|v| !v.is_empty())
     {
         return Ok(name);
@@ -97,14 +100,13 @@ pub fn os_codename(root: &Root) -> Result<String> {
             }
         }
     }
-    let debian_version =
-        std::fs::read_to_string(root.path(paths::DEBIAN_VERSION)).with_context(|| {
-            format!(
-                "reading '{}' and '{}'",
-                paths::OS_RELEASE,
-                paths::DEBIAN_VERSION
-            )
-        })?;
+    let debian_version = fsx::read_text(root, paths::DEBIAN_VERSION).with_context(|| {
+        format!(
+            "reading '{}' and '{}'",
+            paths::OS_RELEASE,
+            paths::DEBIAN_VERSION
+        )
+    })?;
     let major = debian_version.trim().split('.').next().unwrap_or_default();
     codename_of_major(major)
         .map(str::to_string)
@@ -199,7 +201,7 @@ pub fn default_flag_of(service: &str) -> Option<(&'static str, &'static str)> {
 /// The value of a shell variable assignment in an `/etc/default` file (the last one wins).
 pub fn default_flag(root: &Root, service: &str) -> Option<String> {
     let (file, var) = default_flag_of(service)?;
-    let text = std::fs::read_to_string(root.path(file)).ok()?;
+    let text = fsx::read_text_opt(root, file).ok()??;
     text.lines().rev().find_map(|line| {
         let (k, v) = line.trim().split_once('=')?;
         (k.trim() == var).then(|| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
@@ -283,8 +285,9 @@ pub const SSCONF_DIR: &str = "/var/lib/ganeti";
 
 /// This node's host name: `/etc/hostname` (never a resolver lookup).
 pub fn hostname(root: &Root) -> Option<String> {
-    std::fs::read_to_string(root.path("/etc/hostname"))
+    fsx::read_text_opt(root, "/etc/hostname")
         .ok()
+        .flatten()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .or_else(|| {
@@ -320,7 +323,10 @@ pub fn roles(root: &Root, packages: &[crate::dpkg::Package]) -> Vec<Role> {
     }
     if let Some(me) = hostname(root) {
         let ssconf = |name: &str| {
-            std::fs::read_to_string(root.path(Path::new(SSCONF_DIR).join(name))).unwrap_or_default()
+            fsx::read_text_opt(root, Path::new(SSCONF_DIR).join(name))
+                .ok()
+                .flatten()
+                .unwrap_or_default()
         };
         if ssconf("ssconf_master_candidates")
             .lines()
@@ -354,8 +360,9 @@ pub fn running_instances(root: &Root) -> Vec<String> {
             if !root.is_live() {
                 return true;
             }
-            std::fs::read_to_string(e.path())
+            fsx::read_text_opt(root, Path::new(KVM_PID_DIR).join(e.file_name()))
                 .ok()
+                .flatten()
                 .and_then(|t| t.trim().parse::<i32>().ok())
                 .is_some_and(|pid| {
                     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()

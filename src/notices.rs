@@ -67,24 +67,25 @@ pub fn parse_lsclusters(text: &str) -> Vec<(String, String)> {
 
 /// The clusters with a `postgresql.conf` under [`POSTGRESQL_DIR`].
 fn cluster_dirs(root: &Root) -> Vec<(String, String)> {
+    // Node paths all the way: a link among them is followed inside the tree.
     let names = |dir: &Path| -> Vec<String> {
-        std::fs::read_dir(dir)
+        std::fs::read_dir(root.path(dir))
             .map(|d| {
                 d.filter_map(|e| e.ok())
-                    .filter(|e| e.path().is_dir())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| root.path(dir.join(name)).is_dir())
                     .collect()
             })
             .unwrap_or_default()
     };
-    let base = root.path(POSTGRESQL_DIR);
-    names(&base)
+    let base = Path::new(POSTGRESQL_DIR);
+    names(base)
         .into_iter()
         .flat_map(|version| {
             let dir = base.join(&version);
             names(&dir)
                 .into_iter()
-                .filter(|name| dir.join(name).join("postgresql.conf").is_file())
+                .filter(|name| root.path(dir.join(name).join("postgresql.conf")).is_file())
                 .map(move |name| (version.clone(), name))
                 .collect::<Vec<_>>()
         })
@@ -328,10 +329,12 @@ pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Findin
             continue;
         }
         let abs = dir.join(&name);
-        // Other applications' configs are theirs.
-        let Ok(text) = std::fs::read_to_string(root.path(&abs)) else {
+        // Other applications' configs are theirs; a FIFO there is skipped
+        // with a warning, never opened.
+        let Ok(Some(text)) = crate::fsx::read_file_opt(root, &abs) else {
             continue;
         };
+        let text = String::from_utf8_lossy(&text);
         if text.contains("synnefo") {
             for addr in gunicorn_binds(&text) {
                 binds.push((abs.display().to_string(), addr));

@@ -147,7 +147,7 @@ impl Managed {
         let why = match State::load(root) {
             Ok(Some(state)) => return Managed::Recorded(state),
             // No state and no marker: nothing is armed, allow as if we were not here.
-            Ok(None) => match std::fs::symlink_metadata(root.path(paths::ARMED_MARKER)) {
+            Ok(None) => match std::fs::symlink_metadata(root.path_nofollow(paths::ARMED_MARKER)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Managed::Nothing,
                 _ => anyhow::anyhow!(
                     "'{}' is missing while '{}' is there",
@@ -177,13 +177,19 @@ impl Managed {
 /// may name others) and those the ledger shows denied or stopped before.
 fn may_be_managed(root: &Root) -> Vec<String> {
     let mut names: Vec<String> = SYNNEFO_SERVICES.iter().map(|s| s.to_string()).collect();
-    let marker = fsx::read_regular(root, paths::ARMED_MARKER).unwrap_or_default();
+    let marker = fsx::read_own_text(root, paths::ARMED_MARKER)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let listed = marker
         .lines()
         .filter_map(|l| l.strip_prefix(MARKER_MANAGED))
         .flat_map(str::split_whitespace);
     // Ledger lines: `TIME ID ACTIONS RUNLEVEL [REASON]`.
-    let ledger = fsx::read_regular(root, paths::DENIED_LEDGER).unwrap_or_default();
+    let ledger = fsx::read_own_text(root, paths::DENIED_LEDGER)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let denied = ledger.lines().filter_map(|l| l.split_whitespace().nth(1));
     for name in listed.chain(denied) {
         let name = name.strip_suffix(".service").unwrap_or(name);
@@ -311,7 +317,8 @@ fn consult_previous(root: &Root, args: &[String]) -> i32 {
 
 /// Whether our policy-rc.d is installed.
 pub fn is_installed(root: &Root) -> bool {
-    std::fs::read_link(root.path(paths::POLICY_RCD)).is_ok_and(|t| t == Path::new(paths::BINARY))
+    std::fs::read_link(root.path_nofollow(paths::POLICY_RCD))
+        .is_ok_and(|t| t == Path::new(paths::BINARY))
 }
 
 /// Installs `/usr/sbin/policy-rc.d` as a link to our binary; an existing one is

@@ -323,8 +323,8 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         )),
     }
     if let Some(path) = &config.fix_ip_history.changelog {
-        let problem = match std::fs::read(root.path(path)) {
-            Err(e) => Some(format!("cannot read it: {e}")),
+        let problem = match crate::fsx::read_file(root, path) {
+            Err(e) => Some(format!("cannot read it: {e:#}")),
             Ok(bytes) => match String::from_utf8(bytes) {
                 Err(_) => Some("it is not UTF-8 text".into()),
                 Ok(text) => changelog::validate(&text).err().map(|bad| {
@@ -363,6 +363,8 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     ));
     found.extend(crate::convert::webserver::access_findings(root));
     found.extend(crate::aptsim::findings(root, config, facts));
+    // Last: the node files skipped by any of the above (and by the facts).
+    found.extend(skipped_files());
     found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }
@@ -439,6 +441,24 @@ fn apt_findings(config: &Config, facts: &Facts, found: &mut Vec<Finding>) {
             apt::add_backports_hint(to),
         )),
     }
+}
+
+/// `not-a-regular-file`: each node file this run skipped because it is not
+/// a regular file (a FIFO, a socket, a device, a directory: see
+/// [`crate::fsx::skipped`]); each was also logged as a warning when met.
+pub fn skipped_files() -> Vec<Finding> {
+    crate::fsx::skipped()
+        .into_iter()
+        .map(|skipped| {
+            Finding::new(
+                "not-a-regular-file",
+                Severity::Medium,
+                format!("'{}' is {}, not a regular file", skipped.path.display(), skipped.kind),
+                "synnefo-upgrade skipped it: it reads no node file that is not a regular file (a FIFO would block it forever); a program that reads every file of that directory (APT, gunicorn, Apache) may hang or fail on it",
+                "move it out of the way, or replace it by a regular file, then run this again",
+            )
+        })
+        .collect()
 }
 
 fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>) {

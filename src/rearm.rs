@@ -26,7 +26,7 @@ fn rerun(ctx: &mut Ctx, id: &str) -> Result<String> {
 }
 
 fn content_is(root: &fsx::Root, abs: &str, want: &str) -> bool {
-    std::fs::read(root.path(abs)).is_ok_and(|t| t == want.as_bytes())
+    fsx::read_file_opt(root, abs).is_ok_and(|t| t.as_deref() == Some(want.as_bytes()))
 }
 
 /// Verifies the protections of an armed node and restores the missing ones;
@@ -96,7 +96,7 @@ pub fn reverify(ctx: &mut Ctx) -> Result<Vec<String>> {
         restored.push(format!("APT configuration ({})", apt::CONF_SNIPPET));
     }
 
-    if std::fs::read_link(ctx.root.path(paths::FINISH_UNIT_WANTS))
+    if std::fs::read_link(ctx.root.path_nofollow(paths::FINISH_UNIT_WANTS))
         .ok()
         .as_deref()
         != Some(Path::new(paths::FINISH_UNIT_FILE))

@@ -64,7 +64,10 @@ fn lock_wait() -> Result<Duration> {
 /// Who holds the lock, from what the holder wrote into the lock file
 /// (`PID COMMAND`), and whether that process is alive.
 fn holder(root: &crate::fsx::Root) -> String {
-    let text = std::fs::read_to_string(root.path(crate::paths::LOCK_FILE)).unwrap_or_default();
+    let text = crate::fsx::read_text_opt(root, crate::paths::LOCK_FILE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let text = text.trim();
     let (pid, command) = text.split_once(' ').unwrap_or((text, ""));
     match pid.parse::<i32>() {

@@ -244,11 +244,11 @@ impl State {
 
     /// Reads the state of the node, `None` when there is none.
     pub fn load(root: &Root) -> Result<Option<State>> {
-        // Only as a regular file: never through a symbolic link, never
-        // waiting on a FIFO (policy-rc.d reads it on every service action).
-        let text = match fsx::read_regular(root, paths::STATE_FILE) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // Never read through a symbolic link (O_NOFOLLOW): the state is ours
+        // alone; nor a FIFO (policy-rc.d reads it on every service action).
+        let text = match crate::fsx::read_own_text(root, paths::STATE_FILE) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(None),
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(

@@ -184,7 +184,9 @@ pub fn report(root: &Root) -> Result<Report> {
         .iter()
         .find(|s| s.status == crate::state::StepStatus::Failed)
         .cloned();
-    let denied_actions = std::fs::read_to_string(root.path(crate::paths::DENIED_LEDGER))
+    let denied_actions = crate::fsx::read_text_opt(root, crate::paths::DENIED_LEDGER)
+        .ok()
+        .flatten()
         .map(|t| t.lines().map(String::from).collect())
         .unwrap_or_default();
     let mut backups = Vec::new();
@@ -212,11 +214,15 @@ pub fn report(root: &Root) -> Result<Report> {
         backups,
         dpkg_leftovers,
         gevent: gevent(root),
-        notices: crate::notices::findings(
-            root,
-            &crate::dpkg::present_packages(root).unwrap_or_default(),
-            moment,
-        ),
+        notices: {
+            let mut notices = crate::notices::findings(
+                root,
+                &crate::dpkg::present_packages(root).unwrap_or_default(),
+                moment,
+            );
+            notices.extend(crate::preflight::skipped_files());
+            notices
+        },
         services: state.services,
         steps: state.steps,
         logs: vec![

@@ -231,8 +231,7 @@ pub fn fix_ip_history(
     let Some(changelog_path) = &config.fix_ip_history.changelog else {
         return Ok("no changelog configured".into());
     };
-    let text = std::fs::read_to_string(root.path(changelog_path))
-        .with_context(|| format!("reading '{}'", changelog_path.display()))?;
+    let text = crate::fsx::read_text(root, changelog_path)?;
     let changes = changelog::validate(&text).map_err(|bad| {
         let lines: Vec<String> = bad
             .iter()

@@ -19,7 +19,6 @@
 
 use anyhow::Result;
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use super::sources::{self, Options, Source, DEB822_OPTIONS};
 use crate::fsx::Root;
@@ -88,10 +87,8 @@ impl Lists {
                 continue;
             };
             // The fields come first; the checksums after them run to megabytes.
-            let mut head = Vec::new();
-            let read = std::fs::File::open(entry.path())
-                .and_then(|file| file.take(16 * 1024).read_to_end(&mut head));
-            if read.is_ok() {
+            let path = std::path::Path::new(paths::APT_LISTS_DIR).join(&name);
+            if let Ok(Some(head)) = crate::fsx::read_head(root, &path, 16 * 1024) {
                 found
                     .entry(stem.to_string())
                     .or_insert_with(|| Release::parse(&String::from_utf8_lossy(&head)));

@@ -8,7 +8,7 @@
 //! `cdrom:[Debian GNU/Linux 7 _Wheezy_ - Official amd64 DVD Binary-1]/` are
 //! one word each; a `#` starts a comment unless it is inside brackets.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,7 @@ pub fn source_files(root: &Root) -> Vec<(PathBuf, bool)> {
             }
         }
     }
-    files.retain(|(p, _)| root.path(p).is_file());
+    files.retain(|(p, _)| crate::fsx::is_regular_file(root, p));
     files
 }
 
@@ -115,8 +115,7 @@ pub fn source_files(root: &Root) -> Vec<(PathBuf, bool)> {
 pub fn sources(root: &Root) -> Result<Vec<Source>> {
     let mut found = Vec::new();
     for (path, deb822) in source_files(root) {
-        let text = std::fs::read_to_string(root.path(&path))
-            .with_context(|| format!("reading '{}'", path.display()))?;
+        let text = crate::fsx::read_text(root, &path)?;
         found.extend(parse(&text, deb822, &path));
     }
     Ok(found)

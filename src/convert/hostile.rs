@@ -37,7 +37,7 @@ fn walk(root: &Root, abs: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) {
     };
     for name in names {
         let path = abs.join(name);
-        let Ok(meta) = fs::symlink_metadata(root.path(&path)) else {
+        let Ok(meta) = fs::symlink_metadata(root.path_nofollow(&path)) else {
             continue;
         };
         let is_dir = meta.is_dir();
@@ -48,20 +48,29 @@ fn walk(root: &Root, abs: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) {
     }
 }
 
-/// Links in [`LINKED_TREES`] that lead outside `/etc`: (link, where it leads).
+/// Links in [`LINKED_TREES`] that lead outside `/etc`, and those trees
+/// themselves when they lead there (`/etc/synnefo -> /srv/synnefo`): (link,
+/// where it leads).
 pub fn links_outside_etc(root: &Root) -> Vec<(PathBuf, PathBuf)> {
     let mut entries = Vec::new();
+    let mut found = Vec::new();
     for tree in LINKED_TREES {
-        walk(root, Path::new(tree), &mut entries);
+        let tree = Path::new(tree);
+        match root.resolve(tree) {
+            Ok(target) if !is_ours(&target) => found.push((tree.to_path_buf(), target)),
+            _ => walk(root, tree, &mut entries),
+        }
     }
-    entries
-        .into_iter()
-        .filter(|(_, m)| m.file_type().is_symlink())
-        .filter_map(|(link, _)| {
-            let target = root.resolve(&link).ok()?;
-            (!is_ours(&target)).then_some((link, target))
-        })
-        .collect()
+    found.extend(
+        entries
+            .into_iter()
+            .filter(|(_, m)| m.file_type().is_symlink())
+            .filter_map(|(link, _)| {
+                let target = root.resolve(&link).ok()?;
+                (!is_ours(&target)).then_some((link, target))
+            }),
+    );
+    found
 }
 
 /// Regular files (links followed) in [`SETTINGS_TREES`] that anyone may write.
@@ -83,28 +92,46 @@ pub fn world_writable(root: &Root) -> Vec<(PathBuf, u32)> {
 /// What in `changes` would write through, rename or replace a link that
 /// leads outside `/etc`: one line each, for the refusal.
 pub fn refused(root: &Root, changes: &[Change]) -> Vec<String> {
+    // Where a path really is, links (of the path or of its directories) followed.
     let outside = |p: &Path| -> Option<PathBuf> {
-        let is_link = fs::symlink_metadata(root.path(p)).is_ok_and(|m| m.file_type().is_symlink());
         let target = root.resolve(p).ok()?;
-        (is_link && !is_ours(&target)).then_some(target)
+        (!is_ours(&target)).then_some(target)
     };
     changes
         .iter()
         .filter_map(|change| match change {
-            Change::Edit { path, shown, .. } if !is_ours(path) => Some(format!(
-                "'{}' leads to '{}', outside /etc: it is not written through",
-                shown.display(),
-                path.display()
-            )),
+            Change::Edit { path, shown, .. } => outside(path).map(|target| {
+                format!(
+                    "'{}' leads to '{}', outside /etc: it is not written through",
+                    shown.display(),
+                    target.display()
+                )
+            }),
             Change::Rename { from, .. } | Change::Relink { from, .. } => {
                 outside(from).map(|target| {
+                    let how = if crate::fsx::is_link(root, from) {
+                        "is a link to"
+                    } else {
+                        "is, through a linked directory,"
+                    };
                     format!(
-                        "'{}' is a link to '{}', outside /etc: it is not ours to rename or replace",
+                        "'{}' {how} '{}', outside /etc: it is not ours to rename or replace",
                         from.display(),
                         target.display()
                     )
                 })
             }
+            Change::Link { path, .. } => root
+                .resolve_nofollow(path)
+                .ok()
+                .filter(|at| !is_ours(at))
+                .map(|at| {
+                    format!(
+                        "'{}' would be made at '{}', outside /etc: it is not ours to create",
+                        path.display(),
+                        at.display()
+                    )
+                }),
             _ => None,
         })
         .collect()

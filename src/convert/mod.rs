@@ -205,10 +205,24 @@ pub fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Names in directory `abs` (none when it does not exist), sorted by bytes.
+/// Links are followed inside the tree; `abs` a link that leads nowhere is an
+/// error, not an empty directory (its files would be skipped unsaid).
 pub fn list_dir(root: &Root, abs: &Path) -> Result<Vec<OsString>> {
     let entries = match fs::read_dir(root.path(abs)) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let nofollow = root.path_nofollow(abs);
+            if let Ok(target) = fs::read_link(&nofollow) {
+                return Err(Fatal::BadInput(format!(
+                    "'{}' is a symbolic link to '{}', which does not exist{}: its files cannot be read; make the link lead to the directory (inside the root), then run this again",
+                    abs.display(),
+                    target.display(),
+                    if root.is_live() { "" } else { " inside the root (under --root, an absolute link target is taken inside the root)" }
+                ))
+                .into());
+            }
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(e).with_context(|| format!("listing '{}'", abs.display())),
     };
     let mut names = entries
@@ -241,16 +255,15 @@ pub struct Loaded {
     pub bytes: Vec<u8>,
 }
 
-/// Reads node path `abs` following links; `None` when it is not (or does not
-/// lead to) a regular file.
+/// Reads node path `abs` following links inside the tree; `None` when it
+/// does not exist, or is not (or does not lead to) a regular file: a FIFO,
+/// socket, device or directory is skipped with a warning
+/// ([`fsx::read_file_opt`]), never opened for reading.
 pub fn read_through(root: &Root, abs: &Path) -> Result<Option<Loaded>> {
     let real = root.resolve(abs)?;
-    match fs::metadata(root.path(&real)) {
-        Ok(m) if m.is_file() => {}
-        _ => return Ok(None),
-    }
-    let bytes =
-        fs::read(root.path(&real)).with_context(|| format!("reading '{}'", abs.display()))?;
+    let Some(bytes) = crate::fsx::read_file_opt(root, &real)? else {
+        return Ok(None);
+    };
     Ok(Some(Loaded {
         shown: abs.to_path_buf(),
         real,
@@ -455,27 +468,26 @@ impl Conversion {
             match change {
                 Change::Edit { path, old, .. } => {
                     let now_at = renamed(path).unwrap_or_else(|| path.clone());
-                    let now = fs::read(root.path(&now_at))
-                        .with_context(|| format!("reading '{}'", now_at.display()))?;
+                    let now = crate::fsx::read_file(root, &now_at)?;
                     if &now != old {
                         return Err(changed(&now_at).into());
                     }
                 }
                 Change::Rename { from, to } => {
-                    if fs::symlink_metadata(root.path(to)).is_ok()
-                        || fs::symlink_metadata(root.path(from)).is_err()
+                    if fs::symlink_metadata(root.path_nofollow(to)).is_ok()
+                        || fs::symlink_metadata(root.path_nofollow(from)).is_err()
                     {
                         return Err(changed(from).into());
                     }
                 }
                 Change::Relink { from, .. } => {
-                    if fs::read_link(root.path(from)).is_err() {
+                    if fs::read_link(root.path_nofollow(from)).is_err() {
                         return Err(changed(from).into());
                     }
                 }
                 Change::Link { path, target } => {
-                    if fs::symlink_metadata(root.path(path)).is_ok()
-                        && fs::read_link(root.path(path)).ok().as_ref() != Some(target)
+                    if fs::symlink_metadata(root.path_nofollow(path)).is_ok()
+                        && fs::read_link(root.path_nofollow(path)).ok().as_ref() != Some(target)
                     {
                         return Err(changed(path).into());
                     }
@@ -518,10 +530,8 @@ fn describe(change: &Change) -> String {
 
 /// Numeric uid and gid of `user` from the node's `/etc/passwd` (never NSS).
 pub fn passwd_ids(root: &Root, user: &str) -> Result<Option<(u32, u32)>> {
-    let text = match fs::read(root.path("/etc/passwd")) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).context("reading '/etc/passwd'"),
+    let Some(text) = crate::fsx::read_file_opt(root, Path::new("/etc/passwd"))? else {
+        return Ok(None);
     };
     for (n, line) in text.split(|b| *b == b'\n').enumerate() {
         let fields: Vec<&[u8]> = line.split(|b| *b == b':').collect();

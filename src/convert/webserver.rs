@@ -60,7 +60,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
         }
         let new_name = with_conf(&name);
         let to = available.join(&new_name);
-        if fs::symlink_metadata(root.path(&to)).is_ok() {
+        if fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
             both_exist(out, &from, &to);
         } else {
             out.changes.push(Change::Rename { from, to });
@@ -75,7 +75,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
         let from = enabled.join(&name);
         let to = enabled.join(with_conf(&name));
         let needs_suffix = !name.as_bytes().ends_with(b".conf");
-        match fs::read_link(root.path(&from)) {
+        match fs::read_link(root.path_nofollow(&from)) {
             Ok(target) => {
                 let points = lexical(&enabled.join(&target));
                 let site = points
@@ -91,7 +91,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
                     continue;
                 }
                 let to = if needs_suffix { to } else { from.clone() };
-                if to != from && fs::symlink_metadata(root.path(&to)).is_ok() {
+                if to != from && fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                     both_exist(out, &from, &to);
                     continue;
                 }
@@ -102,7 +102,7 @@ pub fn plan(root: &Root, out: &mut Conversion) -> Result<()> {
                 });
             }
             Err(_) if needs_suffix && fs::metadata(root.path(&from)).is_ok_and(|m| m.is_file()) => {
-                if fs::symlink_metadata(root.path(&to)).is_ok() {
+                if fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                     both_exist(out, &from, &to);
                     continue;
                 }
@@ -133,7 +133,7 @@ fn conf_d(root: &Root, out: &mut Conversion) -> Result<()> {
             with_conf(&name)
         };
         let to = Path::new(APACHE_CONF_AVAILABLE).join(&new_name);
-        if fs::symlink_metadata(root.path(&to)).is_ok() {
+        if fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
             out.warnings.push(format!(
                 "'{}' and '{}' both exist; '{}' left alone (Apache 2.4 does not read conf.d)",
                 from.display(),
@@ -142,7 +142,7 @@ fn conf_d(root: &Root, out: &mut Conversion) -> Result<()> {
             ));
             continue;
         }
-        if let Ok(target) = fs::read_link(root.path(&from)) {
+        if let Ok(target) = fs::read_link(root.path_nofollow(&from)) {
             // conf.d and conf-available are siblings: an absolute target, or
             // one that leaves the directory first, leads to the same file from
             // either; any other leads there by its absolute path.
@@ -161,8 +161,8 @@ fn conf_d(root: &Root, out: &mut Conversion) -> Result<()> {
         }
         let link = Path::new(APACHE_CONF_ENABLED).join(&new_name);
         let target = Path::new("../conf-available").join(&new_name);
-        if fs::read_link(root.path(&link)).ok().as_ref() != Some(&target) {
-            if fs::symlink_metadata(root.path(&link)).is_ok() {
+        if fs::read_link(root.path_nofollow(&link)).ok().as_ref() != Some(&target) {
+            if fs::symlink_metadata(root.path_nofollow(&link)).is_ok() {
                 out.warnings.push(format!(
                     "'{}' exists and is not a link to '{}': enable it by hand ('a2enconf {}')",
                     link.display(),
@@ -202,7 +202,7 @@ pub fn old_access_directives(src: &[u8]) -> Vec<(usize, String)> {
 /// `apache-access-compat`: 2.2 access control in the Apache configuration
 /// while `mod_access_compat` is not enabled (Apache 2.4 refuses to start).
 pub fn access_findings(root: &Root) -> Vec<crate::preflight::Finding> {
-    if fs::symlink_metadata(root.path(ACCESS_COMPAT_LOAD)).is_ok() {
+    if fs::symlink_metadata(root.path_nofollow(ACCESS_COMPAT_LOAD)).is_ok() {
         return Vec::new();
     }
     let mut hits = Vec::new();

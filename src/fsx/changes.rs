@@ -15,7 +15,7 @@
 //! and `\`, is written `\xHH` (a path may hold spaces, newlines, non-UTF-8).
 //! Paths under our state directory are never recorded.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -147,10 +147,9 @@ impl Changes {
     /// its newline (a crash while it was appended) is ignored; any other line
     /// that is not a record is bad input.
     pub fn load(root: &Root) -> Result<Changes> {
-        let text = match fs::read(root.path(CHANGES)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Changes::default()),
-            Err(e) => return Err(e).with_context(|| format!("reading '{CHANGES}'")),
+        // Ours: never through a link, never waiting on a FIFO.
+        let Some(text) = super::read_regular(root, Path::new(CHANGES), super::Follow::No)? else {
+            return Ok(Changes::default());
         };
         let complete = text.ends_with(b"\n");
         let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
@@ -241,7 +240,7 @@ impl Changes {
             return;
         }
         seen.push(abs.to_path_buf());
-        let backup = root.path(super::backup_path(abs));
+        let backup = root.path_nofollow(super::backup_path(abs));
         match fs::symlink_metadata(&backup) {
             Ok(m) if m.file_type().is_symlink() => {
                 known.any = true;

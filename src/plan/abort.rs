@@ -12,7 +12,7 @@ use crate::fsx::{self, Root};
 /// Packages whose version changed since `prepare` (dpkg has unpacked new ones):
 /// `now` against the snapshot under `root`.
 pub fn changed_packages(root: &Root, now: &[dpkg::Package]) -> Result<Vec<String>> {
-    let before = std::fs::read_to_string(root.path(DPKG_SNAPSHOT))
+    let before = fsx::read_text(root, DPKG_SNAPSHOT)
         .with_context(|| format!("reading '{DPKG_SNAPSHOT}' (written by prepare)"))?;
     let before: std::collections::HashMap<String, String> = dpkg::parse_status(&before)
         .into_iter()

@@ -297,11 +297,13 @@ pub(super) fn report_notices(ctx: &mut Ctx) -> Result<String> {
     // Evaluated here, after the dist-upgrade and the reboot, on what the node
     // is now: jessie's PostgreSQL cluster beside wheezy's exists only now. A
     // notice is reported, never a failure.
-    let found = crate::notices::findings(
+    let mut found = crate::notices::findings(
         &ctx.root,
         ctx.facts.packages(),
         crate::notices::Moment::AfterUpgrade,
     );
+    // Node files this run (any step) did not read: FIFOs and the like.
+    found.extend(crate::preflight::skipped_files());
     if found.is_empty() {
         return Ok("none".into());
     }

@@ -1,6 +1,6 @@
 //! The bodies of `prepare`'s steps (the table is in [`super::PREPARE`]).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::Path;
 
 use super::{list, names, Ctx};
@@ -74,8 +74,7 @@ pub(super) fn apache2_installed(facts: &crate::node::Facts) -> bool {
 
 pub(super) fn snapshot_dpkg(ctx: &mut Ctx) -> Result<String> {
     // The file's bytes as they are, not the parsed facts: abort compares against them.
-    let status = std::fs::read(ctx.root.path(dpkg::STATUS_FILE))
-        .with_context(|| format!("reading '{}'", dpkg::STATUS_FILE))?;
+    let status = fsx::read_file(&ctx.root, dpkg::STATUS_FILE)?;
     fsx::write_state_file(&ctx.root, DPKG_SNAPSHOT, &status)?;
     Ok(format!("{} saved", dpkg::STATUS_FILE))
 }

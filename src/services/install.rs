@@ -157,7 +157,7 @@ pub fn alias_links(root: &Root, name: &str) -> Result<Vec<PathBuf>> {
         .alias
         .iter()
         .map(|a| admin.join(a))
-        .filter(|a| std::fs::read_link(root.path(a)).is_ok_and(|t| t == path))
+        .filter(|a| std::fs::read_link(root.path_nofollow(a)).is_ok_and(|t| t == path))
         .collect())
 }
 
@@ -206,7 +206,7 @@ mod tests {
         let link = PathBuf::from("/etc/systemd/system/multi-user.target.wants/gunicorn.service");
         assert_eq!(made, vec![link.clone()]);
         assert_eq!(
-            std::fs::read_link(root.path(&link)).unwrap(),
+            std::fs::read_link(root.path_nofollow(&link)).unwrap(),
             Path::new("/lib/systemd/system/gunicorn.service")
         );
         assert!(super::super::is_masked(&root, "gunicorn"), "the mask stays");

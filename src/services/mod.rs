@@ -86,7 +86,8 @@ pub fn mask_path(name: &str) -> PathBuf {
 
 /// Whether `name` is masked (its unit in `/etc/systemd/system` links to `/dev/null`).
 pub fn is_masked(root: &Root, name: &str) -> bool {
-    std::fs::read_link(root.path(mask_path(name))).is_ok_and(|t| t == Path::new("/dev/null"))
+    std::fs::read_link(root.path_nofollow(mask_path(name)))
+        .is_ok_and(|t| t == Path::new("/dev/null"))
 }
 
 /// Writes masks as links, the way `systemctl mask` does (used where systemd is not running).
@@ -154,8 +155,10 @@ pub fn is_enabled_on_disk(root: &Root, name: &str) -> bool {
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().ends_with(".wants"))
                 .any(|e| {
-                    e.path().join(&unit).exists()
-                        || std::fs::symlink_metadata(e.path().join(&unit)).is_ok()
+                    let link = Path::new(paths::SYSTEMD_ADMIN_DIR)
+                        .join(e.file_name())
+                        .join(&unit);
+                    std::fs::symlink_metadata(root.path_nofollow(link)).is_ok()
                 })
         })
         .unwrap_or(false);
@@ -244,11 +247,12 @@ mod tests {
         mask_offline(&root, &names).unwrap();
         assert!(is_masked(&root, "gunicorn"));
         assert_eq!(
-            std::fs::read_link(root.path("/etc/systemd/system/gunicorn.service")).unwrap(),
+            std::fs::read_link(root.path_nofollow("/etc/systemd/system/gunicorn.service")).unwrap(),
             Path::new("/dev/null")
         );
         // An admin's own unit file at the mask path is not a mask and stays.
-        std::fs::remove_file(root.path("/etc/systemd/system/archipelago.service")).unwrap();
+        std::fs::remove_file(root.path_nofollow("/etc/systemd/system/archipelago.service"))
+            .unwrap();
         std::fs::write(
             root.path("/etc/systemd/system/archipelago.service"),
             "[Unit]\n",

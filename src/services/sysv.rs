@@ -33,8 +33,9 @@ impl Sysv {
 
     fn pid_alive(&self, name: &str) -> bool {
         ["/run", "/var/run"].iter().any(|dir| {
-            std::fs::read_to_string(self.root.path(format!("{dir}/{name}.pid")))
+            crate::fsx::read_text_opt(&self.root, Path::new(&format!("{dir}/{name}.pid")))
                 .ok()
+                .flatten()
                 .and_then(|t| t.trim().parse::<i32>().ok())
                 .is_some_and(|pid| {
                     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()

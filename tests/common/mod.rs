@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_synnefo-upgrade");
@@ -233,6 +234,58 @@ impl Node {
             .unwrap()
     }
 
+    /// Runs the binary like [`Node::run`], but kills it and fails the test
+    /// when it has not ended within `secs` seconds: for inputs that once made
+    /// it block forever (a FIFO where a file is read), so that a regression
+    /// fails instead of hanging the test run.
+    pub fn run_within(&self, secs: u64, args: &[&str]) -> Output {
+        let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+        let mut child = Command::new(BIN)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env_remove("FAILPOINTS")
+            .env("SYNNEFO_UPGRADE_LOCK_WAIT", "0")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let read = |mut f: fs::File| {
+            use std::io::{Read, Seek};
+            let mut bytes = Vec::new();
+            f.rewind().unwrap();
+            f.read_to_end(&mut bytes).unwrap();
+            bytes
+        };
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Output {
+                    status,
+                    stdout: read(out),
+                    stderr: read(err),
+                };
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{args:?} did not end within {secs} s (blocked?); its stderr so far:\n{}",
+                    String::from_utf8_lossy(&read(err))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Creates a FIFO (named pipe) at `abs`, with its parent directories.
+    pub fn fifo(&self, abs: &str) {
+        let host = self.path(abs);
+        fs::create_dir_all(host.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&host, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    }
+
     /// Runs and requires success.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args, &[]);
@@ -304,7 +357,10 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
             }
             let meta = fs::symlink_metadata(&path).unwrap();
             let mode = meta.permissions().mode() & 0o7777;
-            if meta.file_type().is_symlink() {
+            if meta.file_type().is_fifo() {
+                // Never opened: reading it would block.
+                out.insert(rel, format!("fifo {mode:o}"));
+            } else if meta.file_type().is_symlink() {
                 out.insert(
                     rel,
                     format!("link -> {}", fs::read_link(&path).unwrap().display()),

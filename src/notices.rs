@@ -327,10 +327,12 @@ pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Findin
             continue;
         }
         let abs = dir.join(&name);
-        // Other applications' configs are theirs.
-        let Ok(text) = std::fs::read_to_string(root.path(&abs)) else {
+        // Other applications' configs are theirs. Python 2 source need not be
+        // UTF-8 (a `coding:` line): the strings looked for are ASCII.
+        let Ok(bytes) = std::fs::read(root.path(&abs)) else {
             continue;
         };
+        let text = String::from_utf8_lossy(&bytes);
         if text.contains("synnefo") {
             for addr in gunicorn_binds(&text) {
                 binds.push((abs.display().to_string(), addr));

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::dpkg::{self, Package};
+use crate::exec::shell_word;
 use crate::fsx::Root;
 use crate::preflight::{Finding, Severity};
 
@@ -125,9 +126,17 @@ pub fn postgresql_findings(
         let mut commands = Vec::new();
         for (version, name) in old {
             if new_names.contains(&name.as_str()) {
-                commands.push(format!("pg_dropcluster --stop {target} {name}"));
+                commands.push(format!(
+                    "pg_dropcluster --stop {} {}",
+                    shell_word(target),
+                    shell_word(name)
+                ));
             }
-            commands.push(format!("pg_upgradecluster {version} {name}"));
+            commands.push(format!(
+                "pg_upgradecluster {} {}",
+                shell_word(version),
+                shell_word(name)
+            ));
         }
         commands
     };
@@ -372,6 +381,15 @@ mod tests {
         assert_eq!(
             found[0].remediation.commands,
             ["pg_upgradecluster 9.4 main"]
+        );
+        // A cluster name a shell would split is quoted.
+        let found = postgresql_findings(&[c("9.1", "my main"), c("9.4", "my main")], &[], B);
+        assert_eq!(
+            found[0].remediation.commands,
+            [
+                "pg_dropcluster --stop 9.4 \"my main\"",
+                "pg_upgradecluster 9.1 \"my main\""
+            ]
         );
     }
 

@@ -349,6 +349,26 @@ fn inhibitor_bad_changelog() {
         finding["summary"].as_str().unwrap().starts_with("line 2: "),
         "{finding}"
     );
+    assert_eq!(
+        finding["remediation"]["commands"][0],
+        "synnefo-upgrade validate-changelog /root/owners.log"
+    );
+    // A path with a space is one word of the command.
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[fix_ip_history]\nchangelog = \"/root/vm owners.log\"\n",
+        0o644,
+    );
+    std::fs::rename(
+        node.path("/root/owners.log"),
+        node.path("/root/vm owners.log"),
+    )
+    .unwrap();
+    let json = inhibited_by(&node, "changelog-invalid");
+    assert_eq!(
+        self::finding(&json, "changelog-invalid")["remediation"]["commands"][0],
+        "synnefo-upgrade validate-changelog \"/root/vm owners.log\""
+    );
 }
 
 #[test]

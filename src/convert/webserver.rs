@@ -29,6 +29,7 @@ use super::{
     is_leftover, list_dir, owner, passwd_ids, read_through, split_lines, Change, Conversion,
 };
 use crate::error::Fatal;
+use crate::exec::shell_word;
 use crate::fsx::Root;
 
 /// Apache's sites.
@@ -245,7 +246,7 @@ fn conf_d(root: &Root, out: &mut Conversion, seen: &mut BTreeSet<PathBuf>) -> Re
                     "'{}' exists and is not a link to '{}': enable it by hand ('a2enconf {}')",
                     link.display(),
                     target.display(),
-                    Path::new(&new_name).with_extension("").display()
+                    shell_word(Path::new(&new_name).with_extension(""))
                 ));
             } else {
                 out.changes.push(Change::Link { path: link, target });

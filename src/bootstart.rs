@@ -108,9 +108,10 @@ pub fn disable(root: &Root, names: &[String]) -> Result<Vec<String>> {
                 if std::fs::symlink_metadata(root.path_nofollow(&to)).is_ok() {
                     bail!(
                         "both '{}' and '{}' exist: the boot-time start of '{name}' is ambiguous; remove the one \
-                         that is wrong (or run 'update-rc.d {name} defaults') and run 'synnefo-upgrade prepare' again",
+                         that is wrong (or run 'update-rc.d {} defaults') and run 'synnefo-upgrade prepare' again",
                         from.display(),
-                        to.display()
+                        to.display(),
+                        crate::exec::shell_word(name)
                     );
                 }
                 fsx::rename(root, &from, &to)?;

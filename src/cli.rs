@@ -31,7 +31,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Read FILE instead of /etc/synnefo-upgrade/upgrade.toml (drop-ins in
-    /// upgrade.d/ still apply).
+    /// upgrade.d/ still apply). FILE is a path on this host, relative to the
+    /// working directory, not under --root DIR (the drop-ins are); it must
+    /// exist and be a regular file (exit 2 otherwise).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// More detail (repeat for even more).

@@ -2,10 +2,21 @@
 //! (or `--config FILE`), then `upgrade.d/*.toml` in name order; later wins, key
 //! by key. Unknown keys are errors that name file, line and column (exit 2).
 //!
+//! Every file named is read or refused, never skipped: `--config FILE` (a path
+//! on this host, relative to the working directory) must exist, and a file or
+//! drop-in that is not a regular file (a directory, a FIFO, a dangling link),
+//! cannot be read, is not UTF-8 or not valid TOML is bad input (exit 2, the
+//! file named). Only a missing main file means the compiled defaults.
+//!
 //! This module reads only; it never writes.
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Fatal;
@@ -63,7 +74,7 @@ impl Default for Preflight {
 #[serde(deny_unknown_fields, default)]
 pub struct FixIpHistory {
     /// The changelog (`<vmid>|<from_uuid>|<to_uuid>|<date>` lines); unset: not run.
-    pub changelog: Option<PathBuf>,
+    pub changelog: Option<NodePath>,
     /// Apply the fix (`--fix`) after a successful dry run; false: dry run only.
     pub fix: bool,
 }
@@ -78,6 +89,47 @@ pub struct Cyclades {
     pub ui_url: Option<String>,
 }
 
+/// An absolute path on the node: the type of every path-valued key. A
+/// relative one is refused where it is written (file, line and column): no
+/// working directory of ours is one the operator could mean.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct NodePath(PathBuf);
+
+impl NodePath {
+    /// `path`, or why it is not absolute.
+    pub fn new(path: impl Into<PathBuf>) -> std::result::Result<NodePath, String> {
+        let path = path.into();
+        if path.is_absolute() {
+            Ok(NodePath(path))
+        } else {
+            Err(format!(
+                "'{}' is not an absolute path (give the whole path on the node, from /)",
+                path.display()
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for NodePath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for NodePath {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for NodePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        NodePath::new(PathBuf::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Backups before the point of no return.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -85,7 +137,7 @@ pub struct Backups {
     /// Take them (on nodes that run migrations).
     pub enabled: bool,
     /// Where they go (mode 0600 files).
-    pub dir: PathBuf,
+    pub dir: NodePath,
     /// Command (argv) whose stdout is the database dump; unset: `pg_dump -Fc`
     /// with the `DATABASES` settings from /etc/synnefo.
     pub database_command: Option<Vec<String>>,
@@ -95,7 +147,7 @@ impl Default for Backups {
     fn default() -> Self {
         Backups {
             enabled: true,
-            dir: PathBuf::from("/var/backups/synnefo-upgrade"),
+            dir: NodePath(PathBuf::from("/var/backups/synnefo-upgrade")),
             database_command: None,
         }
     }
@@ -209,22 +261,88 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
-/// Parses one file, validating it alone so that an error points into it.
-fn parse_file(root: &Root, abs: &Path) -> Result<toml::Table> {
-    // A FIFO (or socket, device, directory) is never opened: bad input, exit 2.
-    let bytes =
-        crate::fsx::read_file(root, abs).map_err(|e| match crate::fsx::not_regular(&e) {
-            Some(not_regular) => Fatal::BadInput(not_regular.to_string()).into(),
-            None => e,
-        })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+/// Reads configuration file `shown` at host path `host`: `None` when nothing
+/// is there; anything there but a readable regular file of UTF-8 text is bad
+/// input naming it. A FIFO or device is never opened: one could block the
+/// run, or be read with side effects.
+fn read_text(host: &Path, shown: &Path) -> Result<Option<String>> {
+    let refuse = |what: String| Fatal::BadInput(format!("{}: {what}", shown.display()));
+    let meta = match fs::metadata(host) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match fs::read_link(host) {
+                Ok(target) => Err(refuse(format!(
+                    "a symbolic link to '{}', which does not exist",
+                    target.display()
+                ))
+                .into()),
+                Err(_) => Ok(None),
+            };
+        }
+        Err(e) => return Err(refuse(format!("cannot be read: {e}")).into()),
+    };
+    let not_regular = |kind: std::fs::FileType| {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "something else"
+        };
+        refuse(format!("{what}, not a regular file"))
+    };
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()).into());
+    }
+    // Non-blocking, and checked again once open: the entry may have been
+    // replaced since.
+    let mut bytes = Vec::new();
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(host)
+        .and_then(|mut file| {
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                return Ok(Err(not_regular(meta.file_type())));
+            }
+            file.read_to_end(&mut bytes).map(Ok)
+        })
+        .map_err(|e| refuse(format!("cannot be read: {e}")))??;
+    String::from_utf8(bytes).map(Some).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         Fatal::BadInput(format!(
             "{}:{line}: not UTF-8 text (TOML must be UTF-8)",
-            abs.display()
+            shown.display()
         ))
-    })?;
+        .into()
+    })
+}
+
+/// Reads node path `abs` under `root`, its links followed inside the root.
+fn read_node_file(root: &Root, abs: &Path) -> Result<Option<String>> {
+    let real = root
+        .resolve(abs)
+        .map_err(|e| Fatal::BadInput(format!("{}: {e:#}", abs.display())))?;
+    let text = read_text(&root.path(&real), abs)?;
+    if text.is_none() && fs::symlink_metadata(root.path_nofollow(abs)).is_ok() {
+        return Err(Fatal::BadInput(format!(
+            "{}: a symbolic link to '{}', which does not exist",
+            abs.display(),
+            real.display()
+        ))
+        .into());
+    }
+    Ok(text)
+}
+
+/// Parses one file, validating it alone so that an error points into it.
+fn parse_file(shown: &Path, text: &str) -> Result<toml::Table> {
     let bad = |e: toml::de::Error| {
         let at = e
             .span()
@@ -235,13 +353,36 @@ fn parse_file(root: &Root, abs: &Path) -> Result<toml::Table> {
                 format!(":{line}:{col}")
             })
             .unwrap_or_default();
-        Fatal::BadInput(format!("{}{at}: {}", abs.display(), e.message()))
+        Fatal::BadInput(format!("{}{at}: {}", shown.display(), e.message()))
     };
-    let config = toml::from_str::<Config>(&text).map_err(bad)?;
-    validate(&config).map_err(|e| Fatal::BadInput(format!("{}: {e}", abs.display())))?;
-    toml::from_str::<toml::Table>(&text)
+    let config = toml::from_str::<Config>(text).map_err(bad)?;
+    validate(&config).map_err(|e| Fatal::BadInput(format!("{}: {e}", shown.display())))?;
+    toml::from_str::<toml::Table>(text)
         .map_err(bad)
         .map_err(Into::into)
+}
+
+/// The drop-ins, in name order (bytes): `*.toml` not starting with a dot.
+/// No directory: none; one that cannot be listed is bad input.
+fn dropins(root: &Root) -> Result<Vec<PathBuf>> {
+    let dir = Path::new(paths::CONFIG_DROPIN_DIR);
+    let refuse =
+        |e: std::io::Error| Fatal::BadInput(format!("{}: cannot be listed: {e}", dir.display()));
+    let real = root
+        .resolve(dir)
+        .map_err(|e| Fatal::BadInput(format!("{}: {e:#}", dir.display())))?;
+    let entries = match fs::read_dir(root.path(real)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(refuse(e).into()),
+    };
+    let mut names = entries
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<OsString>>>()
+        .map_err(refuse)?;
+    names.retain(|n| n.as_bytes().ends_with(b".toml") && !n.as_bytes().starts_with(b"."));
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Checks what the types cannot say.
@@ -302,14 +443,6 @@ fn validate(config: &Config) -> std::result::Result<(), String> {
             }
         }
     }
-    if let Some(changelog) = &config.fix_ip_history.changelog {
-        if !changelog.is_absolute() {
-            return Err(format!(
-                "[fix_ip_history] changelog '{}' is not an absolute path",
-                changelog.display()
-            ));
-        }
-    }
     if config
         .backups
         .database_command
@@ -322,30 +455,37 @@ fn validate(config: &Config) -> std::result::Result<(), String> {
 }
 
 /// Loads the configuration of the node under `root`. `main` replaces the main
-/// file (`--config`); a missing main file means defaults.
+/// file (`--config`): a host path (relative to the working directory, not
+/// under the root) that must exist. Without it, a missing main file means
+/// the defaults.
 pub fn load(root: &Root, main: Option<&Path>) -> Result<Config> {
-    let main = main.map_or_else(|| PathBuf::from(paths::CONFIG_FILE), Path::to_path_buf);
     let mut files = Vec::new();
-    if root.path(&main).exists() {
-        files.push(main);
+    match main {
+        Some(file) => match read_text(file, file)? {
+            Some(text) => files.push((file.to_path_buf(), text)),
+            None => {
+                return Err(
+                    Fatal::BadInput(format!("--config '{}': no such file", file.display())).into(),
+                )
+            }
+        },
+        None => {
+            let main = Path::new(paths::CONFIG_FILE);
+            if let Some(text) = read_node_file(root, main)? {
+                files.push((main.to_path_buf(), text));
+            }
+        }
     }
-    let dropins = root.path(paths::CONFIG_DROPIN_DIR);
-    if let Ok(entries) = std::fs::read_dir(&dropins) {
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".toml") && !n.starts_with('.'))
-            .collect();
-        names.sort();
-        files.extend(
-            names
-                .into_iter()
-                .map(|n| Path::new(paths::CONFIG_DROPIN_DIR).join(n)),
-        );
+    for dropin in dropins(root)? {
+        // Listed a moment ago: gone now is as bad as unreadable.
+        let text = read_node_file(root, &dropin)?.ok_or_else(|| {
+            Fatal::BadInput(format!("{}: disappeared while read", dropin.display()))
+        })?;
+        files.push((dropin, text));
     }
     let mut merged = toml::Table::new();
-    for file in &files {
-        merge(&mut merged, parse_file(root, file)?);
+    for (file, text) in &files {
+        merge(&mut merged, parse_file(file, text)?);
     }
     let config = Config::deserialize(toml::Value::Table(merged))
         .map_err(|e| Fatal::BadInput(format!("merged configuration: {e}")))?;
@@ -429,5 +569,65 @@ mod tests {
         );
         assert!(msg.contains("os_tooo"), "{msg}");
         assert_eq!(exit_code(&err), std::process::ExitCode::from(2));
+    }
+
+    #[test]
+    fn every_path_valued_key_must_be_absolute_named_at_file_line_column() {
+        for (text, at) in [
+            ("[backups]\nenabled = true\ndir = \"backups\"\n", ":3:7"),
+            ("[fix_ip_history]\nchangelog = \"./vm.log\"\n", ":2:13"),
+            ("[backups]\ndir = \"\"\n", ":2:7"),
+        ] {
+            let dir = tree(&[("/etc/synnefo-upgrade/upgrade.d/50-x.toml", text)]);
+            let err = load(&Root::new(dir.path()), None).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(&format!("/etc/synnefo-upgrade/upgrade.d/50-x.toml{at}: '"))
+                    && msg.contains("is not an absolute path"),
+                "{msg}"
+            );
+            assert_eq!(exit_code(&err), std::process::ExitCode::from(2));
+        }
+        let dir = tree(&[(
+            "/etc/synnefo-upgrade/upgrade.toml",
+            "[backups]\ndir = \"/srv/backups\"\n[fix_ip_history]\nchangelog = \"/root/vm.log\"\n",
+        )]);
+        let config = load(&Root::new(dir.path()), None).unwrap();
+        assert_eq!(&*config.backups.dir, Path::new("/srv/backups"));
+        assert_eq!(
+            config.fix_ip_history.changelog.as_deref(),
+            Some(Path::new("/root/vm.log"))
+        );
+    }
+
+    #[test]
+    fn links_are_followed_inside_the_root_and_dangling_ones_refused() {
+        let dir = tree(&[
+            ("/etc/synnefo-local/30.toml", "[migrations]\nrun = false\n"),
+            ("/etc/synnefo-upgrade/upgrade.toml", ""),
+        ]);
+        let root = Root::new(dir.path());
+        let dropins = root.path(paths::CONFIG_DROPIN_DIR);
+        fs::create_dir_all(&dropins).unwrap();
+        // An absolute target is a node path: under the root, not the host's /etc.
+        std::os::unix::fs::symlink("/etc/synnefo-local/30.toml", dropins.join("30.toml")).unwrap();
+        assert!(!load(&root, None).unwrap().migrations.run);
+        for (link, main) in [
+            (dropins.join("40-gone.toml"), "40-gone.toml"),
+            (root.path(paths::CONFIG_FILE), "upgrade.toml"),
+        ] {
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink("/etc/nowhere.toml", &link).unwrap();
+            let err = load(&root, None).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(&format!(
+                    "{main}: a symbolic link to '/etc/nowhere.toml', which does not exist"
+                )),
+                "{msg}"
+            );
+            assert_eq!(exit_code(&err), std::process::ExitCode::from(2));
+            fs::remove_file(&link).unwrap();
+        }
     }
 }

@@ -10,6 +10,24 @@ use std::process::{Command, ExitStatus, Stdio};
 use crate::fsx::Root;
 use crate::logging;
 
+/// `word` as one word of a command line that an operator copies into a
+/// POSIX shell (the commands of findings and messages): as it is when no
+/// shell treats any of its characters specially; else in double quotes
+/// (readable inside the single-quoted commands of our messages) when it
+/// holds none of `$`, `` ` ``, `\`, `"`, `!`; else in single quotes, each `'`
+/// written `'\''`.
+pub fn shell_word(word: impl AsRef<std::ffi::OsStr>) -> String {
+    let word = word.as_ref().to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.into_owned()
+    } else if !word.contains(['$', '`', '\\', '"', '!']) {
+        format!("\"{word}\"")
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// Directories searched for commands, inside the root first, then `PATH`.
 const SEARCH: &[&str] = &[
     "/usr/local/sbin",
@@ -159,4 +177,43 @@ pub fn run_captured(argv: &[&str]) -> Result<(ExitStatus, String)> {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok((out.status, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn words_are_quoted_only_when_needed_and_a_shell_reads_them_back() {
+        assert_eq!(
+            shell_word("/etc/synnefo/20-a.conf"),
+            "/etc/synnefo/20-a.conf"
+        );
+        assert_eq!(shell_word("/root/vm owners.log"), "\"/root/vm owners.log\"");
+        assert_eq!(shell_word("it's"), "\"it's\"");
+        assert_eq!(shell_word("$HOME's"), r"'$HOME'\''s'");
+        assert_eq!(shell_word(""), "\"\"");
+        for word in [
+            "/etc/synnefo/my settings.conf",
+            "it's",
+            "a\"b",
+            "$HOME `id` \\ !x 'q' \"d\"",
+            "*.conf ~ #c; a|b & (x) <y> {z}",
+            "tab\there",
+            "caf\u{e9}",
+            "",
+        ] {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {}", shell_word(word)))
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                word,
+                "{}",
+                shell_word(word)
+            );
+        }
+    }
 }

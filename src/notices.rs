@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::dpkg::{self, Package};
+use crate::exec::shell_word;
 use crate::fsx::Root;
 use crate::preflight::{Finding, Severity};
 
@@ -127,9 +128,17 @@ pub fn postgresql_findings(
         let mut commands = Vec::new();
         for (version, name) in old {
             if new_names.contains(&name.as_str()) {
-                commands.push(format!("pg_dropcluster --stop {target} {name}"));
+                commands.push(format!(
+                    "pg_dropcluster --stop {} {}",
+                    shell_word(target),
+                    shell_word(name)
+                ));
             }
-            commands.push(format!("pg_upgradecluster {version} {name}"));
+            commands.push(format!(
+                "pg_upgradecluster {} {}",
+                shell_word(version),
+                shell_word(name)
+            ));
         }
         commands
     };
@@ -330,11 +339,12 @@ pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Findin
         }
         let abs = dir.join(&name);
         // Other applications' configs are theirs; a FIFO there is skipped
-        // with a warning, never opened.
-        let Ok(Some(text)) = crate::fsx::read_file_opt(root, &abs) else {
+        // with a warning, never opened. Python 2 source need not be UTF-8
+        // (a `coding:` line): the strings looked for are ASCII.
+        let Ok(Some(bytes)) = crate::fsx::read_file_opt(root, &abs) else {
             continue;
         };
-        let text = String::from_utf8_lossy(&text);
+        let text = String::from_utf8_lossy(&bytes);
         if text.contains("synnefo") {
             for addr in gunicorn_binds(&text) {
                 binds.push((abs.display().to_string(), addr));
@@ -375,6 +385,15 @@ mod tests {
         assert_eq!(
             found[0].remediation.commands,
             ["pg_upgradecluster 9.4 main"]
+        );
+        // A cluster name a shell would split is quoted.
+        let found = postgresql_findings(&[c("9.1", "my main"), c("9.4", "my main")], &[], B);
+        assert_eq!(
+            found[0].remediation.commands,
+            [
+                "pg_dropcluster --stop 9.4 \"my main\"",
+                "pg_upgradecluster 9.1 \"my main\""
+            ]
         );
     }
 

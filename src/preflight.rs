@@ -16,6 +16,7 @@ use crate::changelog;
 use crate::config::Config;
 use crate::dpkg;
 use crate::error::Fatal;
+use crate::exec::shell_word;
 use crate::fsx::Root;
 use crate::node::{self, Facts, Role};
 use crate::services::Services;
@@ -294,8 +295,8 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                 "evacuate the node first (live-migrate its instances away), on the Ganeti master",
             )
             .commands([
-                format!("gnt-node migrate -f {me}"),
-                format!("gnt-node evacuate -s {me}"),
+                format!("gnt-node migrate -f {}", shell_word(&me)),
+                format!("gnt-node evacuate -s {}", shell_word(&me)),
             ]),
         );
     }
@@ -348,7 +349,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                 )
                 .commands([format!(
                     "synnefo-upgrade validate-changelog {}",
-                    path.display()
+                    shell_word(&**path)
                 )]),
             );
         }
@@ -565,7 +566,7 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
         found.push(Finding::new("world-writable-config", Severity::High,
             format!("'{}' is world-writable (mode {mode:o})", file.display()),
             "any local user can put Python code in it that Synnefo runs, as root under snf-manage",
-            "remove the write permission of others").commands([format!("chmod o-w {}", file.display())]));
+            "remove the write permission of others").commands([format!("chmod o-w {}", shell_word(&file))]));
     }
     if service_node && config.convert.allowed_hosts.is_none() {
         found.push(Finding::new(

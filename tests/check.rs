@@ -491,6 +491,26 @@ fn inhibitor_bad_changelog() {
         finding["summary"].as_str().unwrap().starts_with("line 2: "),
         "{finding}"
     );
+    assert_eq!(
+        finding["remediation"]["commands"][0],
+        "synnefo-upgrade validate-changelog /root/owners.log"
+    );
+    // A path with a space is one word of the command.
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[fix_ip_history]\nchangelog = \"/root/vm owners.log\"\n",
+        0o644,
+    );
+    std::fs::rename(
+        node.path("/root/owners.log"),
+        node.path("/root/vm owners.log"),
+    )
+    .unwrap();
+    let json = inhibited_by(&node, "changelog-invalid");
+    assert_eq!(
+        self::finding(&json, "changelog-invalid")["remediation"]["commands"][0],
+        "synnefo-upgrade validate-changelog \"/root/vm owners.log\""
+    );
 }
 
 #[test]
@@ -587,6 +607,42 @@ fn of_every<'a>(json: &'a Value, id: &str, field: &str) -> Vec<&'a str> {
         .filter(|f| f["id"] == id)
         .map(|f| f[field].as_str().unwrap())
         .collect()
+}
+
+#[test]
+fn settings_python_2_accepts_are_read_bom_coding_crlf_form_feed() {
+    // A byte order mark, a coding line, CRLF ends, a form feed before a
+    // statement, tabs, Latin-1 comments: all valid Python 2, nothing to refuse.
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-backend.conf",
+        "\u{feff}# -*- coding: utf-8 -*-\r\nBACKEND_ALLOCATOR_MODULE\t= 'grnet.allocators.RackAware'\r\n",
+        0o640,
+    );
+    node.write(
+        "/etc/synnefo/20-snf-cyclades-app-api.conf",
+        "# caf\u{e9}\n\x0c\nCACHE_BACKEND = 'locmem://'\n\x0cVMAPI_CACHE_KEY_PREFIX = 'vm'\n",
+        0o640,
+    );
+    // gunicorn configs are Python 2 too: in Latin-1, with a coding line.
+    node.write("/etc/gunicorn.d/synnefo", "", 0o644);
+    std::fs::write(
+        node.path("/etc/gunicorn.d/synnefo"),
+        b"# -*- coding: latin-1 -*-\n# caf\xe9\nCONFIG = {\n 'mode': 'django',\n 'working_dir': '/etc/synnefo',\n 'args': ('--bind=0.0.0.0:8080',),\n}\n",
+    )
+    .unwrap();
+    let (code, json) = check(&node);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert!(ids(&json, true).is_empty(), "{json:#}");
+    assert!(finding(&json, "gunicorn-forwarded-ips")["title"]
+        .as_str()
+        .unwrap()
+        .contains("0.0.0.0:8080"));
+    // Read, not skipped: the allocator behind the byte order mark is seen.
+    assert!(finding(&json, "custom-allocator")["title"]
+        .as_str()
+        .unwrap()
+        .contains("RackAware"));
 }
 
 fn finding<'a>(json: &'a Value, id: &str) -> &'a Value {

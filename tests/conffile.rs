@@ -74,7 +74,7 @@ fn every_key_is_documented() {
     let mut config = Config::default();
     // Optional keys only serialize when set: give each a value.
     config.services.managed = Some(vec![]);
-    config.fix_ip_history.changelog = Some("/x".into());
+    config.fix_ip_history.changelog = Some(config::NodePath::new("/x").unwrap());
     config.cyclades.base_url = Some("http://x".into());
     config.cyclades.ui_url = Some("http://x".into());
     config.convert.allowed_hosts = Some(vec![]);

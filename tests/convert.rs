@@ -398,6 +398,44 @@ fn crlf_files_stay_crlf() {
 }
 
 #[test]
+fn a_byte_order_mark_coding_line_and_form_feeds_are_python_2_and_kept() {
+    let dir = settings_node(&[
+        (
+            "20-vmapi.conf",
+            b"\xef\xbb\xbf# -*- coding: utf-8 -*-\r\nVMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\r\n",
+        ),
+        (
+            "30-backend.conf",
+            b"\xef\xbb\xbfBACKEND_ALLOCATOR_MODULE = 'synnefo.logic.allocators.default_allocator.DefaultAllocator'\n",
+        ),
+        ("40-api.conf", b"A = 1\n\x0c\n\x0cCACHE_BACKEND = 'locmem://'\n"),
+    ]);
+    ok(dir.path(), &[]);
+    assert_eq!(
+        conf(dir.path(), "20-vmapi.conf"),
+        format!(
+            "\u{feff}# -*- coding: utf-8 -*-\r\n# synnefo-upgrade-0.19: VMAPI_CACHE_BACKEND is obsolete since Synnefo 0.19 (its value is now in VMAPI_CACHE)\r\n#VMAPI_CACHE_BACKEND = 'memcached://127.0.0.1:11211/?timeout=3600'\r\n{}",
+            VMAPI_DICT_LF.replace('\n', "\r\n")
+        )
+    );
+    // The byte order mark stays in front of the edited first line.
+    assert_eq!(
+        read(dir.path(), "/etc/synnefo/30-backend.conf"),
+        b"\xef\xbb\xbfBACKEND_ALLOCATOR_MODULE = 'synnefo.logic.allocators.filter_allocator.FilterAllocator'\n"
+    );
+    let api = conf(dir.path(), "40-api.conf");
+    assert!(
+        api.starts_with("A = 1\n\x0c\n# synnefo-upgrade-0.19: CACHE_BACKEND is obsolete since Synnefo 0.19 (its value is now in PUBLIC_STATS_CACHE, VM_PASSWORD_CACHE)\n#\x0cCACHE_BACKEND = 'locmem://'\nPUBLIC_STATS_CACHE = {"),
+        "{api}"
+    );
+    // Converted: a second run has nothing to do.
+    assert_eq!(
+        ok(dir.path(), &[]),
+        "nothing to convert: the configuration already has the 0.19 shape\n"
+    );
+}
+
+#[test]
 fn non_utf8_bytes_are_carried_unchanged() {
     let dir = settings_node(&[(
         "20-x.conf",

@@ -387,6 +387,29 @@ fn world_writable_settings_are_reported() {
         ww[0]["remediation"]["commands"][0],
         "chmod o-w /etc/synnefo/20-snf-cyclades-app-api.conf"
     );
+    // A name with a space, one with a quote: the command is one a shell runs.
+    node.write("/etc/synnefo/30-my settings.conf", "#\n", 0o666);
+    node.write("/etc/synnefo/40-it's.conf", "#\n", 0o666);
+    node.write("/etc/synnefo/50-$HOME's.conf", "#\n", 0o666);
+    let commands: Vec<String> = findings(&node)
+        .iter()
+        .filter(|f| f["id"] == "world-writable-config")
+        .map(|f| {
+            f["remediation"]["commands"][0]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "chmod o-w /etc/synnefo/20-snf-cyclades-app-api.conf",
+            "chmod o-w \"/etc/synnefo/30-my settings.conf\"",
+            "chmod o-w \"/etc/synnefo/40-it's.conf\"",
+            "chmod o-w '/etc/synnefo/50-$HOME'\\''s.conf'",
+        ]
+    );
 }
 
 #[test]

@@ -262,6 +262,130 @@ fn bad_configuration_exits_2_naming_file_and_line() {
     assert_eq!(node.snapshot(), before);
 }
 
+/// Runs the binary on `node` from working directory `cwd`; a run that has not
+/// ended after 20 s (blocked on a FIFO, say) is killed and fails the test.
+fn run_in(node: &Node, cwd: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("--root")
+        .arg(node.root())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("FAILPOINTS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{args:?} still runs after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn config_option_is_a_host_path_relative_to_the_working_directory_and_must_exist() {
+    let node = Node::wheezy();
+    let cwd = tempfile::tempdir().unwrap();
+    // The same relative name under the root says otherwise: not the one read.
+    node.write("/op.toml", "[release]\nos_from = \"wheezy\"\n", 0o644);
+    fs::write(
+        cwd.path().join("op.toml"),
+        "[release]\nos_from = \"jessie\"\n",
+    )
+    .unwrap();
+    let before = node.snapshot();
+    let out = run_in(&node, cwd.path(), &["--config", "op.toml", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the OS is 'wheezy', not 'jessie'"));
+    let out = run_in(&node, cwd.path(), &["prepare", "--config", "op.toml"]);
+    assert_eq!(out.status.code(), Some(3));
+    // Missing: refused (it used to mean the defaults, [migrations] run = true).
+    for missing in ["missing.toml", "/nonexistent/upgrade.toml"] {
+        let out = run_in(&node, cwd.path(), &["--config", missing, "prepare"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--config '{missing}': no such file")),
+            "{stderr}"
+        );
+    }
+    fs::create_dir(cwd.path().join("dir.toml")).unwrap();
+    let out = run_in(&node, cwd.path(), &["--config", "dir.toml", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dir.toml: a directory, not a regular file")
+    );
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn every_bad_dropin_exits_2_naming_it_and_changes_nothing() {
+    let node = Node::wheezy();
+    let dropins = node.path("/etc/synnefo-upgrade/upgrade.d");
+    fs::create_dir_all(&dropins).unwrap();
+    let fifo = |path: &Path| {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
+    };
+    type Make<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Make, &str); 5] = [
+        (
+            "10-dir.toml",
+            &|p| fs::create_dir(p).unwrap(),
+            "a directory, not a regular file",
+        ),
+        (
+            "20-gone.toml",
+            &|p| std::os::unix::fs::symlink("/etc/nowhere.toml", p).unwrap(),
+            "a symbolic link to '/etc/nowhere.toml', which does not exist",
+        ),
+        ("30-fifo.toml", &fifo, "a FIFO, not a regular file"),
+        (
+            "40-latin1.toml",
+            &|p| fs::write(p, b"# caf\xe9\n").unwrap(),
+            ":1: not UTF-8",
+        ),
+        (
+            "50-bad.toml",
+            &|p| fs::write(p, "[release\n").unwrap(),
+            ":1:",
+        ),
+    ];
+    for (name, make, says) in cases {
+        let path = dropins.join(name);
+        // Taken without the entry: reading a FIFO would block the snapshot.
+        let before = node.snapshot();
+        make(&path);
+        for command in ["check", "prepare", "convert"] {
+            let out = run_in(&node, node.root(), &[command]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}, {command}: {stderr}");
+            assert!(
+                stderr.contains(&format!("/etc/synnefo-upgrade/upgrade.d/{name}{says}"))
+                    || stderr.contains(&format!("/etc/synnefo-upgrade/upgrade.d/{name}: {says}")),
+                "{name}, {command}: {stderr}"
+            );
+        }
+        if path.is_dir() {
+            fs::remove_dir(&path).unwrap();
+        } else {
+            fs::remove_file(&path).unwrap();
+        }
+        assert_eq!(node.snapshot(), before, "{name}");
+    }
+    // A main file that is a dangling link is not "no file": it is refused too.
+    std::os::unix::fs::symlink("gone.toml", node.path("/etc/synnefo-upgrade/upgrade.toml"))
+        .unwrap();
+    let out = run_in(&node, node.root(), &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "/etc/synnefo-upgrade/upgrade.toml: a symbolic link to '/etc/synnefo-upgrade/gone.toml', which does not exist"
+    ));
+}
+
 #[test]
 fn failed_migration_stops_finish_and_a_rerun_resumes() {
     let node = Node::wheezy();

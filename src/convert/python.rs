@@ -242,7 +242,12 @@ fn scan_number(src: &[u8], i: usize) -> Result<usize, SyntaxError> {
     Ok(j)
 }
 
-/// Tokenizes Python 2 source.
+/// The UTF-8 byte order mark, which Python 2 accepts at the start of a file.
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Tokenizes Python 2 source. A UTF-8 byte order mark at the start is skipped
+/// (the first line starts after it, so that edits keep it in front); a form
+/// feed in the indentation resets it, as in Python's tokenizer.
 pub fn tokenize(src: &[u8]) -> Result<Module, SyntaxError> {
     let n = src.len();
     let mut lines = Vec::new();
@@ -251,8 +256,8 @@ pub fn tokenize(src: &[u8]) -> Result<Module, SyntaxError> {
     let mut toks: Vec<Token> = Vec::new();
     let mut line_start = 0;
     let mut indent = 0;
-    let mut phys_start = 0;
-    let mut i = 0;
+    let mut i = if src.starts_with(BOM) { BOM.len() } else { 0 };
+    let mut phys_start = i;
     let starts = line_starts(src);
     let err = |offset, message: &str| SyntaxError {
         offset,
@@ -304,7 +309,9 @@ pub fn tokenize(src: &[u8]) -> Result<Module, SyntaxError> {
             _ => {
                 if toks.is_empty() {
                     line_start = phys_start;
-                    indent = i - phys_start;
+                    let lead = &src[phys_start..i];
+                    indent =
+                        lead.len() - lead.iter().rposition(|&b| b == 0x0c).map_or(0, |p| p + 1);
                 }
                 let (kind, end) = if let Some(p) = string_prefix(src, i) {
                     (Kind::Str, scan_string(src, i, i + p)?)
@@ -1116,6 +1123,27 @@ mod tests {
         assert_eq!(m.lines[2].indent, 0);
         assert_eq!(m.lines[2].end, src.len());
         assert_eq!(m.line(m.lines[2].tokens[5].start), 4);
+    }
+
+    #[test]
+    fn byte_order_mark_and_form_feeds_as_python_2_reads_them() {
+        // The mark is not part of the first line, which is top level.
+        let src = b"\xef\xbb\xbfA = 1  # c\n# own\n";
+        let m = tokenize(src).unwrap();
+        assert_eq!((m.lines[0].start, m.lines[0].indent), (3, 0));
+        assert_eq!(assignments(src, &m)[0].kind, Assigns::Simple);
+        assert!(!m.comments[0].own_line && m.comments[1].own_line);
+        let m = tokenize(b"\xef\xbb\xbf# only a comment\n").unwrap();
+        assert!(m.lines.is_empty() && m.comments[0].own_line);
+        // Only at the start: elsewhere it is a non-ASCII byte like any other.
+        assert!(tokenize(b"A = 1\n\xef\xbb\xbfB = 2\n").is_err());
+        // A form feed resets the indentation (Emacs page breaks).
+        let src = b"\x0cA = 1\nif X:\n  \x0c  B = 2\n\x0c\n  \x0cC = 3\n";
+        let m = tokenize(src).unwrap();
+        let indents: Vec<usize> = m.lines.iter().map(|l| l.indent).collect();
+        assert_eq!(indents, [0, 0, 2, 0]);
+        let kinds: Vec<Assigns> = assignments(src, &m).iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [Assigns::Simple, Assigns::Other, Assigns::Simple]);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! obsolete setting read by another statement (commenting it out would break it).
 
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use super::caches::{self, Cache};
@@ -230,35 +230,52 @@ impl Settings {
         }
     }
 
-    /// Refuses when a statement other than the assignments themselves reads `name`.
-    fn ensure_unused(&self, name: &str) -> Result<()> {
+    /// Where each of `names` is first read by a statement other than its own
+    /// top-level assignments: file index and byte offset, in Synnefo's order.
+    ///
+    /// One pass over every statement and every token of every file, whatever
+    /// the number of names: the time is linear in the size of the settings.
+    fn first_reads<'n>(&self, names: &[&'n str]) -> HashMap<&'n str, (usize, usize)> {
+        let wanted: HashMap<&[u8], &'n str> = names.iter().map(|n| (n.as_bytes(), *n)).collect();
+        let mut found = HashMap::new();
         for (fi, f) in self.files.iter().enumerate() {
             let src = &f.loaded.bytes;
+            // (logical line, name) of each top-level `NAME = value`: there the
+            // first token is the name assigned, not a read of it.
+            let own: HashSet<(usize, &str)> = f
+                .stmts
+                .iter()
+                .inspect(|_| scanned(1))
+                .filter(|s| s.kind == Assigns::Simple)
+                .map(|s| (s.line, s.names[0].as_str()))
+                .collect();
             for (li, line) in f.module.lines.iter().enumerate() {
-                let own = f
-                    .stmts
-                    .iter()
-                    .any(|s| s.line == li && s.kind == Assigns::Simple && s.names[0] == name);
                 for (k, t) in line.tokens.iter().enumerate() {
-                    let is_use = t.kind == Kind::Name
-                        && python::text(src, t) == name.as_bytes()
-                        && !(k > 0 && python::is_op(src, &line.tokens[k - 1], "."))
-                        && !(own && k == 0);
-                    if is_use {
-                        return Err(bad(
-                            &self.files[fi].loaded.shown,
-                            f.module.line(t.start),
-                            format!(
-                                "this statement reads {name}, which is obsolete in 0.19 and \
-                                 would be commented out: convert it by hand"
-                            ),
-                        ));
+                    scanned(1);
+                    if t.kind != Kind::Name {
+                        continue;
+                    }
+                    let Some(&name) = wanted.get(python::text(src, t)) else {
+                        continue;
+                    };
+                    let attribute = k > 0 && python::is_op(src, &line.tokens[k - 1], ".");
+                    let assigned = k == 0 && own.contains(&(li, name));
+                    if !attribute && !assigned {
+                        found.entry(name).or_insert((fi, t.start));
                     }
                 }
             }
         }
-        Ok(())
+        found
     }
+}
+
+/// Counts the statements and tokens [`Settings::first_reads`] looks at (tests
+/// prove with it that each is looked at once).
+fn scanned(n: usize) {
+    #[cfg(test)]
+    tests::SCANNED.with(|c| c.set(c.get() + n));
+    let _ = n;
 }
 
 /// A statement commented out: the marker's reasons, the assignments inserted after it.
@@ -430,6 +447,7 @@ fn caches(s: &Settings, plan: &mut Plan, warnings: &mut Vec<String>) -> Result<(
         let value = default_cache.to_dict("vmpassword", Some(Lit::None));
         add(plan, PASSWORD_CACHE, at, value, &[(CACHE_BACKEND, true)]);
     }
+    let reads = s.first_reads(&OBSOLETE);
     for name in OBSOLETE {
         let all = s.simple(name);
         if all.is_empty() {
@@ -443,7 +461,17 @@ fn caches(s: &Settings, plan: &mut Plan, warnings: &mut Vec<String>) -> Result<(
                 ),
             ));
         }
-        s.ensure_unused(name)?;
+        if let Some(&(fi, offset)) = reads.get(name) {
+            let f = &s.files[fi];
+            return Err(bad(
+                &f.loaded.shown,
+                f.module.line(offset),
+                format!(
+                    "this statement reads {name}, which is obsolete in 0.19 and \
+                     would be commented out: convert it by hand"
+                ),
+            ));
+        }
         let winner = *all.last().expect("not empty");
         for at in all {
             let why = match (at == winner, feeds.get(name)) {
@@ -560,7 +588,13 @@ fn allowed_hosts(s: &Settings, convert: &Convert, plan: &mut Plan) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
     use std::path::PathBuf;
+
+    thread_local! {
+        /// What [`scanned`] counted on this thread.
+        pub(super) static SCANNED: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn settings(files: &[(&str, &str)]) -> Settings {
         Settings {
@@ -591,5 +625,61 @@ mod tests {
         assert_eq!(at, (1, 0));
         assert_eq!(s.string(at).unwrap(), "memcached://h:1/");
         assert_eq!(s.place((0, 0)), "/etc/synnefo/10-a.conf:2");
+    }
+
+    #[test]
+    fn first_reads_finds_the_first_read_of_each_name_and_skips_its_own_assignments() {
+        let s = settings(&[
+            (
+                "10-a.conf",
+                "CACHE_BACKEND = 'locmem://'\nX = django.CACHE_BACKEND\nif 1:\n    CACHE_BACKEND = 'x'\n",
+            ),
+            (
+                "20-b.conf",
+                "VMAPI_CACHE_KEY_PREFIX = 'a'\nY = [VMAPI_CACHE_KEY_PREFIX,\n  CACHE_BACKEND]\nZ = CACHE_BACKEND\n",
+            ),
+        ]);
+        let reads = s.first_reads(&OBSOLETE);
+        let at = |name| {
+            reads.get(name).map(|&(fi, offset)| {
+                let f = &s.files[fi];
+                format!("{}:{}", f.loaded.shown.display(), f.module.line(offset))
+            })
+        };
+        // The `if` block's assignment is not a top-level one: its name counts
+        // as a use (ensure_editable refuses it first anyway).
+        assert_eq!(
+            at(CACHE_BACKEND).as_deref(),
+            Some("/etc/synnefo/10-a.conf:4")
+        );
+        assert_eq!(
+            at(VMAPI_PREFIX).as_deref(),
+            Some("/etc/synnefo/20-b.conf:2")
+        );
+        assert_eq!(at(VMAPI_BACKEND), None);
+        assert_eq!(at(INTERVAL), None);
+    }
+
+    /// Not timed: counts what the scan looks at. Each statement and each token
+    /// once, whatever the number of names and of assignments to them (the scan
+    /// was once a pass per name, with a pass over the statements per line).
+    #[test]
+    fn first_reads_looks_at_each_statement_and_token_once() {
+        let mut text = String::new();
+        for name in OBSOLETE {
+            text.push_str(&format!("{name} = 'locmem://'\n"));
+        }
+        for n in 0..2000 {
+            text.push_str(&format!("S_{n} = {{'k': [1, 2L]}}\n# c\nT_{n} = S_{n}\n"));
+        }
+        let s = settings(&[("10-a.conf", &text), ("20-b.conf", &text)]);
+        let (tokens, stmts) = s.files.iter().fold((0, 0), |(t, n), f| {
+            let toks: usize = f.module.lines.iter().map(|l| l.tokens.len()).sum();
+            (t + toks, n + f.stmts.len())
+        });
+        assert_eq!(stmts, 2 * (4 + 2 * 2000));
+        SCANNED.with(|c| c.set(0));
+        assert!(s.first_reads(&OBSOLETE).is_empty());
+        assert_eq!(SCANNED.with(Cell::get), tokens + stmts);
     }
 }

@@ -29,6 +29,7 @@ use super::{
     Conversion,
 };
 use crate::error::Fatal;
+use crate::exec::shell_word;
 use crate::fsx::Root;
 
 /// Apache's sites.
@@ -167,7 +168,7 @@ fn conf_d(root: &Root, out: &mut Conversion) -> Result<()> {
                     "'{}' exists and is not a link to '{}': enable it by hand ('a2enconf {}')",
                     link.display(),
                     target.display(),
-                    Path::new(&new_name).with_extension("").display()
+                    shell_word(Path::new(&new_name).with_extension(""))
                 ));
             } else {
                 out.changes.push(Change::Link { path: link, target });

@@ -173,8 +173,12 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
                 String::new()
             },
             inactive.join(", "),
-            inactive.join(" "),
-            inactive[0]
+            inactive
+                .iter()
+                .map(exec::shell_word)
+                .collect::<Vec<_>>()
+                .join(" "),
+            exec::shell_word(&inactive[0])
         );
     }
     ctx.state.services_restored(crate::state::now());

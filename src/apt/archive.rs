@@ -8,7 +8,9 @@
 //! 1. APT's lists: the `Release`/`InRelease` file APT fetched for the URI and
 //!    suite says `Origin: Debian` and `Label: Debian` (the security archive
 //!    says `Debian-Security`, backports `Debian Backports`, ceph `Ceph`…);
-//!    any other origin rules the source out, whatever its URI.
+//!    any other origin rules the source out, whatever its URI. A Release
+//!    that names no origin at all (a local mirror published without one)
+//!    says nothing: the layout decides.
 //! 2. Without lists for it, the layout of a Debian mirror: only Debian's
 //!    components (`main`, `contrib`, `non-free`), and a URI whose path ends in
 //!    `/debian` (not `debian-hammer`, `debian-security`), on one of Debian's
@@ -163,7 +165,10 @@ fn archive_rank(source: &Source, uri: &str, lists: &Lists, suites: &[&str]) -> O
     let listed = std::iter::once(source.suite.as_str())
         .chain(suites.iter().copied())
         .find_map(|suite| lists.of(uri, suite));
-    if let Some(release) = listed {
+    // A Release that names its origin decides; one that names none (a local
+    // mirror published by a tool that sets no Origin:) says nothing, and the
+    // layout decides as without lists.
+    if let Some(release) = listed.filter(|r| r.origin.is_some() || r.label.is_some()) {
         return release.is_debian().then_some(0);
     }
     let (host, path) = host_and_path(uri);
@@ -421,6 +426,35 @@ deb http://mirror.site/pub/os wheezy main
             mirror(&text.replace("wheezy", "jessie"), &lists).as_deref(),
             Some("http://mirror.site/pub/os")
         );
+    }
+
+    #[test]
+    fn lists_that_name_no_origin_leave_it_to_the_layout() {
+        let text = "\
+deb http://download.ceph.com/debian-hammer/ wheezy main
+deb [trusted=yes] file:/srv/mirror/debian wheezy main
+";
+        // A local mirror published without Origin:/Label:, as apt-ftparchive does by default.
+        let lists = Lists::with(&[
+            (
+                "download.ceph.com_debian-hammer_dists_wheezy_",
+                "Suite: wheezy\nCodename: wheezy\n",
+            ),
+            (
+                "_srv_mirror_debian_dists_wheezy_",
+                "Suite: wheezy\nCodename: wheezy\nComponents: main\n",
+            ),
+        ]);
+        assert_eq!(
+            mirror(text, &lists).as_deref(),
+            Some("file:/srv/mirror/debian")
+        );
+        // One that names another origin still rules the source out.
+        let lists = Lists::with(&[(
+            "_srv_mirror_debian_dists_wheezy_",
+            "Origin: Example\nLabel: Example\n",
+        )]);
+        assert_eq!(mirror(text, &lists), None);
     }
 
     #[test]

@@ -99,14 +99,18 @@ fn literal(s: &str) -> String {
 
 /// The query for the other clients of `names`. `pid_column` is `procpid`
 /// before 9.2. Internal server processes (autovacuum, background workers)
-/// have a NULL `client_port`; a unix socket client has -1.
+/// have a NULL `client_port`; a unix socket client has -1. The waiting
+/// nodes' sessions ([`crate::migwait::WATCH_APP`]: one read of
+/// `django_migrations` a second, no lock held) are not clients to wait for.
 pub fn query(names: &[String], pid_column: &str) -> String {
     let names: Vec<String> = names.iter().map(|n| literal(n)).collect();
     format!(
         "SELECT client_addr, client_hostname, application_name, usename, datname, backend_start \
          FROM pg_stat_activity WHERE datname = ANY(ARRAY[{}]) AND client_port IS NOT NULL \
-         AND {pid_column} <> pg_backend_pid() ORDER BY backend_start",
-        names.join(", ")
+         AND {pid_column} <> pg_backend_pid() \
+         AND application_name IS DISTINCT FROM {} ORDER BY backend_start",
+        names.join(", "),
+        literal(crate::migwait::WATCH_APP)
     )
 }
 

@@ -28,6 +28,8 @@
 //!   guest, gunicorn behind a remote proxy).
 //! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`dbguard`]: no other client of the Synnefo databases before migrating.
+//! - [`migwait`]: a node that does not migrate waits for the one that does
+//!   (`django_migrations` watched every second on one open `psql` session).
 //! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet;
 //!   reading the sources as APT does ([`apt::sources`]) and recognising the
 //!   Debian archive among them ([`apt::archive`]).
@@ -70,6 +72,7 @@ pub mod error;
 pub mod exec;
 pub mod fsx;
 pub mod logging;
+pub mod migwait;
 pub mod node;
 pub mod notices;
 pub mod paths;

@@ -5,10 +5,7 @@
 mod common;
 
 use common::Node;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_synnefo-upgrade");
 
 /// Rewrites the state file the way the runner does (a new file renamed over
 /// the old one), with `edit` applied to its JSON.
@@ -70,36 +67,6 @@ fn an_armed_node_times_out_with_exit_75_after_the_wait() {
     assert!(t0.elapsed() < Duration::from_secs(2));
 }
 
-/// Spawns `status --json --wait 60`; returns it and when it started.
-fn spawn_wait(node: &Node) -> std::process::Child {
-    Command::new(BIN)
-        .arg("--root")
-        .arg(node.root())
-        .args(["status", "--json", "--wait", "60"])
-        .env_remove("FAILPOINTS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for `child` for up to `secs`; its output and when it ended.
-fn reap(mut child: std::process::Child, secs: u64) -> (std::process::Output, Instant) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            let ended = Instant::now();
-            return (child.wait_with_output().unwrap(), ended);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("status --wait did not return within {secs} s of the change");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Spawns `status --json --wait 60`, runs `meanwhile` (the waiter must not
 /// return before), then changes the state with `edit`: the waiter's output,
 /// and how long after the change it returned (it must, within 10 s).
@@ -109,13 +76,13 @@ fn wait_through_change(
     edit: impl FnOnce(&mut serde_json::Value),
     exit: i32,
 ) -> serde_json::Value {
-    let child = spawn_wait(node);
+    let child = common::spawn(node, &["status", "--json", "--wait", "60"]);
     std::thread::sleep(Duration::from_millis(800));
     meanwhile();
     std::thread::sleep(Duration::from_millis(800));
     let changed = Instant::now();
     rewrite_state(node, edit);
-    let (out, ended) = reap(child, 10);
+    let (out, ended) = common::reap(child, 10);
     let noticed = ended.duration_since(changed);
     assert_eq!(
         code(&out),

@@ -74,7 +74,7 @@ pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
         synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
             .map(|done| format!("{quiet}; {done}"))
     } else {
-        synnefo::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
+        crate::migwait::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
     }
 }
 

@@ -136,6 +136,13 @@ pub trait Clock {
 /// The real clock.
 pub struct RealClock(Instant);
 
+impl RealClock {
+    /// A clock whose time starts now.
+    pub fn start() -> Self {
+        RealClock(Instant::now())
+    }
+}
+
 impl Clock for RealClock {
     fn elapsed(&self) -> Duration {
         self.0.elapsed()

@@ -62,8 +62,15 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
                 prepare: plan::ids(PhaseKind::Prepare),
                 finish: plan::ids(PhaseKind::Finish),
             };
-            let report = preflight::report(&root, &config, &facts, services.as_deref(), steps);
-            print(json, &report, || preflight::render(&report))?;
+            let mut report = preflight::report(&root, &config, &facts, services.as_deref(), steps);
+            // After the findings: their simulation recorded what it unpacks.
+            let dumps =
+                config.backups.enabled && config.migrations.run && facts.has_django_project();
+            report.forecast =
+                crate::forecast::forecast(crate::dbguard::database_sizes(&root, dumps));
+            print(json, &report, || {
+                preflight::render(&report) + &crate::forecast::render(&report.forecast)
+            })?;
             let inhibited = report.findings.iter().any(|f| f.inhibitor);
             Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))
         }

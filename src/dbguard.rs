@@ -328,6 +328,53 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
     }
 }
 
+/// The sizes of the databases `finish` dumps on this node (`dumps`: its
+/// `backups` step applies), for `check`'s forecast: `pg_database_size`
+/// through the node's `psql` with the settings' credentials, a SQLite
+/// file's length. `Err`: why this node dumps none.
+pub fn database_sizes(
+    root: &Root,
+    dumps: bool,
+) -> std::result::Result<Vec<crate::forecast::DatabaseSize>, String> {
+    use crate::forecast::DatabaseSize;
+    if !dumps {
+        return Err("this node does not dump before migrating (it does not run them, or [backups] enabled = false)".into());
+    }
+    let targets = backup::databases(root).map_err(|e| format!("{e:#}"))?;
+    let program = exec::find_inside(root, "psql").map(|p| p.to_string_lossy().into_owned());
+    let mut sizes = Vec::new();
+    for target in targets {
+        match target {
+            Target::Postgres(pg) => {
+                let bytes = match &program {
+                    Some(program) => {
+                        match psql(program, &pg, "SELECT pg_database_size(current_database())") {
+                            Ok(out) => out.trim().parse::<u64>().ok(),
+                            Err(e) => {
+                                log::warn!("forecast: the size of database {}: {e:#}", pg.name);
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                sizes.push(DatabaseSize {
+                    name: pg.name,
+                    host: pg.host,
+                    bytes,
+                });
+            }
+            Target::Sqlite(path) => sizes.push(DatabaseSize {
+                name: path.display().to_string(),
+                host: String::new(),
+                bytes: std::fs::metadata(root.path(&path)).ok().map(|m| m.len()),
+            }),
+            Target::Missing(_) | Target::Other(_) => {}
+        }
+    }
+    Ok(sizes)
+}
+
 fn describe(clients: &[Client]) -> String {
     clients
         .iter()

@@ -34,6 +34,7 @@
 //!   reading the sources as APT does ([`apt::sources`]) and recognising the
 //!   Debian archive among them ([`apt::archive`]).
 //! - [`aptsim`]: the dist-upgrade simulated in a scratch APT state, holds and pins.
+//! - [`forecast`]: `check`'s downtime forecast (packages to unpack, databases to dump).
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
 //! - [`exec`]: external commands by argv, output streamed to the log.
@@ -70,6 +71,7 @@ pub mod dbguard;
 pub mod dpkg;
 pub mod error;
 pub mod exec;
+pub mod forecast;
 pub mod fsx;
 pub mod logging;
 pub mod migwait;

@@ -392,6 +392,31 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     }
 
+    /// What systemd's load_unmasked_ahead does to the tree: boot links off,
+    /// masks off and on again; the masks stand at the end (the safe state),
+    /// and the final unmask removes them.
+    #[test]
+    fn masks_taken_off_and_put_back_stand_and_unmask_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let names = vec!["gunicorn".to_string(), "snf-dispatcher".to_string()];
+        mask_offline(&root, &names).unwrap();
+        fsx::symlink(
+            &root,
+            Path::new("/etc/systemd/system/multi-user.target.wants/snf-dispatcher.service"),
+            Path::new("/lib/systemd/system/snf-dispatcher.service"),
+        )
+        .unwrap();
+        disable_offline(&root, &names).unwrap();
+        unmask_offline(&root, &names).unwrap();
+        assert!(!is_masked(&root, "gunicorn"));
+        mask_offline(&root, &names).unwrap();
+        assert!(names.iter().all(|n| is_masked(&root, n)));
+        assert!(!is_enabled_on_disk(&root, "snf-dispatcher"));
+        unmask_offline(&root, &names).unwrap();
+        assert!(names.iter().all(|n| !is_masked(&root, n)));
+    }
+
     #[test]
     fn enabled_from_rc_links() {
         let dir = tempfile::tempdir().unwrap();

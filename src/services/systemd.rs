@@ -132,6 +132,41 @@ impl Systemd {
         Ok(stale)
     }
 
+    /// Sends on `tx` whenever a unit of `names` changes (its
+    /// `PropertiesChanged`, subscribed before the watch's first look).
+    fn watch_changes(&self, names: &[String], tx: &mpsc::Sender<()>) -> Result<()> {
+        self.manager
+            .subscribe()
+            .context("subscribing to systemd signals")?;
+        for name in names {
+            let unit = unit_name(name);
+            let path = self
+                .manager
+                .load_unit(&unit)
+                .with_context(|| format!("loading unit '{unit}'"))?;
+            let props = zbus::blocking::fdo::PropertiesProxy::builder(&self.conn)
+                .destination("org.freedesktop.systemd1")
+                .context("systemd's bus name")?
+                .path(path)
+                .context("unit object path")?
+                .build()
+                .with_context(|| format!("creating the properties proxy of '{unit}'"))?;
+            let changes = props
+                .receive_properties_changed()
+                .with_context(|| format!("listening for changes of '{unit}'"))?;
+            let tx = tx.clone();
+            // Ends with the first change after the watch is over (the send fails).
+            std::thread::spawn(move || {
+                for _ in changes {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
     fn reload(&self) -> Result<Duration> {
         let t0 = Instant::now();
         self.manager.reload().context("reloading systemd")?;
@@ -330,37 +365,13 @@ impl Services for Systemd {
 
     /// Told by systemd: each unit's `PropertiesChanged` (subscribed before
     /// the first look, so no change is missed) wakes the watch, which looks
-    /// at the units' `ActiveState` then and at least every second.
+    /// at the units' `ActiveState` then and at least twice a second.
     fn stays_active(&self, names: &[String], settle: Duration) -> Result<Vec<String>> {
-        self.manager
-            .subscribe()
-            .context("subscribing to systemd signals")?;
         let (tx, rx) = mpsc::channel::<()>();
-        for name in names {
-            let unit = unit_name(name);
-            let path = self
-                .manager
-                .load_unit(&unit)
-                .with_context(|| format!("loading unit '{unit}'"))?;
-            let props = zbus::blocking::fdo::PropertiesProxy::builder(&self.conn)
-                .destination("org.freedesktop.systemd1")
-                .context("systemd's bus name")?
-                .path(path)
-                .context("unit object path")?
-                .build()
-                .with_context(|| format!("creating the properties proxy of '{unit}'"))?;
-            let changes = props
-                .receive_properties_changed()
-                .with_context(|| format!("listening for changes of '{unit}'"))?;
-            let tx = tx.clone();
-            // Ends with the first change after the watch is over (the send fails).
-            std::thread::spawn(move || {
-                for _ in changes {
-                    if tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            });
+        // Without the signals (an error setting them up) the watch still
+        // looks twice a second: slower to see a death, never blind.
+        if let Err(e) = self.watch_changes(names, &tx) {
+            log::warn!("watching the units' changes: {e:#}; looking at them twice a second");
         }
         drop(tx);
         let deadline = Instant::now() + settle;
@@ -375,8 +386,8 @@ impl Services for Systemd {
             if !down.is_empty() || left.is_zero() {
                 return Ok(down);
             }
-            // A change, or a second, or the end of the period.
-            let slice = left.min(Duration::from_secs(1));
+            // A change, or half a second, or the end of the period.
+            let slice = left.min(Duration::from_millis(500));
             if let Err(mpsc::RecvTimeoutError::Disconnected) = rx.recv_timeout(slice) {
                 std::thread::sleep(slice);
             }

@@ -659,11 +659,15 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
         None
     };
     if let Some(why) = skip {
+        crate::forecast::record_unpack(Err(format!("the dist-upgrade was not simulated: {why}")));
         found.push(not_simulated(why));
         return found;
     }
     match simulate(root, config, facts.is_service_node()) {
-        Ok(Simulated::Offline(why)) => found.push(not_simulated(format!("no network: {why}"))),
+        Ok(Simulated::Offline(why)) => {
+            crate::forecast::record_unpack(Err(format!("no network: {why}")));
+            found.push(not_simulated(format!("no network: {why}")))
+        }
         Ok(Simulated::Done { failures, actions }) => {
             log::info!(
                 "dist-upgrade simulated: {} package action(s), {} failed source(s){}",
@@ -863,7 +867,29 @@ pub fn simulate(root: &Root, config: &Config, service_node: bool) -> Result<Simu
     } else {
         Err(error_lines(&sim, "apt-get -s dist-upgrade"))
     };
+    // The forecast: the installed size of what is unpacked, from the same lists.
+    crate::forecast::record_unpack(match &actions {
+        Ok(actions) => Ok(unpack_sizes(root, &apt, actions)),
+        Err(e) => Err(format!("apt-get -s dist-upgrade fails: {e}")),
+    });
     Ok(Simulated::Done { failures, actions })
+}
+
+/// The packages `actions` unpack and their size (`apt-cache show` of each
+/// `package=version` in the scratch state; a package it does not show
+/// counts as of unknown size).
+fn unpack_sizes(root: &Root, apt: &ScratchApt, actions: &[Action]) -> crate::forecast::Unpack {
+    let args = crate::forecast::show_args(actions);
+    let mut text = String::new();
+    if !args.is_empty() {
+        let mut argv: Vec<&str> = vec!["show"];
+        argv.extend(args.iter().map(String::as_str));
+        match apt_tool(root, "apt-cache", &apt.options, &argv, TIMEOUT_SECS) {
+            Ok(out) => text = String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => log::warn!("apt-cache show for the forecast: {e:#}"),
+        }
+    }
+    crate::forecast::unpack(actions, &crate::forecast::parse_installed_sizes(&text))
 }
 
 /// The `.deb` files in `dir` and their sizes.
@@ -975,7 +1001,18 @@ fn apt_get(
     args: &[&str],
     timeout_secs: u64,
 ) -> Result<std::process::Output> {
-    let apt_get = exec::find(root, "apt-get")?;
+    apt_tool(root, "apt-get", options, args, timeout_secs)
+}
+
+/// Runs APT's `program` (`apt-get`, `apt-cache`) like [`apt_get`].
+fn apt_tool(
+    root: &Root,
+    program: &str,
+    options: &[String],
+    args: &[&str],
+    timeout_secs: u64,
+) -> Result<std::process::Output> {
+    let apt_get = exec::find(root, program)?;
     let apt_get = apt_get.to_string_lossy().into_owned();
     let timeout = exec::find(root, "timeout")
         .ok()

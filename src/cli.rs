@@ -13,7 +13,8 @@ Exit codes:
   2  bad input or usage (configuration, state or file that cannot be parsed); nothing changed
   3  refused in the node's present state (a preflight inhibitor; abort once the
      dist-upgrade started; convert before it, without --force); nothing changed
- 75  another run holds the lock (the message names it); nothing changed: run again when it has ended";
+ 75  another run holds the lock (the message names it); nothing changed: run again when it has ended;
+     status --wait: the upgrade neither ended nor failed within the time given";
 
 /// Upgrade a Synnefo 0.18.1 node on Debian wheezy to Synnefo 0.19 on jessie.
 ///
@@ -105,6 +106,13 @@ pub enum Command {
         /// Print the status as JSON (schema in docs/json.md).
         #[arg(long)]
         json: bool,
+        /// Wait up to SECONDS for the upgrade to end, then print the status:
+        /// returns as soon as the phase is `done` (exit 0) or a step failed
+        /// (exit 1); exit 75 when neither happened within SECONDS. Watches the
+        /// state file (inotify), so the end is seen within a second, by one
+        /// command instead of a poll loop.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
     },
     /// Config conversion alone: Synnefo settings, gunicorn and web server
     /// files to their 0.19 shape, all or nothing.

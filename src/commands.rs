@@ -6,10 +6,11 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
-use crate::error::{Fatal, EXIT_INHIBITED};
+use crate::error::{Fatal, EXIT_BUSY, EXIT_INHIBITED, EXIT_STEP_FAILED};
 use crate::fsx::Root;
 use crate::node::Facts;
 use crate::plan::{self, Ctx};
@@ -29,10 +30,24 @@ fn print(json: bool, report: &impl Serialize, text: impl FnOnce() -> String) -> 
 pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
     match cli.command {
         Command::PolicyRcd { args } => Ok(ExitCode::from(policy_rcd::run(&root, &args) as u8)),
-        Command::Status { json } => {
+        Command::Status { json, wait } => {
+            let waited = match wait {
+                Some(secs) => Some(status::wait(&root, Duration::from_secs(secs))?),
+                None => None,
+            };
             let report = status::report(&root)?;
             print(json, &report, || status::render(&report))?;
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(match waited {
+                None | Some(status::Waited::Done) => 0,
+                Some(status::Waited::Failed) => EXIT_STEP_FAILED,
+                Some(status::Waited::TimedOut) => {
+                    log::warn!(
+                        "status --wait: the upgrade neither ended nor failed within {} s",
+                        wait.unwrap_or(0)
+                    );
+                    EXIT_BUSY
+                }
+            }))
         }
         Command::ValidateChangelog { file } => {
             print!("{}", changelog::check_file(&file)?);
@@ -47,8 +62,15 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
                 prepare: plan::ids(PhaseKind::Prepare),
                 finish: plan::ids(PhaseKind::Finish),
             };
-            let report = preflight::report(&root, &config, &facts, services.as_deref(), steps);
-            print(json, &report, || preflight::render(&report))?;
+            let mut report = preflight::report(&root, &config, &facts, services.as_deref(), steps);
+            // After the findings: their simulation recorded what it unpacks.
+            let dumps =
+                config.backups.enabled && config.migrations.run && facts.has_django_project();
+            report.forecast =
+                crate::forecast::forecast(crate::dbguard::database_sizes(&root, dumps));
+            print(json, &report, || {
+                preflight::render(&report) + &crate::forecast::render(&report.forecast)
+            })?;
             let inhibited = report.findings.iter().any(|f| f.inhibitor);
             Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))
         }

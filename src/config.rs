@@ -197,7 +197,9 @@ impl Default for Release {
 pub struct Services {
     /// Overrides the services derived from the node (init script names).
     pub managed: Option<Vec<String>>,
-    /// After starting them, how long every started service must stay active.
+    /// After starting them, how long every started service must stay active:
+    /// watched, so a service that goes down ends the step at once; the whole
+    /// period passes only when all stay up (0: one look).
     pub settle_seconds: u64,
 }
 
@@ -205,7 +207,7 @@ impl Default for Services {
     fn default() -> Self {
         Services {
             managed: None,
-            settle_seconds: 5,
+            settle_seconds: 2,
         }
     }
 }

@@ -99,14 +99,18 @@ fn literal(s: &str) -> String {
 
 /// The query for the other clients of `names`. `pid_column` is `procpid`
 /// before 9.2. Internal server processes (autovacuum, background workers)
-/// have a NULL `client_port`; a unix socket client has -1.
+/// have a NULL `client_port`; a unix socket client has -1. The waiting
+/// nodes' sessions ([`crate::migwait::WATCH_APP`]: one read of
+/// `django_migrations` a second, no lock held) are not clients to wait for.
 pub fn query(names: &[String], pid_column: &str) -> String {
     let names: Vec<String> = names.iter().map(|n| literal(n)).collect();
     format!(
         "SELECT client_addr, client_hostname, application_name, usename, datname, backend_start \
          FROM pg_stat_activity WHERE datname = ANY(ARRAY[{}]) AND client_port IS NOT NULL \
-         AND {pid_column} <> pg_backend_pid() ORDER BY backend_start",
-        names.join(", ")
+         AND {pid_column} <> pg_backend_pid() \
+         AND application_name IS DISTINCT FROM {} ORDER BY backend_start",
+        names.join(", "),
+        literal(crate::migwait::WATCH_APP)
     )
 }
 
@@ -131,6 +135,13 @@ pub trait Clock {
 
 /// The real clock.
 pub struct RealClock(Instant);
+
+impl RealClock {
+    /// A clock whose time starts now.
+    pub fn start() -> Self {
+        RealClock(Instant::now())
+    }
+}
 
 impl Clock for RealClock {
     fn elapsed(&self) -> Duration {
@@ -315,6 +326,53 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
             describe(&remaining)
         ),
     }
+}
+
+/// The sizes of the databases `finish` dumps on this node (`dumps`: its
+/// `backups` step applies), for `check`'s forecast: `pg_database_size`
+/// through the node's `psql` with the settings' credentials, a SQLite
+/// file's length. `Err`: why this node dumps none.
+pub fn database_sizes(
+    root: &Root,
+    dumps: bool,
+) -> std::result::Result<Vec<crate::forecast::DatabaseSize>, String> {
+    use crate::forecast::DatabaseSize;
+    if !dumps {
+        return Err("this node does not dump before migrating (it does not run them, or [backups] enabled = false)".into());
+    }
+    let targets = backup::databases(root).map_err(|e| format!("{e:#}"))?;
+    let program = exec::find_inside(root, "psql").map(|p| p.to_string_lossy().into_owned());
+    let mut sizes = Vec::new();
+    for target in targets {
+        match target {
+            Target::Postgres(pg) => {
+                let bytes = match &program {
+                    Some(program) => {
+                        match psql(program, &pg, "SELECT pg_database_size(current_database())") {
+                            Ok(out) => out.trim().parse::<u64>().ok(),
+                            Err(e) => {
+                                log::warn!("forecast: the size of database {}: {e:#}", pg.name);
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                sizes.push(DatabaseSize {
+                    name: pg.name,
+                    host: pg.host,
+                    bytes,
+                });
+            }
+            Target::Sqlite(path) => sizes.push(DatabaseSize {
+                name: path.display().to_string(),
+                host: String::new(),
+                bytes: std::fs::metadata(root.path(&path)).ok().map(|m| m.len()),
+            }),
+            Target::Missing(_) | Target::Other(_) => {}
+        }
+    }
+    Ok(sizes)
 }
 
 fn describe(clients: &[Client]) -> String {

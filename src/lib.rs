@@ -28,10 +28,13 @@
 //!   guest, gunicorn behind a remote proxy).
 //! - [`backup`]: database dump and configuration tarball before migrations.
 //! - [`dbguard`]: no other client of the Synnefo databases before migrating.
+//! - [`migwait`]: a node that does not migrate waits for the one that does
+//!   (`django_migrations` watched every second on one open `psql` session).
 //! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet;
 //!   reading the sources as APT does ([`apt::sources`]) and recognising the
 //!   Debian archive among them ([`apt::archive`]).
 //! - [`aptsim`]: the dist-upgrade simulated in a scratch APT state, holds and pins.
+//! - [`forecast`]: `check`'s downtime forecast (packages to unpack, databases to dump).
 //! - [`convert`]: config conversion (settings, gunicorn, web server), planned
 //!   whole before anything is written.
 //! - [`exec`]: external commands by argv, output streamed to the log.
@@ -68,8 +71,10 @@ pub mod dbguard;
 pub mod dpkg;
 pub mod error;
 pub mod exec;
+pub mod forecast;
 pub mod fsx;
 pub mod logging;
+pub mod migwait;
 pub mod node;
 pub mod notices;
 pub mod paths;

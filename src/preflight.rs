@@ -613,6 +613,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Step ids of each phase, in order.
     pub plan: Plan,
+    /// What this node's outage will contain (filled by `check`).
+    pub forecast: crate::forecast::Forecast,
 }
 
 /// A managed service now.
@@ -709,6 +711,7 @@ pub fn report(
         },
         findings: findings(root, config, facts),
         plan,
+        forecast: crate::forecast::Forecast::default(),
     }
 }
 

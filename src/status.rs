@@ -166,6 +166,89 @@ fn collect_files(root: &Root, dir: &std::path::Path, out: &mut Vec<String>) {
     }
 }
 
+/// How [`wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The phase is `done`.
+    Done,
+    /// A step failed (and has not been redone).
+    Failed,
+    /// Neither, within the time given.
+    TimedOut,
+}
+
+/// Whether the node's state says done or failed (`None`: neither yet).
+fn settled(root: &Root) -> Result<Option<Waited>> {
+    let Some(state) = State::load(root)? else {
+        return Ok(None);
+    };
+    if state.phase == crate::state::Phase::Done {
+        return Ok(Some(Waited::Done));
+    }
+    let failed = state
+        .steps
+        .iter()
+        .any(|s| s.status == crate::state::StepStatus::Failed);
+    Ok(failed.then_some(Waited::Failed))
+}
+
+/// `status --wait`: returns as soon as the node's phase is `done` or a step
+/// failed, or when `timeout` has passed. Event-driven: the state directory is
+/// watched with inotify (the state file is replaced by a rename on every
+/// step), and read again on each change and at least every second (a state
+/// directory that does not exist yet is looked for every 250 ms).
+pub fn wait(root: &Root, timeout: std::time::Duration) -> Result<Waited> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + timeout;
+    let dir = root.path(crate::paths::STATE_DIR);
+    let mut watch: Option<Inotify> = None;
+    loop {
+        // Watch first, then read: a change between the two is not missed.
+        if watch.is_none() {
+            if let Ok(inotify) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+                let mask = AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE_SELF;
+                if inotify.add_watch(&dir, mask).is_ok() {
+                    watch = Some(inotify);
+                }
+            }
+        }
+        if let Some(found) = settled(root)? {
+            return Ok(found);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Waited::TimedOut);
+        }
+        match &watch {
+            Some(inotify) => {
+                let slice = left.min(Duration::from_secs(1));
+                let ms = u16::try_from(slice.as_millis()).unwrap_or(1000);
+                let mut fds = [nix::poll::PollFd::new(
+                    inotify.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                // EINTR and the like: read the state again.
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+                // Drain; a removed directory drops the watch (set up again above).
+                if let Ok(events) = inotify.read_events() {
+                    if events
+                        .iter()
+                        .any(|e| e.mask.contains(AddWatchFlags::IN_DELETE_SELF))
+                    {
+                        watch = None;
+                    }
+                }
+            }
+            None => std::thread::sleep(left.min(Duration::from_millis(250))),
+        }
+    }
+}
+
 /// Builds the report of the node under `root`.
 pub fn report(root: &Root) -> Result<Report> {
     let state = State::load(root)?;

@@ -191,34 +191,6 @@ pub fn south_findings(
     .commands(apps.iter().map(|a| format!("snf-manage migrate {a}")))]
 }
 
-/// On a node that does not migrate: waits until another node has applied
-/// every migration, for up to `wait_seconds`.
-pub fn wait_for_migrations(
-    root: &Root,
-    config: &Config,
-    phase: PhaseKind,
-    step: &str,
-) -> Result<String> {
-    let program = snf_manage(root)?;
-    let deadline = Instant::now() + Duration::from_secs(config.migrations.wait_seconds);
-    loop {
-        let run = exec::run_logged(phase, step, &[&program, "migrate", "--list"], &[])?;
-        let missing = unapplied(&run.lines);
-        if run.status.success() && missing.is_empty() {
-            return Ok("every migration is applied (by the node that runs them)".into());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "after {}s, migrations are still unapplied ({}): the node with [migrations] run = true must finish \
-                 first; then run 'synnefo-upgrade finish' here",
-                config.migrations.wait_seconds,
-                if run.status.success() { missing.join(", ") } else { format!("'snf-manage migrate --list' failed: {}", run.status) }
-            );
-        }
-        std::thread::sleep(pause());
-    }
-}
-
 /// Validates the changelog, runs `fix_ip_history` in dry-run mode (a
 /// successful dry run exits 1 with "Aborting due to dry run mode"), then with
 /// `--fix` when configured.

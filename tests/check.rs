@@ -1066,3 +1066,60 @@ fn another_django_app_in_gunicorn_d_is_reported_synnefo_is_converted() {
     );
     assert!(!plan.contains("shop") && !plan.contains("blog"), "{plan}");
 }
+
+/// `check`'s downtime forecast: the databases the node dumps before migrating
+/// with their size from PostgreSQL (a fake `psql` answers
+/// `pg_database_size`), the packages to unpack unknown under `--root` (no
+/// simulation there, said in a note); a node that waits dumps nothing.
+#[test]
+fn forecast_names_the_databases_to_dump_with_their_size() {
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'synnefo', 'PASSWORD': 'pw', 'HOST': '10.0.0.1', 'PORT': '5432'}}\n",
+        0o640,
+    );
+    node.write(
+        "/etc/synnefo/20-snf-pithos-backend.conf",
+        "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://synnefo:pw@10.0.0.1:5432/snf_pithos'\n",
+        0o640,
+    );
+    node.write(
+        "/usr/bin/psql",
+        "#!/bin/sh\ncase \"$*\" in\n*snf_apps*pg_database_size*) echo 3145728 ;;\n*snf_pithos*pg_database_size*) echo 1048576 ;;\n*) exit 2 ;;\nesac\n",
+        0o755,
+    );
+    let out = node.run(&["check", "--json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &report["forecast"];
+    assert_eq!(f["database_bytes"], 4 << 20, "{f}");
+    assert_eq!(f["databases"][0]["name"], "snf_apps");
+    assert_eq!(f["databases"][0]["host"], "10.0.0.1");
+    assert_eq!(f["databases"][1]["bytes"], 1 << 20);
+    assert!(f["packages_to_unpack"].is_null(), "{f}");
+    assert!(
+        f["notes"]
+            .to_string()
+            .contains("not simulated: under --root"),
+        "{f}"
+    );
+    let text = node.run(&["check"], &[]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("dump database snf_apps at 10.0.0.1: 3.0 MiB"),
+        "{text}"
+    );
+
+    // A node that waits for the migrations dumps nothing.
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[migrations]\nrun = false\n",
+        0o644,
+    );
+    let out = node.run(&["check", "--json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &report["forecast"];
+    assert_eq!(f["databases"], serde_json::json!([]));
+    assert!(f["database_bytes"].is_null());
+    assert!(f["notes"].to_string().contains("does not dump"), "{f}");
+}

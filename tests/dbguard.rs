@@ -238,6 +238,10 @@ impl Server {
     }
 
     fn start() -> Server {
+        Server::start_on(54329)
+    }
+
+    fn start_on(port: u16) -> Server {
         let bin = fs::read_dir("/usr/lib/postgresql")
             .expect(
                 "PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)",
@@ -252,11 +256,7 @@ impl Server {
             std::os::unix::fs::chown(dir.path(), Some(pg.uid.as_raw()), Some(pg.gid.as_raw()))
                 .unwrap();
         }
-        let server = Server {
-            dir,
-            bin,
-            port: 54329,
-        };
+        let server = Server { dir, bin, port };
         let data = server.dir.path().join("data");
         succeeds(
             server
@@ -290,6 +290,17 @@ impl Server {
             .arg(self.port.to_string())
             .args(["-U", "postgres", "-d", db]);
         c
+    }
+
+    /// The server's `psql` as the node's `/usr/bin/psql` (a script: a link's
+    /// absolute target would be read under the fixture root).
+    fn psql_in(&self, node: &Node) {
+        let program = self.bin.join("psql");
+        node.write(
+            "/usr/bin/psql",
+            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", program.display()),
+            0o755,
+        );
     }
 
     fn sql(&self, sql: &str) -> String {
@@ -330,7 +341,7 @@ fn real_postgresql_other_client_then_none() {
         ),
         0o640,
     );
-    node.link(server.bin.join("psql").to_str().unwrap(), "/usr/bin/psql");
+    server.psql_in(&node);
     node.write(
         "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
         "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\n",
@@ -388,4 +399,67 @@ fn real_postgresql_other_client_then_none() {
     drop(client.stdin.take());
     client.wait().unwrap();
     finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
+}
+
+/// The waiting node's watch against a real server: its open session is not a
+/// client the migrating node's guard waits for, a missing `django_migrations`
+/// is not the end, and the rows Django writes end the wait within two
+/// seconds. Run by hand like the test above (`-- --ignored`).
+#[test]
+#[ignore = "needs a PostgreSQL server installation (apt-get install postgresql)"]
+fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
+    let server = Server::start_on(54330);
+    let node = Node::wheezy();
+    node.write(
+        "/etc/synnefo/10-snf-webproject-database.conf",
+        &format!("DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'postgres', 'PASSWORD': '', 'HOST': '127.0.0.1', 'PORT': '{}'}}}}\n", server.port),
+        0o640,
+    );
+    server.psql_in(&node);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        "[migrations]\nrun = false\nwait_seconds = 60\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.fake_snf_manage("echo im\necho ' [ ] 0001_initial'\n");
+    let mut finish = common::spawn(&node, &["finish"]);
+    let watching = || {
+        server
+            .sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'synnefo-upgrade (waiting for the migrations)'")
+            .trim()
+            == "1"
+    };
+    let t0 = std::time::Instant::now();
+    while !watching() {
+        assert!(t0.elapsed().as_secs() < 20, "no waiting session appeared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The guard's query, as the migrating node runs it: no client.
+    let guard = synnefo_upgrade::dbguard::query(&["snf_apps".to_string()], "pid");
+    assert_eq!(
+        server.sql(&guard).trim(),
+        "",
+        "the guard counts the waiting session"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        finish.try_wait().unwrap().is_none(),
+        "the wait ended without the table"
+    );
+    let applied = std::time::Instant::now();
+    succeeds(server.psql("snf_apps").args([
+        "-c",
+        "CREATE TABLE django_migrations (id serial PRIMARY KEY, app varchar(255) NOT NULL, name varchar(255) NOT NULL, applied timestamptz NOT NULL); \
+         INSERT INTO django_migrations (app, name, applied) VALUES ('im', '0001_initial', now())",
+    ]));
+    let status = finish.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        applied.elapsed().as_secs_f64() < 2.0,
+        "{:?}",
+        applied.elapsed()
+    );
+    assert_eq!(node.state_json()["phase"], "done");
 }

@@ -149,6 +149,23 @@ fn fleet_report_samples_have_the_real_shape() {
         );
         seen.extend(keys);
     }
+    // Their forecast is check --json's (its keys).
+    let check: serde_json::Value =
+        serde_json::from_slice(&Node::wheezy().run(&["check", "--json"], &[]).stdout).unwrap();
+    let keys = |v: &serde_json::Value| -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    for entry in std::fs::read_dir(&samples).unwrap() {
+        let path = entry.unwrap().path();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            keys(&doc["forecast"]),
+            keys(&check["forecast"]),
+            "{}: the forecast's keys",
+            path.display()
+        );
+    }
     for key in [
         "downtime.stopped_at",
         "downtime.restored_at",

@@ -121,6 +121,13 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     );
 
     // Configured URLs win over the registered ones.
+    let node = astakos_finished_with_urls();
+    assert!(node.calls().contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
+}
+
+/// An Astakos node with the Cyclades URLs configured
+/// (`https://new.example.org/cyclades`, `.../ui`), upgraded and finished.
+fn astakos_finished_with_urls() -> Node {
     let node = Node::with_synnefo(&["snf-astakos-app"]);
     node.write("/etc/synnefo-upgrade/upgrade.toml", "[cyclades]\nbase_url = \"https://new.example.org/cyclades\"\nui_url = \"https://new.example.org/cyclades/ui\"\n", 0o644);
     node.fake_snf_manage("cat >/dev/null\n");
@@ -132,7 +139,55 @@ fn cyclades_reregistered_on_the_astakos_node_through_a_pipe() {
     node.ok(&["prepare"]);
     node.to_jessie();
     node.ok(&["finish"]);
-    assert!(node.calls().contains("component-modify cyclades --base-url https://new.example.org/cyclades --ui-url https://new.example.org/cyclades/ui"));
+    node
+}
+
+/// The re-registration writes to the database once for the cluster: on the
+/// Astakos node that runs the migrations, after its services are back (off
+/// the downtime); an Astakos node that waits for the migrations skips it.
+#[test]
+fn cyclades_reregistered_once_after_the_services_are_back_and_not_by_a_waiting_node() {
+    let ids = |node: &Node| -> Vec<(String, String)> {
+        node.state_json()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["phase"] == "finish")
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let node = astakos_finished_with_urls();
+    let steps = ids(&node);
+    let at = |id: &str| steps.iter().position(|(s, _)| s == id).unwrap();
+    assert_eq!(steps[at("register-cyclades")].1, "done", "{steps:?}");
+    assert!(at("verify-services") < at("register-cyclades"), "{steps:?}");
+    assert!(node.calls().contains("component-modify cyclades"));
+
+    let node = Node::with_synnefo(&["snf-astakos-app"]);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.toml",
+        "[migrations]\nrun = false\nwait_seconds = 30\n",
+        0o644,
+    );
+    node.fake_snf_manage("echo im\necho ' [X] 0001_initial'\n");
+    node.ok(&["prepare"]);
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let steps = ids(&node);
+    assert!(
+        steps.contains(&("register-cyclades".to_string(), "skipped".to_string())),
+        "{steps:?}"
+    );
+    assert!(
+        !node.calls().contains("component-modify"),
+        "{}",
+        node.calls()
+    );
 }
 
 #[test]

@@ -66,16 +66,37 @@ pub(super) fn backups(ctx: &mut Ctx) -> Result<String> {
     backup::take(&ctx.root, &ctx.config)
 }
 
+/// The migrations (or the wait for them), and meanwhile, in a thread, the
+/// init system's reload that unmask-services would otherwise need after
+/// them ([`crate::services::Services::load_unmasked_ahead`]): off the
+/// critical path of the downtime, the masks staying on disk.
 pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
     let phase = PhaseKind::Finish;
-    if ctx.config.migrations.run {
-        // The guide's order: every other client of the databases gone first.
-        let quiet = crate::dbguard::ensure_quiet(&ctx.root, &ctx.config)?;
-        synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
-            .map(|done| format!("{quiet}; {done}"))
-    } else {
-        synnefo::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
-    }
+    let ctx = &*ctx;
+    let unmask = names(ctx.state.services.iter().filter(|s| !s.was_masked));
+    let (migrated, ahead) = std::thread::scope(|scope| {
+        let ahead = scope.spawn(|| ctx.services.load_unmasked_ahead(&ctx.root, &unmask));
+        let migrated = if ctx.config.migrations.run {
+            // The guide's order: every other client of the databases gone first.
+            crate::dbguard::ensure_quiet(&ctx.root, &ctx.config).and_then(|quiet| {
+                synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
+                    .map(|done| format!("{quiet}; {done}"))
+            })
+        } else {
+            crate::migwait::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
+        };
+        let ahead = ahead
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the units ahead panicked")));
+        (migrated, ahead)
+    });
+    // The masks could not be put back: that is the node's safe state at stake.
+    let ahead = ahead?;
+    let migrated = migrated?;
+    Ok(match ahead {
+        Some(ahead) => format!("{migrated}; {ahead}"),
+        None => migrated,
+    })
 }
 
 pub(super) fn fix_ip_history_wanted(ctx: &Ctx) -> bool {
@@ -92,8 +113,10 @@ pub(super) fn convert(ctx: &mut Ctx) -> Result<String> {
     Ok(conversion.summary())
 }
 
-pub(super) fn is_astakos(ctx: &Ctx) -> bool {
-    ctx.facts.has_role(Role::Astakos)
+/// The Astakos node that runs the migrations: the re-registration is a write
+/// to the database, once for the cluster (the other Astakos nodes skip it).
+pub(super) fn registers_cyclades(ctx: &Ctx) -> bool {
+    ctx.facts.has_role(Role::Astakos) && ctx.config.migrations.run
 }
 
 pub(super) fn register_cyclades(ctx: &mut Ctx) -> Result<String> {
@@ -121,7 +144,9 @@ pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
             .iter()
             .filter(|s| !s.was_masked && !s.ran_at_boot()),
     );
-    ctx.services.disable(&disable)?;
+    // The links alone, as for enabling: the units are still masked, and
+    // unmask-services' one reload (if any is needed) picks this up.
+    services::disable_offline(&ctx.root, &disable)?;
     Ok(format!(
         "enabled: {}; by rc links: {}; kept disabled: {}",
         list(&enabled),
@@ -154,15 +179,17 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
         Ok(down)
     };
     let mut inactive = down(ctx)?;
-    // A service that dies right after starting must not pass: look again after the settle period.
+    // A service that dies right after starting must not pass: watched for the
+    // settle period, which ends at once when one goes down (not a fixed sleep).
     let settle = ctx.config.services.settle_seconds;
     if inactive.is_empty()
         && !started.is_empty()
         && settle > 0
         && ctx.services.init() != InitSystem::Offline
     {
-        std::thread::sleep(std::time::Duration::from_secs(settle));
-        inactive = down(ctx)?;
+        inactive = ctx
+            .services
+            .stays_active(&started, std::time::Duration::from_secs(settle))?;
     }
     if !inactive.is_empty() {
         bail!(

@@ -50,7 +50,6 @@ pub static FINISH: &[StepDef] = &[
     step("migrate",              f::migrate_wanted,          f::migrate,               "run the database migrations (snf-manage migrate), or wait for the node that runs them"),
     step("fix-ip-history",       f::fix_ip_history_wanted,   f::fix_ip_history,        "repair the IP history from the VM owner changelog (fix_ip_history)"),
     step("convert",              always,                     f::convert,               "convert the Synnefo, gunicorn and web server configuration to 0.19"),
-    step("register-cyclades",    f::is_astakos,              f::register_cyclades,     "re-register the Cyclades component (its endpoints changed in 0.19)"),
     // Boot state set while still masked: a crash after the unmask must not
     // let the next boot start a service that did not start at boot before,
     // nor leave down at a later boot one that did. Enabling writes the
@@ -62,6 +61,9 @@ pub static FINISH: &[StepDef] = &[
     UNMASK_SERVICES,
     START_SERVICES,
     VERIFY_SERVICES,
+    // A write to the database, once for the cluster (on the Astakos node that
+    // migrates): after the services are back, off the downtime.
+    step("register-cyclades",    f::registers_cyclades,      f::register_cyclades,     "re-register the Cyclades component (its endpoints changed in 0.19), on the Astakos node that runs the migrations"),
     // After the conversion (sites and conf.d in Apache 2.4's places) and the
     // managed services (Apache proxies to gunicorn); before the health checks,
     // which usually go through Apache.

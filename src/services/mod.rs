@@ -10,6 +10,7 @@
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::fsx::{self, Root};
 use crate::node::{unit_name, InitSystem};
@@ -56,8 +57,9 @@ pub struct ServiceStatus {
     pub enabled: bool,
 }
 
-/// What the phases need from the init system.
-pub trait Services {
+/// What the phases need from the init system (shared with a thread: finish
+/// loads the units ahead while the migrations run, [`Services::load_unmasked_ahead`]).
+pub trait Services: Send + Sync {
     /// Which implementation this is.
     fn init(&self) -> InitSystem;
     /// Current state of `name`.
@@ -73,10 +75,57 @@ pub trait Services {
     fn is_active(&self, name: &str) -> Result<bool>;
     /// Masks every service in `names`.
     fn mask(&self, names: &[String]) -> Result<()>;
-    /// Unmasks every service in `names` and reloads the init system's view.
+    /// Unmasks every service in `names`, and reloads the init system's view
+    /// when it still sees one masked.
     fn unmask(&self, names: &[String]) -> Result<()>;
-    /// Makes sure systemd does not start `names` at boot (what `systemctl disable` does).
-    fn disable(&self, names: &[String]) -> Result<()>;
+    /// Has the init system load `names` unmasked now, while their masks stay
+    /// on disk, so that [`Services::unmask`] after the migrations needs no
+    /// reload (see systemd's). `None`: nothing to do here (no systemd).
+    fn load_unmasked_ahead(&self, _root: &Root, _names: &[String]) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Watches `names` for `settle`: returns at once, with the units not
+    /// active, when one goes down, or an empty list when every one stayed
+    /// active for the whole period. This default asks [`Services::is_active`]
+    /// every [`SETTLE_POLL`]; systemd's is told by systemd's signals.
+    fn stays_active(&self, names: &[String], settle: Duration) -> Result<Vec<String>> {
+        let mut clock = crate::dbguard::RealClock::start();
+        watch_active(settle, SETTLE_POLL, &mut clock, &mut || {
+            let mut down = Vec::new();
+            for name in names {
+                if !self.is_active(name)? {
+                    down.push(unit_name(name));
+                }
+            }
+            Ok(down)
+        })
+    }
+}
+
+/// How often [`Services::stays_active`]'s default asks.
+pub const SETTLE_POLL: Duration = Duration::from_millis(200);
+
+/// The settle watch: `down()` (the units not active) at once and every
+/// `poll`, until it names one (returned at once) or `settle` has passed
+/// (an empty list). `settle` zero: one look.
+pub fn watch_active(
+    settle: Duration,
+    poll: Duration,
+    clock: &mut dyn crate::dbguard::Clock,
+    down: &mut dyn FnMut() -> Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let start = clock.elapsed();
+    loop {
+        let now = down()?;
+        if !now.is_empty() {
+            return Ok(now);
+        }
+        let spent = clock.elapsed() - start;
+        if spent >= settle {
+            return Ok(now);
+        }
+        clock.sleep(poll.min(settle - spent));
+    }
 }
 
 /// The mask link of a service.
@@ -216,9 +265,6 @@ impl Services for Offline {
     fn unmask(&self, names: &[String]) -> Result<()> {
         unmask_offline(&self.root, names)
     }
-    fn disable(&self, names: &[String]) -> Result<()> {
-        disable_offline(&self.root, names)
-    }
 }
 
 /// The implementation for the node under `root`.
@@ -263,6 +309,112 @@ mod tests {
         assert!(root
             .path("/etc/systemd/system/archipelago.service")
             .is_file());
+    }
+
+    /// A clock that only moves when slept: the watch's logic without waiting.
+    struct FakeClock(Duration);
+
+    impl crate::dbguard::Clock for FakeClock {
+        fn elapsed(&self) -> Duration {
+            self.0
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.0 += d;
+        }
+    }
+
+    #[test]
+    fn settle_watch_returns_at_once_when_a_unit_goes_down_and_after_the_period_otherwise() {
+        let poll = Duration::from_millis(200);
+        // Every look active: the whole period, one look per poll and one at the start.
+        let mut clock = FakeClock(Duration::ZERO);
+        let mut looks = 0;
+        let down = watch_active(Duration::from_secs(2), poll, &mut clock, &mut || {
+            looks += 1;
+            Ok(vec![])
+        })
+        .unwrap();
+        assert!(down.is_empty());
+        assert_eq!(clock.0, Duration::from_secs(2));
+        assert_eq!(looks, 11);
+        // gunicorn dies at the fourth look: returned then, not at the end.
+        let mut clock = FakeClock(Duration::ZERO);
+        let mut looks = 0;
+        let down = watch_active(Duration::from_secs(5), poll, &mut clock, &mut || {
+            looks += 1;
+            Ok(if looks >= 4 {
+                vec!["gunicorn.service".to_string()]
+            } else {
+                vec![]
+            })
+        })
+        .unwrap();
+        assert_eq!(down, ["gunicorn.service"]);
+        assert_eq!(clock.0, Duration::from_millis(600));
+        // No settle period: one look.
+        let mut clock = FakeClock(Duration::ZERO);
+        let mut looks = 0;
+        watch_active(Duration::ZERO, poll, &mut clock, &mut || {
+            looks += 1;
+            Ok(vec![])
+        })
+        .unwrap();
+        assert_eq!((looks, clock.0), (1, Duration::ZERO));
+    }
+
+    #[test]
+    fn offline_settle_watch_sees_a_unit_masked_during_the_period_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let offline = Offline::new(root.clone());
+        let names = vec!["gunicorn".to_string(), "snf-dispatcher".to_string()];
+        // Both "active" (not masked) for the short period.
+        let t0 = std::time::Instant::now();
+        assert!(offline
+            .stays_active(&names, Duration::from_millis(500))
+            .unwrap()
+            .is_empty());
+        assert!(t0.elapsed() >= Duration::from_millis(500));
+        // snf-dispatcher goes down 300 ms into a 10 s period: seen at once.
+        let masker = {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                mask_offline(&root, &["snf-dispatcher".to_string()]).unwrap();
+            })
+        };
+        let t0 = std::time::Instant::now();
+        let down = offline
+            .stays_active(&names, Duration::from_secs(10))
+            .unwrap();
+        masker.join().unwrap();
+        assert_eq!(down, ["snf-dispatcher.service"]);
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+
+    /// What systemd's load_unmasked_ahead does to the tree: boot links off,
+    /// masks off and on again; the masks stand at the end (the safe state),
+    /// and the final unmask removes them.
+    #[test]
+    fn masks_taken_off_and_put_back_stand_and_unmask_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let names = vec!["gunicorn".to_string(), "snf-dispatcher".to_string()];
+        mask_offline(&root, &names).unwrap();
+        fsx::symlink(
+            &root,
+            Path::new("/etc/systemd/system/multi-user.target.wants/snf-dispatcher.service"),
+            Path::new("/lib/systemd/system/snf-dispatcher.service"),
+        )
+        .unwrap();
+        disable_offline(&root, &names).unwrap();
+        unmask_offline(&root, &names).unwrap();
+        assert!(!is_masked(&root, "gunicorn"));
+        mask_offline(&root, &names).unwrap();
+        assert!(names.iter().all(|n| is_masked(&root, n)));
+        assert!(!is_enabled_on_disk(&root, "snf-dispatcher"));
+        unmask_offline(&root, &names).unwrap();
+        assert!(names.iter().all(|n| !is_masked(&root, n)));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use zbus::zvariant::OwnedObjectPath;
 
 use super::{Action, ServiceStatus, Services};
+use crate::fsx::Root;
 use crate::node::{unit_name, InitSystem};
 
 /// The system bus socket (the fixed address of Debian's dbus).
@@ -43,11 +44,6 @@ trait Manager {
         runtime: bool,
     ) -> zbus::Result<Vec<(String, String, String)>>;
     fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
-    fn disable_unit_files(
-        &self,
-        files: &[&str],
-        runtime: bool,
-    ) -> zbus::Result<Vec<(String, String, String)>>;
     fn reload(&self) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
@@ -67,6 +63,10 @@ trait Manager {
 trait Unit {
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn need_daemon_reload(&self) -> zbus::Result<bool>;
 }
 
 /// Services of a node where systemd is PID 1.
@@ -90,20 +90,87 @@ impl Systemd {
         Ok(Systemd { conn, manager })
     }
 
-    fn active_state(&self, unit: &str) -> Result<String> {
+    /// The unit's object (loaded by systemd if it was not).
+    fn unit(&self, unit: &str) -> Result<UnitProxy<'static>> {
         let path = self
             .manager
             .load_unit(unit)
             .with_context(|| format!("loading unit '{unit}'"))?;
-        let proxy = UnitProxy::builder(&self.conn)
+        UnitProxy::builder(&self.conn)
             .path(path)
             .context("unit object path")?
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
-            .with_context(|| format!("creating proxy for unit '{unit}'"))?;
-        proxy
+            .with_context(|| format!("creating proxy for unit '{unit}'"))
+    }
+
+    fn active_state(&self, unit: &str) -> Result<String> {
+        self.unit(unit)?
             .active_state()
             .with_context(|| format!("reading ActiveState of '{unit}'"))
+    }
+
+    /// The units of `names` that systemd does not have loaded as they are on
+    /// disk now (masked or not found in memory, or changed on disk since):
+    /// those need a reload before they can start.
+    fn stale(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut stale = Vec::new();
+        for name in names {
+            let unit = unit_name(name);
+            let proxy = self.unit(&unit)?;
+            let load = proxy
+                .load_state()
+                .with_context(|| format!("reading LoadState of '{unit}'"))?;
+            let changed = proxy.need_daemon_reload().unwrap_or(true);
+            if load != "loaded" || changed {
+                stale.push(format!(
+                    "{unit} ({load}{})",
+                    if changed { ", changed on disk" } else { "" }
+                ));
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Sends on `tx` whenever a unit of `names` changes (its
+    /// `PropertiesChanged`, subscribed before the watch's first look).
+    fn watch_changes(&self, names: &[String], tx: &mpsc::Sender<()>) -> Result<()> {
+        self.manager
+            .subscribe()
+            .context("subscribing to systemd signals")?;
+        for name in names {
+            let unit = unit_name(name);
+            let path = self
+                .manager
+                .load_unit(&unit)
+                .with_context(|| format!("loading unit '{unit}'"))?;
+            let props = zbus::blocking::fdo::PropertiesProxy::builder(&self.conn)
+                .destination("org.freedesktop.systemd1")
+                .context("systemd's bus name")?
+                .path(path)
+                .context("unit object path")?
+                .build()
+                .with_context(|| format!("creating the properties proxy of '{unit}'"))?;
+            let changes = props
+                .receive_properties_changed()
+                .with_context(|| format!("listening for changes of '{unit}'"))?;
+            let tx = tx.clone();
+            // Ends with the first change after the watch is over (the send fails).
+            std::thread::spawn(move || {
+                for _ in changes {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn reload(&self) -> Result<Duration> {
+        let t0 = Instant::now();
+        self.manager.reload().context("reloading systemd")?;
+        Ok(t0.elapsed())
     }
 
     /// Issues one start or stop job per unit (all at once), then waits for every `JobRemoved`.
@@ -234,24 +301,96 @@ impl Services for Systemd {
         self.manager.reload().context("reloading systemd")
     }
 
+    /// One `UnmaskUnitFiles` for all, then one reload only when systemd
+    /// still has one of them masked (or not found, or changed on disk): after
+    /// [`Services::load_unmasked_ahead`] it has not, and the start can follow
+    /// at once (a reload runs every generator and reads every unit again:
+    /// seconds on a slow node, on the downtime's critical path).
     fn unmask(&self, names: &[String]) -> Result<()> {
-        let units: Vec<String> = names.iter().map(|n| unit_name(n)).collect();
-        let refs: Vec<&str> = units.iter().map(String::as_str).collect();
-        self.manager
-            .unmask_unit_files(&refs, false)
-            .with_context(|| format!("unmasking {}", units.join(", ")))?;
-        self.manager.reload().context("reloading systemd")
-    }
-
-    fn disable(&self, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
         }
         let units: Vec<String> = names.iter().map(|n| unit_name(n)).collect();
         let refs: Vec<&str> = units.iter().map(String::as_str).collect();
         self.manager
-            .disable_unit_files(&refs, false)
-            .with_context(|| format!("disabling {}", units.join(", ")))?;
-        self.manager.reload().context("reloading systemd")
+            .unmask_unit_files(&refs, false)
+            .with_context(|| format!("unmasking {}", units.join(", ")))?;
+        let stale = self.stale(names)?;
+        if stale.is_empty() {
+            log::info!(
+                "systemd has {} loaded unmasked already: no reload",
+                units.join(", ")
+            );
+            return Ok(());
+        }
+        let took = self.reload()?;
+        log::info!(
+            "systemd reloaded in {} ms (it had {})",
+            took.as_millis(),
+            stale.join(", ")
+        );
+        Ok(())
+    }
+
+    /// The reload off the critical path: finish calls this while the
+    /// migrations run (or are waited for). The boot links of `names` go
+    /// first (restore-boot-state puts back the right ones after the
+    /// migrations), so that a crash while the masks are off starts nothing
+    /// at the next boot; then the masks come off, systemd reloads (the units
+    /// in memory unmasked, generated ones made), and the masks go back on
+    /// disk at once, whatever the reload did: on disk, and so for any boot,
+    /// the node stays in the safe state until unmask-services.
+    fn load_unmasked_ahead(&self, root: &Root, names: &[String]) -> Result<Option<String>> {
+        if names.is_empty() {
+            return Ok(None);
+        }
+        super::disable_offline(root, names)?;
+        super::unmask_offline(root, names)?;
+        let reloaded = self.reload();
+        super::mask_offline(root, names).with_context(|| {
+            format!(
+                "masking {} again after loading them ahead: mask them by hand ('systemctl mask'), then run 'synnefo-upgrade finish'",
+                names.join(", ")
+            )
+        })?;
+        Ok(Some(match reloaded {
+            Ok(took) => format!(
+                "{} loaded unmasked ahead (systemd reloaded in {} ms; masked again on disk)",
+                names.join(", "),
+                took.as_millis()
+            ),
+            Err(e) => format!("units not loaded ahead ({e:#}): unmask-services reloads systemd"),
+        }))
+    }
+
+    /// Told by systemd: each unit's `PropertiesChanged` (subscribed before
+    /// the first look, so no change is missed) wakes the watch, which looks
+    /// at the units' `ActiveState` then and at least twice a second.
+    fn stays_active(&self, names: &[String], settle: Duration) -> Result<Vec<String>> {
+        let (tx, rx) = mpsc::channel::<()>();
+        // Without the signals (an error setting them up) the watch still
+        // looks twice a second: slower to see a death, never blind.
+        if let Err(e) = self.watch_changes(names, &tx) {
+            log::warn!("watching the units' changes: {e:#}; looking at them twice a second");
+        }
+        drop(tx);
+        let deadline = Instant::now() + settle;
+        loop {
+            let mut down = Vec::new();
+            for name in names {
+                if self.active_state(&unit_name(name))? != "active" {
+                    down.push(unit_name(name));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !down.is_empty() || left.is_zero() {
+                return Ok(down);
+            }
+            // A change, or half a second, or the end of the period.
+            let slice = left.min(Duration::from_millis(500));
+            if let Err(mpsc::RecvTimeoutError::Disconnected) = rx.recv_timeout(slice) {
+                std::thread::sleep(slice);
+            }
+        }
     }
 }

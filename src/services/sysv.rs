@@ -4,10 +4,7 @@
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-use super::{
-    disable_offline, is_enabled_on_disk, mask_offline, unmask_offline, Action, ServiceStatus,
-    Services,
-};
+use super::{is_enabled_on_disk, mask_offline, unmask_offline, Action, ServiceStatus, Services};
 use crate::exec;
 use crate::fsx::Root;
 use crate::node::InitSystem;
@@ -114,9 +111,5 @@ impl Services for Sysv {
 
     fn unmask(&self, names: &[String]) -> Result<()> {
         unmask_offline(&self.root, names)
-    }
-
-    fn disable(&self, names: &[String]) -> Result<()> {
-        disable_offline(&self.root, names)
     }
 }

@@ -383,3 +383,34 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     walk(root, root, &mut out);
     out
 }
+
+/// Starts the binary with `--root` on `node` in the background (output piped).
+pub fn spawn(node: &Node, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .arg("--root")
+        .arg(node.root())
+        .args(args)
+        .env_remove("FAILPOINTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` for up to `secs` (killed, and the test fails, after
+/// that): its output, and when it ended.
+pub fn reap(mut child: std::process::Child, secs: u64) -> (Output, Instant) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let ended = Instant::now();
+            return (child.wait_with_output().unwrap(), ended);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the command did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

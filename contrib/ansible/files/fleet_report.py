@@ -5,14 +5,25 @@ Reads one JSON document (stdin, or --input FILE):
 
     {"nodes": [{"host": "svc1", "groups": ["service_nodes"], "migrates": true,
                 "status": {... `synnefo-upgrade status --json` ...} or null,
+                "forecast": {... `synnefo-upgrade check --json`'s forecast ...} or null,
                 "error": "why there is no status" or null}]}
 
 and writes into --out DIR:
 
-    fleet-report.json     one row per node, and the cluster's service downtime
+    fleet-report.json     one row per node, and the cluster's service downtime,
+                          forecast and measured
     fleet-report.md       the same as a Markdown table (also printed on stdout)
     fleet-timeline.svg    one row per node: its phases from arming to done (from
                           the step records), the service-down span shaded
+    fleet-forecast.json   each node's forecast as the preflight gave it, kept
+                          for later runs (a resumed roll-out no longer checks
+                          the nodes already armed)
+
+The forecast in seconds: a node's megabytes to unpack times the seconds per
+megabyte its downtime took on the nodes already measured in this roll-out
+(the Ganeti nodes, upgraded before any service node stops; all measured
+nodes when none is); the cluster's, the largest of the service nodes' (they
+are upgraded in one wave).
 
 The site.yml's last play runs it on the controller.  Times are RFC 3339 UTC.
 """
@@ -107,6 +118,7 @@ def row(node):
         "downtime": None,
         "failed_step": None,
         "dpkg_leftovers": [],
+        "forecast": forecast_volume(node.get("forecast")),
         "error": node.get("error"),
     }
     if not status:
@@ -123,6 +135,49 @@ def row(node):
         }
     r["dpkg_leftovers"] = list(status.get("dpkg_leftovers") or [])
     return r
+
+
+def mib(kib_or_bytes, unit):
+    return None if kib_or_bytes is None else kib_or_bytes / unit
+
+
+def forecast_volume(f):
+    """A node's forecast figures (MiB to unpack, MiB of databases to dump)."""
+    f = f or {}
+    return {
+        "packages": f.get("packages_to_unpack"),
+        "unpack_mib": mib(f.get("unpack_installed_kib"), 1024.0),
+        "database_mib": mib(f.get("database_bytes"), 1024.0 * 1024.0),
+    }
+
+
+def seconds_per_mib(rows):
+    """Seconds of downtime per MiB unpacked, measured on this roll-out's nodes
+    (the Ganeti nodes when one is measured, else every measured node), and
+    the hosts it comes from; (None, []) before any."""
+    measured = [r for r in rows if (r["downtime"] or {}).get("seconds") is not None and (r["forecast"]["unpack_mib"] or 0) > 0]
+    ganeti = [r for r in measured if "ganeti" in " ".join(r["roles"])]
+    base = ganeti or measured
+    if not base:
+        return None, []
+    rate = sum(r["downtime"]["seconds"] for r in base) / sum(r["forecast"]["unpack_mib"] for r in base)
+    return rate, [r["host"] for r in base]
+
+
+def add_forecast_seconds(rows):
+    """Each row's forecast in seconds, and the cluster's (the largest of the
+    service nodes': one wave)."""
+    rate, basis = seconds_per_mib(rows)
+    for r in rows:
+        u = r["forecast"]["unpack_mib"]
+        r["forecast"]["seconds"] = None if rate is None or u is None else int(round(u * rate))
+    service = [r for r in rows if any(x.startswith("service") for x in r["roles"])]
+    secs = [r["forecast"]["seconds"] for r in service]
+    return {
+        "seconds": None if not secs or None in secs else max(secs),
+        "seconds_per_mib": None if rate is None else round(rate, 3),
+        "measured_on": basis,
+    }
 
 
 def cluster_downtime(rows):
@@ -144,7 +199,26 @@ def cluster_downtime(rows):
 def build(doc):
     """The report: rows in input order and the cluster's downtime."""
     rows = [row(n) for n in doc.get("nodes") or []]
-    return {"schema": 1, "generated_at": doc.get("generated_at"), "cluster_service_downtime": cluster_downtime(rows), "nodes": rows}
+    forecast = add_forecast_seconds(rows)
+    return {
+        "schema": 1,
+        "generated_at": doc.get("generated_at"),
+        "cluster_service_downtime": cluster_downtime(rows),
+        "cluster_service_downtime_forecast": forecast,
+        "nodes": rows,
+    }
+
+
+def forecast_cell(f):
+    """`≈ 338 s (450 pkgs, 720.0 MiB; db 64.0 MiB)`, or what is known."""
+    if f["unpack_mib"] is None:
+        return "unknown"
+    what = "%s pkgs, %.1f MiB" % (f["packages"], f["unpack_mib"])
+    if f["database_mib"] is not None:
+        what += "; db %.1f MiB" % f["database_mib"]
+    if f.get("seconds") is None:
+        return what
+    return "≈ %d s (%s)" % (f["seconds"], what)
 
 
 def downtime_cell(d):
@@ -160,7 +234,7 @@ def md_escape(text):
 
 
 def markdown(report):
-    lines = ["| node | roles | phase | service downtime | failed step | .dpkg-dist to review |", "|---|---|---|---|---|---|"]
+    lines = ["| node | roles | phase | service downtime | forecast | failed step | .dpkg-dist to review |", "|---|---|---|---|---|---|---|"]
     for r in report["nodes"]:
         failed = "none"
         if r["failed_step"]:
@@ -170,12 +244,20 @@ def markdown(report):
             failed = "no status: %s" % r["error"]
         leftovers = ", ".join("`%s`" % p for p in r["dpkg_leftovers"]) or "none"
         lines.append(
-            "| %s |" % " | ".join(md_escape(c) for c in [r["host"], ", ".join(r["roles"]), r["phase"], downtime_cell(r["downtime"]), failed])
+            "| %s |" % " | ".join(md_escape(c) for c in [r["host"], ", ".join(r["roles"]), r["phase"], downtime_cell(r["downtime"]), forecast_cell(r["forecast"]), failed])
             + " %s |" % md_escape(leftovers)
         )
     c = report["cluster_service_downtime"]
     lines.append("")
     lines.append("Cluster service downtime (first service node stopped to last one restored): %s" % downtime_cell(c))
+    f = report["cluster_service_downtime_forecast"]
+    if f["seconds"] is None:
+        lines.append("Cluster service downtime forecast: unknown (no node measured yet, or a service node without a forecast)")
+    else:
+        lines.append(
+            "Cluster service downtime forecast: ≈ %d s (the largest service node's MiB to unpack × %.3f s/MiB measured on %s)"
+            % (f["seconds"], f["seconds_per_mib"], ", ".join(f["measured_on"]))
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -282,15 +364,27 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         sys.stderr.write("fleet_report: cannot read the nodes document (%s): %s\n" % (args.input or "stdin", e))
         return 2
+    os.makedirs(args.out, exist_ok=True)
+    kept_path = os.path.join(args.out, "fleet-forecast.json")
+    try:
+        with open(kept_path, encoding="utf-8") as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        kept = {}
+    for n in doc.get("nodes") or []:
+        if n.get("forecast"):
+            kept[n["host"]] = n["forecast"]
+        elif n.get("host") in kept:
+            n["forecast"] = kept[n["host"]]
     report = build(doc)
     statuses = [n.get("status") for n in doc.get("nodes") or []]
-    os.makedirs(args.out, exist_ok=True)
+    write(kept_path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
     md = markdown(report)
     write(os.path.join(args.out, "fleet-report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
     write(os.path.join(args.out, "fleet-report.md"), md)
     write(os.path.join(args.out, "fleet-timeline.svg"), svg(report, statuses))
     sys.stdout.write(md)
-    sys.stdout.write("written: %s/fleet-report.json, fleet-report.md, fleet-timeline.svg\n" % args.out)
+    sys.stdout.write("written: %s/fleet-report.json, fleet-report.md, fleet-timeline.svg, fleet-forecast.json\n" % args.out)
     return 0
 
 

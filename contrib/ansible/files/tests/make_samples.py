@@ -67,9 +67,26 @@ def main(src, out):
         ("svc3", ["service_nodes"], False, lay_out(real["failed"], T0 + 802, T0 + 1262)),
     ]
     nodes[3][3]["dpkg_leftovers"] = ["/etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"]
+    # `check --json`'s forecast of each node (docs/json.md), as the preflight gave it.
+    def forecast(packages, mib, dbs):
+        return {
+            "packages_to_unpack": packages,
+            "unpack_installed_kib": mib * 1024,
+            "unpack_size_unknown": 0,
+            "databases": [{"name": n, "host": "10.0.0.21", "bytes": b} for n, b in dbs],
+            "database_bytes": sum(b for _, b in dbs) if dbs else None,
+            "notes": [] if dbs else ["no database dump: this node does not dump before migrating (it does not run them, or [backups] enabled = false)"],
+        }
+    forecasts = {
+        "ganeti2": forecast(380, 600, []),
+        "ganeti1": forecast(380, 600, []),
+        "svc1": forecast(450, 720, [("snf_apps", 48 << 20), ("snf_pithos", 16 << 20)]),
+        "svc2": forecast(450, 720, []),
+        "svc3": forecast(450, 720, []),
+    }
     os.makedirs(out, exist_ok=True)
     for i, (host, groups, migrates, status) in enumerate(nodes):
-        doc = {"host": host, "groups": groups, "migrates": migrates, "status": status, "error": None}
+        doc = {"host": host, "groups": groups, "migrates": migrates, "status": status, "forecast": forecasts[host], "error": None}
         with open(os.path.join(out, "%d-%s.json" % (i + 1, host)), "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1, sort_keys=True)
             f.write("\n")

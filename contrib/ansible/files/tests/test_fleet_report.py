@@ -144,8 +144,51 @@ class FleetReport(unittest.TestCase):
     def test_a_node_without_status_is_listed(self):
         rc, d, out = run({"nodes": [{"host": "dead", "groups": ["service_nodes"], "migrates": False, "status": None, "error": "unreachable"}]})
         self.assertEqual(rc, 0)
-        self.assertIn("| dead | service (waits) | unknown | none | no status: unreachable | none |", out)
+        self.assertIn("| dead | service (waits) | unknown | none | unknown | no status: unreachable | none |", out)
         ET.parse(os.path.join(d, "fleet-timeline.svg"))
+
+    def test_forecast_beside_measured_per_node_and_for_the_cluster(self):
+        # The rate: the Ganeti nodes' downtime per MiB unpacked (282 s each for 600 MiB).
+        rate = (282 + 282) / 1200.0
+        f = self.report["cluster_service_downtime_forecast"]
+        self.assertAlmostEqual(f["seconds_per_mib"], round(rate, 3))
+        self.assertEqual(f["measured_on"], ["ganeti2", "ganeti1"])
+        svc1 = self.rows["svc1"]["forecast"]
+        self.assertEqual(svc1["packages"], 450)
+        self.assertAlmostEqual(svc1["unpack_mib"], 720.0)
+        self.assertAlmostEqual(svc1["database_mib"], 64.0)
+        self.assertEqual(svc1["seconds"], int(round(720 * rate)))
+        self.assertIsNone(self.rows["svc2"]["forecast"]["database_mib"])
+        # One wave: the cluster's forecast is the largest service node's.
+        self.assertEqual(f["seconds"], max(self.rows[h]["forecast"]["seconds"] for h in ("svc1", "svc2", "svc3")))
+        with open(os.path.join(self.dir, "fleet-report.md"), encoding="utf-8") as fh:
+            md = fh.read()
+        svc1_line = [line for line in md.splitlines() if line.startswith("| svc1 ")][0]
+        # Measured, then the forecast, side by side.
+        self.assertIn("| 342 s (22:13:32 to 22:19:14) | ≈ %d s (450 pkgs, 720.0 MiB; db 64.0 MiB) |" % svc1["seconds"], svc1_line)
+        self.assertIn("Cluster service downtime forecast: ≈ %d s" % f["seconds"], md)
+
+    def test_forecast_unknown_without_measurements_and_kept_across_runs(self):
+        # Before any node is measured: volumes only, no seconds.
+        fresh = [dict(n, status=None, error="not yet") for n in self.nodes]
+        rc, d, out = run({"nodes": fresh})
+        self.assertEqual(rc, 0)
+        self.assertIn("| 450 pkgs, 720.0 MiB; db 64.0 MiB |", out)
+        self.assertIn("Cluster service downtime forecast: unknown", out)
+        # A later run without forecasts (the nodes no longer checked) keeps them.
+        again = [dict(n, forecast=None) for n in self.nodes]
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            self.assertEqual(fleet_report.main(["--input", self._write(again, d), "--out", d]), 0)
+        self.assertIn("≈ ", buf.getvalue())
+        with open(os.path.join(d, "fleet-forecast.json"), encoding="utf-8") as fh:
+            self.assertEqual(sorted(json.load(fh)), sorted(n["host"] for n in self.nodes))
+
+    def _write(self, nodes, d):
+        path = os.path.join(d, "again.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"nodes": nodes}, fh)
+        return path
 
     def test_unreadable_input_exits_2(self):
         d = tempfile.mkdtemp(dir=TMP.name)

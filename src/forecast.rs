@@ -1,0 +1,266 @@
+//! The downtime forecast of `check` (its `forecast` in `check --json`): what
+//! this node's outage will contain, told before anything stops. The packages
+//! the dist-upgrade unpacks and their installed size come from the simulated
+//! dist-upgrade ([`crate::aptsim`]: its `Inst` lines, the sizes from
+//! `apt-cache show` in the same scratch APT state); the databases this node
+//! dumps before migrating and their size from PostgreSQL
+//! (`pg_database_size`, through the node's `psql`, as the guard reads it).
+//! The fleet report turns these into seconds with the figures measured on
+//! the nodes already upgraded (`contrib/ansible/files/fleet_report.py`).
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::aptsim::Action;
+
+/// The forecast in `check --json`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct Forecast {
+    /// Packages the dist-upgrade unpacks (`Inst` lines); `null`: not simulated.
+    pub packages_to_unpack: Option<u64>,
+    /// Their installed size (KiB, APT's `Installed-Size`); `null`: not simulated.
+    pub unpack_installed_kib: Option<u64>,
+    /// Of those, how many had no size in the lists (not counted in the size).
+    pub unpack_size_unknown: u64,
+    /// The databases this node dumps before migrating, with their size.
+    pub databases: Vec<DatabaseSize>,
+    /// Their total size in bytes; `null`: this node dumps none, or a size is unknown.
+    pub database_bytes: Option<u64>,
+    /// Why a figure is missing (not simulated, no `psql`, ...).
+    pub notes: Vec<String>,
+}
+
+/// One database to dump.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DatabaseSize {
+    /// Its name.
+    pub name: String,
+    /// Its server (empty: the local socket).
+    pub host: String,
+    /// `pg_database_size` in bytes; `null` when it could not be read.
+    pub bytes: Option<u64>,
+}
+
+/// What the simulation found to unpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unpack {
+    /// Packages unpacked.
+    pub packages: u64,
+    /// Their installed size in KiB (those with a known size).
+    pub kib: u64,
+    /// Packages without a known size.
+    pub unknown: u64,
+}
+
+/// `Installed-Size` (KiB) of each `(package, version)` in `apt-cache show`
+/// output (stanzas separated by blank lines). Never panics.
+pub fn parse_installed_sizes(text: &str) -> HashMap<(String, String), u64> {
+    let mut sizes = HashMap::new();
+    for stanza in text.split("\n\n") {
+        let mut package = None;
+        let mut version = None;
+        let mut size = None;
+        for line in stanza.lines() {
+            if let Some((key, value)) = line.split_once(':') {
+                let value = value.trim();
+                match key {
+                    "Package" => package = Some(value.split(':').next().unwrap_or(value)),
+                    "Version" => version = Some(value),
+                    "Installed-Size" => size = value.parse::<u64>().ok(),
+                    _ => {}
+                }
+            }
+        }
+        if let (Some(p), Some(v), Some(s)) = (package, version, size) {
+            sizes.insert((p.to_string(), v.to_string()), s);
+        }
+    }
+    sizes
+}
+
+/// The packages the simulated dist-upgrade unpacks and their size.
+pub fn unpack(actions: &[Action], sizes: &HashMap<(String, String), u64>) -> Unpack {
+    let mut out = Unpack {
+        packages: 0,
+        kib: 0,
+        unknown: 0,
+    };
+    for action in actions {
+        if let Action::Inst { package, new, .. } = action {
+            out.packages += 1;
+            match sizes.get(&(package.clone(), new.clone())) {
+                Some(kib) => out.kib += kib,
+                None => out.unknown += 1,
+            }
+        }
+    }
+    out
+}
+
+/// The `pkg=version` arguments for `apt-cache show` of what is unpacked.
+pub fn show_args(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Inst { package, new, .. } => Some(format!("{package}={new}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The unpack figures of this run's simulation, or why there are none.
+static LAST: Mutex<Option<Result<Unpack, String>>> = Mutex::new(None);
+
+/// Records what this run's simulation found ([`crate::aptsim::findings`]).
+pub fn record_unpack(found: Result<Unpack, String>) {
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some(found);
+    }
+}
+
+/// The forecast from this run's simulation and `databases` (the sizes of
+/// those this node dumps; `None`: it dumps none, with the reason).
+pub fn forecast(databases: Result<Vec<DatabaseSize>, String>) -> Forecast {
+    let mut f = Forecast::default();
+    match LAST.lock().ok().and_then(|l| l.clone()) {
+        Some(Ok(u)) => {
+            f.packages_to_unpack = Some(u.packages);
+            f.unpack_installed_kib = Some(u.kib);
+            f.unpack_size_unknown = u.unknown;
+        }
+        Some(Err(why)) => f.notes.push(format!("packages to unpack unknown: {why}")),
+        None => f
+            .notes
+            .push("packages to unpack unknown: the dist-upgrade was not simulated".into()),
+    }
+    match databases {
+        Ok(dbs) => {
+            f.database_bytes = dbs.iter().map(|d| d.bytes).sum();
+            if f.database_bytes.is_none() && !dbs.is_empty() {
+                f.notes.push("a database size could not be read".into());
+            }
+            f.databases = dbs;
+        }
+        Err(why) => f.notes.push(format!("no database dump: {why}")),
+    }
+    f
+}
+
+/// The forecast as text (for `check`).
+pub fn render(f: &Forecast) -> String {
+    let mut out = String::from("downtime forecast (what the outage contains):\n");
+    match (f.packages_to_unpack, f.unpack_installed_kib) {
+        (Some(n), Some(kib)) => out.push_str(&format!(
+            "  unpack {n} package(s), {:.1} MiB installed{}\n",
+            kib as f64 / 1024.0,
+            if f.unpack_size_unknown > 0 {
+                format!(" ({} without a known size)", f.unpack_size_unknown)
+            } else {
+                String::new()
+            }
+        )),
+        _ => out.push_str("  packages to unpack: unknown\n"),
+    }
+    for d in &f.databases {
+        out.push_str(&format!(
+            "  dump database {}{}: {}\n",
+            d.name,
+            if d.host.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", d.host)
+            },
+            d.bytes.map_or("size unknown".to_string(), |b| format!(
+                "{:.1} MiB",
+                b as f64 / (1024.0 * 1024.0)
+            ))
+        ));
+    }
+    for note in &f.notes {
+        out.push_str(&format!("  ({note})\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `apt-cache show` output as APT prints it (fields trimmed to the point).
+    const SHOW: &str = "Package: snf-common\nVersion: 0.19-1~jessie\nInstalled-Size: 1200\nMaintainer: x\n\nPackage: systemd-sysv\nVersion: 215-17+deb8u7\nInstalled-Size: 120\n\nPackage: libc6:amd64\nVersion: 2.19-18\nInstalled-Size: 10000\n\nPackage: broken\nVersion: 1\nInstalled-Size: many\n";
+
+    fn inst(package: &str, new: &str) -> Action {
+        Action::Inst {
+            package: package.into(),
+            old: None,
+            new: new.into(),
+        }
+    }
+
+    #[test]
+    fn installed_sizes_by_package_and_version() {
+        let sizes = parse_installed_sizes(SHOW);
+        assert_eq!(sizes.len(), 3);
+        assert_eq!(
+            sizes[&("snf-common".to_string(), "0.19-1~jessie".to_string())],
+            1200
+        );
+        assert_eq!(sizes[&("libc6".to_string(), "2.19-18".to_string())], 10000);
+    }
+
+    #[test]
+    fn unpack_counts_inst_lines_and_sums_their_sizes() {
+        let actions = crate::aptsim::parse_simulation(
+            "Inst snf-common [0.18.1-1~wheezy] (0.19-1~jessie Synnefo:jessie [all])\n\
+             Inst systemd-sysv (215-17+deb8u7 Debian:8 [amd64])\n\
+             Inst libc6:amd64 [2.13-38] (2.19-18 Debian:8 [amd64])\n\
+             Inst other (3 Debian:8 [amd64])\n\
+             Conf snf-common (0.19-1~jessie Synnefo:jessie [all])\n\
+             Remv sysvinit [2.88]\n",
+        );
+        let u = unpack(&actions, &parse_installed_sizes(SHOW));
+        assert_eq!(
+            u,
+            Unpack {
+                packages: 4,
+                kib: 11320,
+                unknown: 1
+            }
+        );
+        assert_eq!(
+            show_args(&actions),
+            [
+                "snf-common=0.19-1~jessie",
+                "systemd-sysv=215-17+deb8u7",
+                "libc6=2.19-18",
+                "other=3"
+            ]
+        );
+        // Nothing to unpack.
+        assert_eq!(unpack(&[inst("a", "1")][..0], &HashMap::new()).packages, 0);
+    }
+
+    #[test]
+    fn database_total_is_unknown_when_one_size_is() {
+        let db = |name: &str, bytes| DatabaseSize {
+            name: name.into(),
+            host: "10.0.0.1".into(),
+            bytes,
+        };
+        let f = forecast(Ok(vec![
+            db("snf_apps", Some(3 << 20)),
+            db("snf_pithos", Some(1 << 20)),
+        ]));
+        assert_eq!(f.database_bytes, Some(4 << 20));
+        let f = forecast(Ok(vec![
+            db("snf_apps", Some(3 << 20)),
+            db("snf_pithos", None),
+        ]));
+        assert_eq!(f.database_bytes, None);
+        assert!(f.notes.iter().any(|n| n.contains("could not be read")));
+        let f = forecast(Err("[migrations] run = false".into()));
+        assert!(f.databases.is_empty() && f.database_bytes.is_none());
+        assert!(render(&f).contains("no database dump: [migrations] run = false"));
+    }
+}

@@ -270,13 +270,38 @@ pub fn finish(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         ctx.state.phase = Phase::Finishing;
         ctx.state.save(&ctx.root)?;
     }
-    run_steps(ctx, PhaseKind::Finish, dry_run)?;
+    if let Err(err) = run_steps(ctx, PhaseKind::Finish, dry_run) {
+        reload_masks_after_failure(ctx);
+        return Err(err);
+    }
     if !dry_run {
         ctx.state.phase = Phase::Done;
         ctx.state.save(&ctx.root)?;
         logging::phase_done(PhaseKind::Finish, "the upgrade of this node is done");
     }
     Ok(())
+}
+
+/// After a failed `finish`: when `migrate` had the init system load the
+/// units unmasked ahead ([`crate::services::Services::load_unmasked_ahead`])
+/// and `unmask-services` has not run, the masks are on disk but not in the
+/// init system's memory, where `systemctl start` would still start a unit.
+/// One reload puts the safe state back there too (only on this failure path:
+/// the reload is what the happy path saves).
+fn reload_masks_after_failure(ctx: &mut Ctx) {
+    let ran = |id| {
+        ctx.state
+            .step(PhaseKind::Finish, id)
+            .is_some_and(|r| r.status != StepStatus::Failed || id == "migrate")
+    };
+    if !ran("migrate") || ran("unmask-services") {
+        return;
+    }
+    if let Err(e) = ctx.services.load_masks_again() {
+        log::warn!(
+            "reloading the init system so that it sees the masks again failed ({e:#}): run 'systemctl daemon-reload'"
+        );
+    }
 }
 
 /// `abort`: before the dist-upgrade, take back everything `prepare` did and

@@ -84,6 +84,12 @@ pub trait Services: Send + Sync {
     fn load_unmasked_ahead(&self, _root: &Root, _names: &[String]) -> Result<Option<String>> {
         Ok(None)
     }
+    /// Has the init system read the masks on disk again (after a failure
+    /// that followed [`Services::load_unmasked_ahead`]). Nothing to do here
+    /// without systemd.
+    fn load_masks_again(&self) -> Result<()> {
+        Ok(())
+    }
     /// Watches `names` for `settle`: returns at once, with the units not
     /// active, when one goes down, or an empty list when every one stayed
     /// active for the whole period. This default asks [`Services::is_active`]

@@ -363,6 +363,15 @@ impl Services for Systemd {
         }))
     }
 
+    fn load_masks_again(&self) -> Result<()> {
+        self.reload().map(|took| {
+            log::info!(
+                "systemd reloaded in {} ms: the masks on disk are in force again",
+                took.as_millis()
+            )
+        })
+    }
+
     /// Told by systemd: each unit's `PropertiesChanged` (subscribed before
     /// the first look, so no change is missed) wakes the watch, which looks
     /// at the units' `ActiveState` then and at least twice a second.

@@ -279,6 +279,7 @@ assert_finish_failed() {
     check "gunicorn process not running" "$GUEST_GUNICORN_DOWN"
     check_eq "gunicorn still masked (link to /dev/null)" /dev/null 'readlink /etc/systemd/system/gunicorn.service'
     check_eq "systemctl is-enabled gunicorn.service says masked" masked 'systemctl is-enabled gunicorn.service'
+    check_eq "systemd sees the mask (LoadState), also after migrate loaded the units ahead" masked 'systemctl show -p LoadState --value gunicorn.service'
     check "policy-rc.d still installed" 'test -x /usr/sbin/policy-rc.d'
     check_eq "policy-rc.d still denies gunicorn.service start" 101 '/usr/sbin/policy-rc.d gunicorn.service start >/dev/null 2>&1; echo $?'
     check "armed marker still present" 'test -e /var/lib/synnefo-upgrade/armed'

@@ -11,7 +11,8 @@ tests/vm/cluster/evidence.py does, and prints:
       cluster's service outage is about one node's; goal: cluster <= own + 30 s)
   finish overhead / the migrate step, per service node   (the finish steps
       other than backups, migrate, restart-apache and health-checks, summed
-      from the step records; goal: overhead <= 2 s)
+      from the step records; goal: overhead <= 2 s), and the part of it
+      inside the node's downtime (the steps up to verify-services)
   the waiting node's notice of the end of the migrations  (its migrate step's
       end after the last migration's end row; goal: <= 2 s; the step records
       start at whole seconds, so this is +-1 s)
@@ -72,6 +73,11 @@ def figures(out):
         overhead = sum(v for k, v in ms.items() if k not in NOT_OVERHEAD) / 1000
         migrate = ms.get("migrate", 0) / 1000
         top = sorted(((v, k) for k, v in ms.items() if k not in NOT_OVERHEAD), reverse=True)[:4]
+        # The part of it inside the node's downtime: up to verify-services,
+        # where the downtime ends (the steps after it run with the services up).
+        ids = [s["id"] for s in steps if s["status"] != "skipped"]
+        upto = ids[: ids.index("verify-services") + 1] if "verify-services" in ids else ids
+        on_path = sum(ms[k] for k in upto if k not in NOT_OVERHEAD) / 1000
         lines.append(
             "%s finish overhead / migrate step: %.1f s / %.1f s = %s (goal: overhead <= 2 s: %s; largest: %s)"
             % (
@@ -83,6 +89,7 @@ def figures(out):
                 ", ".join("%s %.1f s" % (k, v / 1000) for v, k in top),
             )
         )
+        lines.append("%s   of which inside its downtime (up to verify-services): %.1f s" % (node, on_path))
     ends = []
     with open(out / "migrations.csv", encoding="utf-8") as f:
         ends = [when(r["time"]) for r in csv.DictReader(f) if r["event"] == "end"]

@@ -73,6 +73,9 @@ pub static FINISH: &[StepDef] = &[
     REMOVE_POLICY_RCD,
     step("report-dpkg-dist",     always,                     f::report_dpkg_dist,      "list the new conffile versions dpkg left beside kept ones (*.dpkg-dist, *.dpkg-new)"),
     step("report-notices",       always,                     f::report_notices,        "report what is the operator's to change (PostgreSQL clusters to upgrade, a remote AMQP guest, gunicorn behind a remote proxy)"),
+    // Last before done: every step since verify-services counts toward the
+    // settle period, so little or none of it is left to wait.
+    SERVICES_SETTLED,
     DISABLE_FINISH_UNIT,
 ];
 
@@ -90,6 +93,7 @@ pub static ABORT: &[StepDef] = &[
     step("remove-created-dirs",  always,                     a::remove_created_dirs,   "remove the directories prepare created, where empty again"),
     START_SERVICES,
     VERIFY_SERVICES,
+    SERVICES_SETTLED,
 ];
 
 // Steps of both finish and abort (their bodies are in finish.rs).
@@ -104,7 +108,9 @@ const UNMASK_SERVICES:     StepDef = step("unmask-services",     always, f::unma
 #[rustfmt::skip]
 const START_SERVICES:      StepDef = step("start-services",      always, f::start_services,       "start the services that ran before the upgrade");
 #[rustfmt::skip]
-const VERIFY_SERVICES:     StepDef = step("verify-services",     always, f::verify_services,      "check that the started services are active, and stay active");
+const VERIFY_SERVICES:     StepDef = step("verify-services",     always, f::verify_services,      "check that the started services are active (the downtime ends here)");
+#[rustfmt::skip]
+const SERVICES_SETTLED:    StepDef = step("services-settled",    always, f::services_settled,     "check that the started services stayed active for [services] settle_seconds (the time since their start counts)");
 #[rustfmt::skip]
 const DISABLE_FINISH_UNIT: StepDef = step("disable-finish-unit", always, f::disable_finish_unit,  "disable synnefo-upgrade-finish.service and disarm");
 

@@ -90,6 +90,12 @@ pub trait Services: Send + Sync {
     fn load_masks_again(&self) -> Result<()> {
         Ok(())
     }
+    /// How long `name` has been active without a break, where the init
+    /// system says (systemd); `None` when it is not active or nobody knows
+    /// (the settle watch then watches the whole period).
+    fn active_for(&self, _name: &str) -> Result<Option<Duration>> {
+        Ok(None)
+    }
     /// Watches `names` for `settle`: returns at once, with the units not
     /// active, when one goes down, or an empty list when every one stayed
     /// active for the whole period. This default asks [`Services::is_active`]

@@ -67,6 +67,8 @@ trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn need_daemon_reload(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn active_enter_timestamp_monotonic(&self) -> zbus::Result<u64>;
 }
 
 /// Services of a node where systemd is PID 1.
@@ -290,6 +292,27 @@ impl Services for Systemd {
 
     fn is_active(&self, name: &str) -> Result<bool> {
         Ok(self.active_state(&unit_name(name))? == "active")
+    }
+
+    /// From the unit's `ActiveEnterTimestampMonotonic` (CLOCK_MONOTONIC, as
+    /// ours: a clock set at boot by NTP does not move it).
+    fn active_for(&self, name: &str) -> Result<Option<Duration>> {
+        let unit = unit_name(name);
+        let proxy = self.unit(&unit)?;
+        let state = proxy
+            .active_state()
+            .with_context(|| format!("reading ActiveState of '{unit}'"))?;
+        if state != "active" {
+            return Ok(None);
+        }
+        let entered = proxy
+            .active_enter_timestamp_monotonic()
+            .with_context(|| format!("reading ActiveEnterTimestampMonotonic of '{unit}'"))?;
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .context("reading the monotonic clock")?;
+        let now_us = (now.tv_sec() as u64) * 1_000_000 + (now.tv_nsec() as u64) / 1_000;
+        // 0: systemd does not know (never entered active in this boot).
+        Ok((entered != 0).then(|| Duration::from_micros(now_us.saturating_sub(entered))))
     }
 
     fn mask(&self, names: &[String]) -> Result<()> {

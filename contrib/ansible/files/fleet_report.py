@@ -354,6 +354,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", help="the nodes document (default: stdin)")
     parser.add_argument("--out", required=True, help="directory for fleet-report.{json,md} and fleet-timeline.svg")
+    parser.add_argument(
+        "--keep-forecasts",
+        action="store_true",
+        help="only keep the nodes' forecasts in fleet-forecast.json (the preflight play: a run that fails before the report keeps them)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.input:
@@ -376,6 +381,10 @@ def main(argv=None):
             kept[n["host"]] = n["forecast"]
         elif n.get("host") in kept:
             n["forecast"] = kept[n["host"]]
+    if args.keep_forecasts:
+        write(kept_path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write("kept: %s (%d node(s))\n" % (kept_path, len(kept)))
+        return 0
     report = build(doc)
     statuses = [n.get("status") for n in doc.get("nodes") or []]
     write(kept_path, json.dumps(kept, indent=2, sort_keys=True) + "\n")

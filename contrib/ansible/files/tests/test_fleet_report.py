@@ -184,6 +184,22 @@ class FleetReport(unittest.TestCase):
         with open(os.path.join(d, "fleet-forecast.json"), encoding="utf-8") as fh:
             self.assertEqual(sorted(json.load(fh)), sorted(n["host"] for n in self.nodes))
 
+    def test_forecasts_kept_by_the_preflight_reach_a_report_of_a_later_run(self):
+        # Play 1 keeps the forecasts; the run fails before its report; the
+        # next run no longer checks the nodes (no forecast), yet reports them.
+        d = tempfile.mkdtemp(dir=TMP.name)
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            self.assertEqual(fleet_report.main(["--input", self._write(self.nodes, d), "--out", d, "--keep-forecasts"]), 0)
+        self.assertFalse(os.path.exists(os.path.join(d, "fleet-report.json")))
+        later = [dict(n, forecast=None) for n in self.nodes]
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            self.assertEqual(fleet_report.main(["--input", self._write(later, d), "--out", d]), 0)
+        report = load(os.path.join(d, "fleet-report.json"))
+        self.assertTrue(all(r["forecast"]["unpack_mib"] for r in report["nodes"]), report["nodes"])
+        self.assertIsNotNone(report["cluster_service_downtime_forecast"]["seconds"])
+
     def _write(self, nodes, d):
         path = os.path.join(d, "again.json")
         with open(path, "w", encoding="utf-8") as fh:

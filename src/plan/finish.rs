@@ -172,7 +172,7 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
     let down = |ctx: &Ctx| -> Result<Vec<String>> {
         let mut down = Vec::new();
         for name in &started {
-            if !ctx.services.is_active(name)? {
+            if !ctx.services.is_running(name)? {
                 down.push(node::unit_name(name));
             }
         }
@@ -180,7 +180,7 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
     };
     let inactive = down(ctx)?;
     if !inactive.is_empty() {
-        bail!("not active after start: {}", see_units(&inactive));
+        bail!("not running after start: {}", see_units(&inactive));
     }
     // The downtime ends here; whether they stay up is services-settled's,
     // the last step, once the steps that follow have used the period up.
@@ -229,7 +229,7 @@ pub(super) fn services_settled(ctx: &mut Ctx) -> Result<String> {
     let inactive = ctx.services.stays_active(&started, left)?;
     if !inactive.is_empty() {
         bail!(
-            "did not stay active for {}s after start: {}",
+            "did not stay running for {}s after start: {}; fix the cause, then 'systemctl restart' it (a unit shown 'active (exited)' has lost its daemon, and a start does nothing to it)",
             settle.as_secs(),
             see_units(&inactive)
         );

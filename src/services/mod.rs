@@ -71,8 +71,17 @@ pub trait Services: Send + Sync {
     /// Restarts every service in `names` (started when it was not running)
     /// and waits for each restart to complete.
     fn restart(&self, names: &[String]) -> Result<()>;
-    /// Whether `name` is active now.
+    /// Whether `name` is active now (for systemd: its unit's `ActiveState`,
+    /// which stays "active" for a unit made from an init script whose daemon
+    /// is gone: such a unit is still stopped before the node is armed).
     fn is_active(&self, name: &str) -> Result<bool>;
+    /// Whether `name` is active and its daemon still runs: what finish
+    /// proves of a started service. The default is [`Services::is_active`]
+    /// (an init script's `status` answers for the daemon); systemd's tells
+    /// "active (exited)" of a daemon apart from a oneshot's.
+    fn is_running(&self, name: &str) -> Result<bool> {
+        self.is_active(name)
+    }
     /// Masks every service in `names`.
     fn mask(&self, names: &[String]) -> Result<()>;
     /// Unmasks every service in `names`, and reloads the init system's view
@@ -97,15 +106,15 @@ pub trait Services: Send + Sync {
         Ok(None)
     }
     /// Watches `names` for `settle`: returns at once, with the units not
-    /// active, when one goes down, or an empty list when every one stayed
-    /// active for the whole period. This default asks [`Services::is_active`]
+    /// running, when one goes down, or an empty list when every one stayed
+    /// running for the whole period. This default asks [`Services::is_running`]
     /// every [`SETTLE_POLL`]; systemd's is told by systemd's signals.
     fn stays_active(&self, names: &[String], settle: Duration) -> Result<Vec<String>> {
         let mut clock = crate::dbguard::RealClock::start();
         watch_active(settle, SETTLE_POLL, &mut clock, &mut || {
             let mut down = Vec::new();
             for name in names {
-                if !self.is_active(name)? {
+                if !self.is_running(name)? {
                     down.push(unit_name(name));
                 }
             }

@@ -64,11 +64,33 @@ trait Unit {
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn need_daemon_reload(&self) -> zbus::Result<bool>;
     #[zbus(property)]
     fn active_enter_timestamp_monotonic(&self) -> zbus::Result<u64>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1",
+    gen_async = false
+)]
+trait Service {
+    #[zbus(property, name = "Type")]
+    fn service_type(&self) -> zbus::Result<String>;
+}
+
+/// Whether a unit in `active`/`sub` state has its work still running: a
+/// service that is "active (exited)" has no process left, which for a
+/// oneshot is its normal end and for any other type a daemon that died
+/// (a unit systemd-sysv-generator made from an init script has
+/// `RemainAfterExit=yes`, so its ActiveState never leaves "active" when the
+/// daemon goes: real Synnefo's gunicorn and snf-dispatcher on jessie).
+pub fn daemon_running(active: &str, sub: &str, service_type: &str) -> bool {
+    active == "active" && (sub != "exited" || service_type == "oneshot")
 }
 
 /// Services of a node where systemd is PID 1.
@@ -94,16 +116,48 @@ impl Systemd {
 
     /// The unit's object (loaded by systemd if it was not).
     fn unit(&self, unit: &str) -> Result<UnitProxy<'static>> {
+        Ok(self.unit_with_path(unit)?.0)
+    }
+
+    /// [`Systemd::unit`], with the unit's object path.
+    fn unit_with_path(&self, unit: &str) -> Result<(UnitProxy<'static>, OwnedObjectPath)> {
         let path = self
             .manager
             .load_unit(unit)
             .with_context(|| format!("loading unit '{unit}'"))?;
-        UnitProxy::builder(&self.conn)
+        let proxy = UnitProxy::builder(&self.conn)
+            .path(path.clone())
+            .context("unit object path")?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .with_context(|| format!("creating proxy for unit '{unit}'"))?;
+        Ok((proxy, path))
+    }
+
+    /// [`daemon_running`] of the unit now.
+    fn running(&self, unit: &str) -> Result<bool> {
+        let (proxy, path) = self.unit_with_path(unit)?;
+        let active = proxy
+            .active_state()
+            .with_context(|| format!("reading ActiveState of '{unit}'"))?;
+        if active != "active" {
+            return Ok(false);
+        }
+        let sub = proxy
+            .sub_state()
+            .with_context(|| format!("reading SubState of '{unit}'"))?;
+        if sub != "exited" {
+            return Ok(true);
+        }
+        let service_type = ServiceProxy::builder(&self.conn)
             .path(path)
             .context("unit object path")?
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
-            .with_context(|| format!("creating proxy for unit '{unit}'"))
+            .with_context(|| format!("creating the service proxy of '{unit}'"))?
+            .service_type()
+            .with_context(|| format!("reading Type of '{unit}'"))?;
+        Ok(daemon_running(&active, &sub, &service_type))
     }
 
     fn active_state(&self, unit: &str) -> Result<String> {
@@ -294,17 +348,18 @@ impl Services for Systemd {
         Ok(self.active_state(&unit_name(name))? == "active")
     }
 
+    fn is_running(&self, name: &str) -> Result<bool> {
+        self.running(&unit_name(name))
+    }
+
     /// From the unit's `ActiveEnterTimestampMonotonic` (CLOCK_MONOTONIC, as
     /// ours: a clock set at boot by NTP does not move it).
     fn active_for(&self, name: &str) -> Result<Option<Duration>> {
         let unit = unit_name(name);
-        let proxy = self.unit(&unit)?;
-        let state = proxy
-            .active_state()
-            .with_context(|| format!("reading ActiveState of '{unit}'"))?;
-        if state != "active" {
+        if !self.running(&unit)? {
             return Ok(None);
         }
+        let proxy = self.unit(&unit)?;
         let entered = proxy
             .active_enter_timestamp_monotonic()
             .with_context(|| format!("reading ActiveEnterTimestampMonotonic of '{unit}'"))?;
@@ -397,7 +452,7 @@ impl Services for Systemd {
 
     /// Told by systemd: each unit's `PropertiesChanged` (subscribed before
     /// the first look, so no change is missed) wakes the watch, which looks
-    /// at the units' `ActiveState` then and at least twice a second.
+    /// at the units' state ([`daemon_running`]) then and at least twice a second.
     fn stays_active(&self, names: &[String], settle: Duration) -> Result<Vec<String>> {
         let (tx, rx) = mpsc::channel::<()>();
         // Without the signals (an error setting them up) the watch still
@@ -410,7 +465,7 @@ impl Services for Systemd {
         loop {
             let mut down = Vec::new();
             for name in names {
-                if self.active_state(&unit_name(name))? != "active" {
+                if !self.running(&unit_name(name))? {
                     down.push(unit_name(name));
                 }
             }
@@ -424,5 +479,22 @@ impl Services for Systemd {
                 std::thread::sleep(slice);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daemon_running;
+
+    #[test]
+    fn an_exited_daemon_is_not_running_an_exited_oneshot_is() {
+        // An init script's unit (forking, RemainAfterExit=yes) whose daemon died.
+        assert!(!daemon_running("active", "exited", "forking"));
+        assert!(!daemon_running("active", "exited", "simple"));
+        assert!(daemon_running("active", "exited", "oneshot"));
+        assert!(daemon_running("active", "running", "forking"));
+        assert!(!daemon_running("activating", "start", "forking"));
+        assert!(!daemon_running("failed", "failed", "oneshot"));
+        assert!(!daemon_running("inactive", "dead", "simple"));
     }
 }

@@ -27,10 +27,10 @@ use crate::apt;
 use crate::config::Config;
 use crate::dpkg::{self, Package};
 use crate::exec;
+use crate::finding::{Finding, Severity};
 use crate::fsx::{self, Root};
 use crate::node::{self, Facts};
 use crate::paths;
-use crate::preflight::{Finding, Severity};
 
 /// APT's preferences file.
 pub const PREFERENCES: &str = "/etc/apt/preferences";

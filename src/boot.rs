@@ -9,8 +9,8 @@
 //! node and hands them what it read.
 
 use crate::dpkg::Package;
+use crate::finding::{Finding, Severity};
 use crate::fsx::Root;
-use crate::preflight::{Finding, Severity};
 
 /// The file systems table.
 pub const FSTAB: &str = "/etc/fstab";

@@ -20,6 +20,7 @@
 //! - [`paths`]: the node paths the tool reads and writes.
 //! - [`services`]: stopping, starting and masking services (systemd over D-Bus,
 //!   sysvinit init scripts, or offline under `--root`).
+//! - [`finding`]: the finding type every source of findings and the logging use.
 //! - [`preflight`]: the findings that decide whether a node may be armed,
 //!   computed from the run's facts.
 //! - [`policy_rcd`]: the policy-rc.d decision and its installation.
@@ -71,6 +72,7 @@ pub mod dbguard;
 pub mod dpkg;
 pub mod error;
 pub mod exec;
+pub mod finding;
 pub mod forecast;
 pub mod fsx;
 pub mod logging;

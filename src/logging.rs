@@ -185,7 +185,7 @@ pub fn command_output(phase: PhaseKind, step: &str, command: &str, line: &str) {
 
 /// A notice (reported, not changed) that a step found: one record each, with
 /// its finding id in `SYNNEFO_UPGRADE_FINDING`, what to do and the commands.
-pub fn notice(phase: PhaseKind, step: &str, finding: &crate::preflight::Finding) {
+pub fn notice(phase: PhaseKind, step: &str, finding: &crate::finding::Finding) {
     let phase = phase.name();
     let id = finding.id;
     let commands = if finding.remediation.commands.is_empty() {
@@ -207,7 +207,7 @@ pub fn notice(phase: PhaseKind, step: &str, finding: &crate::preflight::Finding)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::{Finding, Severity};
+    use crate::finding::{Finding, Severity};
 
     /// Keeps every record as the journal would get it: the message and the
     /// `KEY=value` fields (uppercased, as systemd-journal-logger writes them).

@@ -15,8 +15,8 @@ use std::path::Path;
 
 use crate::dpkg::{self, Package};
 use crate::exec::shell_word;
+use crate::finding::{Finding, Severity};
 use crate::fsx::Root;
-use crate::preflight::{Finding, Severity};
 
 /// Where postgresql-common keeps one directory per cluster: `VERSION/NAME/`.
 pub const POSTGRESQL_DIR: &str = "/etc/postgresql";

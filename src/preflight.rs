@@ -15,8 +15,8 @@ use crate::apt;
 use crate::changelog;
 use crate::config::Config;
 use crate::dpkg;
-use crate::error::Fatal;
 use crate::exec::shell_word;
+use crate::finding::{self, Finding, Severity};
 use crate::fsx::Root;
 use crate::node::{self, Facts, Role};
 use crate::services::Services;
@@ -27,42 +27,6 @@ pub const SCHEMA: u32 = 1;
 
 /// The Synnefo version this tool upgrades from.
 pub const FROM_VERSION: &str = "0.18.1";
-
-/// How much a finding matters (an inhibitor is always high).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Blocks or endangers the upgrade.
-    High,
-    /// Needs a decision before arming.
-    Medium,
-    /// Worth a look.
-    Low,
-    /// For the record.
-    Info,
-}
-
-impl Severity {
-    /// Every severity, from the most severe.
-    pub const ALL: [Severity; 4] = [
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-        Severity::Info,
-    ];
-
-    /// The name in reports and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-            Severity::Info => "info",
-        }
-    }
-}
-
-display_as_name!(Severity);
 
 /// A managed service's state now, in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,71 +59,6 @@ impl ServiceState {
 }
 
 display_as_name!(ServiceState);
-
-/// What to do about a finding.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Remediation {
-    /// In words.
-    pub hint: String,
-    /// Commands that do it (to run by hand, where they apply).
-    pub commands: Vec<String>,
-}
-
-/// One finding of the preflight.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Finding {
-    /// Stable id (kept across releases; see docs/json.md).
-    pub id: &'static str,
-    /// How much it matters.
-    pub severity: Severity,
-    /// Blocks the upgrade.
-    pub inhibitor: bool,
-    /// One line.
-    pub title: String,
-    /// The details.
-    pub summary: String,
-    /// What to do.
-    pub remediation: Remediation,
-}
-
-impl Finding {
-    pub(crate) fn new(
-        id: &'static str,
-        severity: Severity,
-        title: impl Into<String>,
-        summary: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        Finding {
-            id,
-            severity,
-            inhibitor: false,
-            title: title.into(),
-            summary: summary.into(),
-            remediation: Remediation {
-                hint: hint.into(),
-                commands: Vec::new(),
-            },
-        }
-    }
-
-    pub(crate) fn inhibitor(
-        id: &'static str,
-        title: impl Into<String>,
-        summary: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        Finding {
-            inhibitor: true,
-            ..Finding::new(id, Severity::High, title, summary, hint)
-        }
-    }
-
-    pub(crate) fn commands(mut self, commands: impl IntoIterator<Item = String>) -> Self {
-        self.remediation.commands = commands.into_iter().collect();
-        self
-    }
-}
 
 /// Space the dist-upgrade needs, estimated from what is installed: the
 /// downloads (about a third of the installed size) in the archive cache, and
@@ -365,7 +264,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     found.extend(crate::convert::webserver::access_findings(root));
     found.extend(crate::aptsim::findings(root, config, facts));
     // Last: the node files skipped by any of the above (and by the facts).
-    found.extend(skipped_files());
+    found.extend(finding::skipped_files());
     found.sort_by_key(|f| (!f.inhibitor, f.severity));
     found
 }
@@ -442,24 +341,6 @@ fn apt_findings(config: &Config, facts: &Facts, found: &mut Vec<Finding>) {
             apt::add_backports_hint(to),
         )),
     }
-}
-
-/// `not-a-regular-file`: each node file this run skipped because it is not
-/// a regular file (a FIFO, a socket, a device, a directory: see
-/// [`crate::fsx::skipped`]); each was also logged as a warning when met.
-pub fn skipped_files() -> Vec<Finding> {
-    crate::fsx::skipped()
-        .into_iter()
-        .map(|skipped| {
-            Finding::new(
-                "not-a-regular-file",
-                Severity::Medium,
-                format!("'{}' is {}, not a regular file", skipped.path.display(), skipped.kind),
-                "synnefo-upgrade skipped it: it reads no node file that is not a regular file (a FIFO would block it forever); a program that reads every file of that directory (APT, gunicorn, Apache) may hang or fail on it",
-                "move it out of the way, or replace it by a regular file, then run this again",
-            )
-        })
-        .collect()
 }
 
 fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>) {
@@ -576,29 +457,6 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
             "Django 1.7 checks the Host header against ALLOWED_HOSTS",
             "set [convert] allowed_hosts to this service's host names",
         ));
-    }
-}
-
-/// Fails with [`Fatal::Inhibited`] (exit 3) naming every inhibitor of `findings` and its remedy.
-pub fn ensure_no_inhibitor(findings: &[Finding]) -> anyhow::Result<()> {
-    let blocking: Vec<String> = findings
-        .iter()
-        .filter(|f| f.inhibitor)
-        .map(|f| {
-            format!(
-                "{}: {} (what to do: {})",
-                f.title, f.summary, f.remediation.hint
-            )
-        })
-        .collect();
-    if blocking.is_empty() {
-        Ok(())
-    } else {
-        Err(Fatal::Inhibited(format!(
-            "preflight inhibited the upgrade: {}",
-            blocking.join("; ")
-        ))
-        .into())
     }
 }
 

@@ -17,9 +17,9 @@ use nix::fcntl::{Flock, FlockArg};
 use std::time::{Duration, Instant};
 
 use crate::error::Fatal;
+use crate::finding;
 use crate::logging;
 use crate::plan::{self, Ctx};
-use crate::preflight;
 use crate::state::{self, Phase, PhaseKind, State, StepRecord, StepStatus};
 
 /// Holds the run lock until dropped.
@@ -163,7 +163,7 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         // A fresh node (or a foreign state file): an inhibited node is left
         // exactly as it was, not even a state file or the lock written.
         // The `preflight` step reuses this evaluation (Ctx::preflight).
-        preflight::ensure_no_inhibitor(ctx.preflight())?;
+        finding::ensure_no_inhibitor(ctx.preflight())?;
     }
     let seen = seen?;
     if dry_run {
@@ -175,7 +175,7 @@ pub fn prepare(ctx: &mut Ctx, dry_run: bool) -> Result<()> {
         // Fresh under the lock: the evaluation above when nothing changed
         // meanwhile, else one of the node as it is now (another run aborted
         // it, say).
-        preflight::ensure_no_inhibitor(ctx.preflight())?;
+        finding::ensure_no_inhibitor(ctx.preflight())?;
     }
     prepare_from(ctx, state, false)
 }

@@ -43,7 +43,7 @@ pub struct Report {
     /// What is reported, not changed (same shape as `check`'s findings):
     /// PostgreSQL clusters to upgrade, a remote AMQP `guest`, a gunicorn
     /// proxy on another host.
-    pub notices: Vec<crate::preflight::Finding>,
+    pub notices: Vec<crate::finding::Finding>,
     /// Where to read the logs.
     pub logs: Vec<String>,
 }
@@ -303,7 +303,7 @@ pub fn report(root: &Root) -> Result<Report> {
                 &crate::dpkg::present_packages(root).unwrap_or_default(),
                 moment,
             );
-            notices.extend(crate::preflight::skipped_files());
+            notices.extend(crate::finding::skipped_files());
             notices
         },
         services: state.services,

@@ -150,8 +150,8 @@ pub fn south_listing(root: &Root) -> std::result::Result<String, String> {
 /// warning, never silence.
 pub fn south_findings(
     listing: &std::result::Result<String, String>,
-) -> Vec<crate::preflight::Finding> {
-    use crate::preflight::{Finding, Severity};
+) -> Vec<crate::finding::Finding> {
+    use crate::finding::{Finding, Severity};
     let unknown = |why: String| {
         vec![Finding::new(
             "south-migrations-unknown",

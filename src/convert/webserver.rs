@@ -202,7 +202,7 @@ pub fn old_access_directives(src: &[u8]) -> Vec<(usize, String)> {
 
 /// `apache-access-compat`: 2.2 access control in the Apache configuration
 /// while `mod_access_compat` is not enabled (Apache 2.4 refuses to start).
-pub fn access_findings(root: &Root) -> Vec<crate::preflight::Finding> {
+pub fn access_findings(root: &Root) -> Vec<crate::finding::Finding> {
     if fs::symlink_metadata(root.path_nofollow(ACCESS_COMPAT_LOAD)).is_ok() {
         return Vec::new();
     }
@@ -233,9 +233,9 @@ pub fn access_findings(root: &Root) -> Vec<crate::preflight::Finding> {
     if hits.is_empty() {
         return Vec::new();
     }
-    vec![crate::preflight::Finding::new(
+    vec![crate::finding::Finding::new(
         "apache-access-compat",
-        crate::preflight::Severity::Medium,
+        crate::finding::Severity::Medium,
         "Apache 2.2 access control (Order/Allow/Deny) without mod_access_compat",
         format!(
             "Apache 2.4 on jessie does not know these directives unless mod_access_compat is enabled: {}",

@@ -364,7 +364,7 @@ pub(super) fn report_notices(ctx: &mut Ctx) -> Result<String> {
         crate::notices::Moment::AfterUpgrade,
     );
     // Node files this run (any step) did not read: FIFOs and the like.
-    found.extend(crate::preflight::skipped_files());
+    found.extend(crate::finding::skipped_files());
     if found.is_empty() {
         return Ok("none".into());
     }

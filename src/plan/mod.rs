@@ -10,9 +10,10 @@ use anyhow::Result;
 
 use crate::bootstart;
 use crate::config::Config;
+use crate::finding::Finding;
 use crate::fsx::Root;
 use crate::node::Facts;
-use crate::preflight::{self, Finding};
+use crate::preflight;
 use crate::services::Services;
 use crate::state::{PhaseKind, ServiceRecord, State};
 

@@ -7,10 +7,10 @@ use super::{list, names, Ctx};
 use crate::apt;
 use crate::dpkg;
 use crate::exec;
+use crate::finding;
 use crate::fsx;
 use crate::paths;
 use crate::policy_rcd;
-use crate::preflight;
 use crate::services;
 use crate::state::{PhaseKind, ServiceRecord};
 
@@ -20,7 +20,7 @@ pub const DPKG_SNAPSHOT: &str = "/var/lib/synnefo-upgrade/dpkg-status.at-prepare
 
 pub(super) fn preflight(ctx: &mut Ctx) -> Result<String> {
     // On a fresh node the runner has evaluated it already: that result stands.
-    preflight::ensure_no_inhibitor(ctx.preflight())?;
+    finding::ensure_no_inhibitor(ctx.preflight())?;
     Ok("no inhibitor".into())
 }
 

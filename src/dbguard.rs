@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
 
 use crate::backup::{self, Postgres, Target};
+use crate::clock::{Clock, RealClock};
 use crate::config::Config;
 use crate::exec;
 use crate::fsx::Root;
@@ -123,33 +124,6 @@ pub fn pid_column(version_num: &str) -> Result<&'static str> {
         )
     })?;
     Ok(if v < 90200 { "procpid" } else { "pid" })
-}
-
-/// Time for the quiet period, injectable for tests.
-pub trait Clock {
-    /// Time since some fixed start.
-    fn elapsed(&self) -> Duration;
-    /// Waits `d`.
-    fn sleep(&mut self, d: Duration);
-}
-
-/// The real clock.
-pub struct RealClock(Instant);
-
-impl RealClock {
-    /// A clock whose time starts now.
-    pub fn start() -> Self {
-        RealClock(Instant::now())
-    }
-}
-
-impl Clock for RealClock {
-    fn elapsed(&self) -> Duration {
-        self.0.elapsed()
-    }
-    fn sleep(&mut self, d: Duration) {
-        std::thread::sleep(d)
-    }
 }
 
 /// What the wait saw: the clients seen at first (they left) and how long it took.
@@ -303,7 +277,7 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
         .flat_map(|s| s.names.iter().map(String::as_str))
         .collect();
     let quiet = Duration::from_secs(config.migrations.quiet_period_secs);
-    let mut clock = RealClock(Instant::now());
+    let mut clock = RealClock::start();
     match wait_quiet(quiet, POLL, &mut clock, &mut clients).context("database guard")? {
         Ok(q) if q.left.is_empty() => Ok(format!(
             "no other client of {}{skipped}",

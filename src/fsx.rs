@@ -947,7 +947,7 @@ fn keep_copy(root: &Root, abs: &Path, content: &[u8], meta: &fs::Metadata) -> Re
             }
         }
     }
-    let stamp: String = crate::status::rfc3339(crate::state::now())
+    let stamp: String = crate::clock::rfc3339(crate::clock::now())
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .filter(|c| *c != 'Z')

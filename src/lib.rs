@@ -5,6 +5,7 @@
 //! numbered sections the comments cite, as in "design §3.1"):
 //!
 //! - [`changelog`]: validation of the VM owner changelog for fix_ip_history.
+//! - [`clock`]: the wall clock of the state and reports, the clock of bounded waits.
 //! - [`cli`]: the command line (a contract, design §3.1) and exit codes.
 //! - [`commands`]: what each command does, between the CLI and the modules.
 //! - [`config`]: `/etc/synnefo-upgrade/upgrade.toml` and its drop-ins.
@@ -65,6 +66,7 @@ pub mod boot;
 pub mod bootstart;
 pub mod changelog;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod convert;

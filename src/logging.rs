@@ -83,7 +83,7 @@ impl Log for Logger {
                 let _ = writeln!(
                     f,
                     "{} {} {} {}",
-                    crate::state::now(),
+                    crate::clock::now(),
                     record.level(),
                     record.args(),
                     fields.0.join(" ")

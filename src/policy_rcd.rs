@@ -21,7 +21,7 @@ use std::process::Command;
 use crate::fsx::{self, Root};
 use crate::node::SYNNEFO_SERVICES;
 use crate::paths;
-use crate::state::{self, State};
+use crate::state::State;
 
 /// Exit codes of the interface.
 pub mod code {
@@ -239,7 +239,7 @@ pub fn run(root: &Root, args: &[String]) -> i32 {
             if verdict == code::FORBIDDEN {
                 let mut line = format!(
                     "{} {id} {} {}",
-                    state::now(),
+                    crate::clock::now(),
                     actions.join(","),
                     runlevel.as_deref().unwrap_or("-")
                 );

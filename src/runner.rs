@@ -20,7 +20,7 @@ use crate::error::Fatal;
 use crate::finding;
 use crate::logging;
 use crate::plan::{self, Ctx};
-use crate::state::{self, Phase, PhaseKind, State, StepRecord, StepStatus};
+use crate::state::{Phase, PhaseKind, State, StepRecord, StepStatus};
 
 /// Holds the run lock until dropped.
 pub struct Lock {
@@ -374,7 +374,7 @@ pub fn guard(ctx: &mut Ctx) -> Result<()> {
     );
     ctx.services.stop(&running)?;
     for name in &running {
-        let line = format!("{} {name} guard-stopped -", state::now());
+        let line = format!("{} {name} guard-stopped -", crate::clock::now());
         crate::fsx::append_line(&ctx.root, crate::paths::DENIED_LEDGER, &line)?;
     }
     Ok(())
@@ -420,7 +420,7 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
             );
             continue;
         }
-        let started = state::now();
+        let started = crate::clock::now();
         if !applies {
             record(
                 ctx,

@@ -12,7 +12,6 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Fatal;
 use crate::fsx::{self, Root};
@@ -218,13 +217,6 @@ pub struct State {
     /// before this was recorded (optional, so such files load unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apache2_was_active: Option<bool>,
-}
-
-/// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl State {

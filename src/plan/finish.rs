@@ -184,7 +184,7 @@ pub(super) fn verify_services(ctx: &mut Ctx) -> Result<String> {
     }
     // The downtime ends here; whether they stay up is services-settled's,
     // the last step, once the steps that follow have used the period up.
-    ctx.state.services_restored(crate::state::now());
+    ctx.state.services_restored(crate::clock::now());
     Ok(format!("active: {}", list(&started)))
 }
 

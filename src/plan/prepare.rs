@@ -184,7 +184,7 @@ pub(super) fn install_policy_rcd(ctx: &mut Ctx) -> Result<String> {
 
 pub(super) fn stop_services(ctx: &mut Ctx) -> Result<String> {
     let stop = names(ctx.state.services.iter());
-    ctx.state.services_stopping(crate::state::now());
+    ctx.state.services_stopping(crate::clock::now());
     ctx.services.stop(&stop)?;
     Ok(format!("stopped: {}", list(&stop)))
 }

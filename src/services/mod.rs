@@ -110,7 +110,7 @@ pub trait Services: Send + Sync {
     /// running for the whole period. This default asks [`Services::is_running`]
     /// every [`SETTLE_POLL`]; systemd's is told by systemd's signals.
     fn stays_active(&self, names: &[String], settle: Duration) -> Result<Vec<String>> {
-        let mut clock = crate::dbguard::RealClock::start();
+        let mut clock = crate::clock::RealClock::start();
         watch_active(settle, SETTLE_POLL, &mut clock, &mut || {
             let mut down = Vec::new();
             for name in names {
@@ -132,7 +132,7 @@ pub const SETTLE_POLL: Duration = Duration::from_millis(200);
 pub fn watch_active(
     settle: Duration,
     poll: Duration,
-    clock: &mut dyn crate::dbguard::Clock,
+    clock: &mut dyn crate::clock::Clock,
     down: &mut dyn FnMut() -> Result<Vec<String>>,
 ) -> Result<Vec<String>> {
     let start = clock.elapsed();
@@ -335,7 +335,7 @@ mod tests {
     /// A clock that only moves when slept: the watch's logic without waiting.
     struct FakeClock(Duration);
 
-    impl crate::dbguard::Clock for FakeClock {
+    impl crate::clock::Clock for FakeClock {
         fn elapsed(&self) -> Duration {
             self.0
         }

@@ -21,6 +21,7 @@
 
 use anyhow::Result;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::apt;
@@ -879,7 +880,7 @@ pub fn simulate(root: &Root, config: &Config, service_node: bool) -> Result<Simu
 /// `package=version` in the scratch state; a package it does not show
 /// counts as of unknown size).
 fn unpack_sizes(root: &Root, apt: &ScratchApt, actions: &[Action]) -> crate::forecast::Unpack {
-    let args = crate::forecast::show_args(actions);
+    let args = show_args(actions);
     let mut text = String::new();
     if !args.is_empty() {
         let mut argv: Vec<&str> = vec!["show"];
@@ -889,7 +890,66 @@ fn unpack_sizes(root: &Root, apt: &ScratchApt, actions: &[Action]) -> crate::for
             Err(e) => log::warn!("apt-cache show for the forecast: {e:#}"),
         }
     }
-    crate::forecast::unpack(actions, &crate::forecast::parse_installed_sizes(&text))
+    unpack(actions, &parse_installed_sizes(&text))
+}
+
+/// `Installed-Size` (KiB) of each `(package, version)` in `apt-cache show`
+/// output (stanzas separated by blank lines). Never panics.
+pub fn parse_installed_sizes(text: &str) -> HashMap<(String, String), u64> {
+    let mut sizes = HashMap::new();
+    for stanza in text.split("\n\n") {
+        let mut package = None;
+        let mut version = None;
+        let mut size = None;
+        for line in stanza.lines() {
+            if let Some((key, value)) = line.split_once(':') {
+                let value = value.trim();
+                match key {
+                    "Package" => package = Some(value.split(':').next().unwrap_or(value)),
+                    "Version" => version = Some(value),
+                    "Installed-Size" => size = value.parse::<u64>().ok(),
+                    _ => {}
+                }
+            }
+        }
+        if let (Some(p), Some(v), Some(s)) = (package, version, size) {
+            sizes.insert((p.to_string(), v.to_string()), s);
+        }
+    }
+    sizes
+}
+
+/// The packages the simulated dist-upgrade unpacks and their size.
+pub fn unpack(
+    actions: &[Action],
+    sizes: &HashMap<(String, String), u64>,
+) -> crate::forecast::Unpack {
+    let mut out = crate::forecast::Unpack {
+        packages: 0,
+        kib: 0,
+        unknown: 0,
+    };
+    for action in actions {
+        if let Action::Inst { package, new, .. } = action {
+            out.packages += 1;
+            match sizes.get(&(package.clone(), new.clone())) {
+                Some(kib) => out.kib += kib,
+                None => out.unknown += 1,
+            }
+        }
+    }
+    out
+}
+
+/// The `pkg=version` arguments for `apt-cache show` of what is unpacked.
+pub fn show_args(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Inst { package, new, .. } => Some(format!("{package}={new}")),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The `.deb` files in `dir` and their sizes.
@@ -1043,6 +1103,60 @@ fn apt_tool(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `apt-cache show` output as APT prints it (fields trimmed to the point).
+    const SHOW: &str = "Package: snf-common\nVersion: 0.19-1~jessie\nInstalled-Size: 1200\nMaintainer: x\n\nPackage: systemd-sysv\nVersion: 215-17+deb8u7\nInstalled-Size: 120\n\nPackage: libc6:amd64\nVersion: 2.19-18\nInstalled-Size: 10000\n\nPackage: broken\nVersion: 1\nInstalled-Size: many\n";
+
+    fn inst(package: &str, new: &str) -> Action {
+        Action::Inst {
+            package: package.into(),
+            old: None,
+            new: new.into(),
+        }
+    }
+
+    #[test]
+    fn installed_sizes_by_package_and_version() {
+        let sizes = parse_installed_sizes(SHOW);
+        assert_eq!(sizes.len(), 3);
+        assert_eq!(
+            sizes[&("snf-common".to_string(), "0.19-1~jessie".to_string())],
+            1200
+        );
+        assert_eq!(sizes[&("libc6".to_string(), "2.19-18".to_string())], 10000);
+    }
+
+    #[test]
+    fn unpack_counts_inst_lines_and_sums_their_sizes() {
+        let actions = parse_simulation(
+            "Inst snf-common [0.18.1-1~wheezy] (0.19-1~jessie Synnefo:jessie [all])\n\
+             Inst systemd-sysv (215-17+deb8u7 Debian:8 [amd64])\n\
+             Inst libc6:amd64 [2.13-38] (2.19-18 Debian:8 [amd64])\n\
+             Inst other (3 Debian:8 [amd64])\n\
+             Conf snf-common (0.19-1~jessie Synnefo:jessie [all])\n\
+             Remv sysvinit [2.88]\n",
+        );
+        let u = unpack(&actions, &parse_installed_sizes(SHOW));
+        assert_eq!(
+            u,
+            crate::forecast::Unpack {
+                packages: 4,
+                kib: 11320,
+                unknown: 1
+            }
+        );
+        assert_eq!(
+            show_args(&actions),
+            [
+                "snf-common=0.19-1~jessie",
+                "systemd-sysv=215-17+deb8u7",
+                "libc6=2.19-18",
+                "other=3"
+            ]
+        );
+        // Nothing to unpack.
+        assert_eq!(unpack(&[inst("a", "1")][..0], &HashMap::new()).packages, 0);
+    }
 
     fn status(text: &str) -> Vec<Package> {
         dpkg::parse_status(text)

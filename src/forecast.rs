@@ -1,7 +1,7 @@
 //! The downtime forecast of `check` (its `forecast` in `check --json`): what
 //! this node's outage will contain, told before anything stops. The packages
 //! the dist-upgrade unpacks and their installed size come from the simulated
-//! dist-upgrade ([`crate::aptsim`]: its `Inst` lines, the sizes from
+//! dist-upgrade ([`crate::aptsim`] counts its `Inst` lines and their sizes from
 //! `apt-cache show` in the same scratch APT state); the databases this node
 //! dumps before migrating and their size from PostgreSQL
 //! (`pg_database_size`, through the node's `psql`, as the guard reads it).
@@ -9,10 +9,7 @@
 //! the nodes already upgraded (`contrib/ansible/files/fleet_report.py`).
 
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Mutex;
-
-use crate::aptsim::Action;
 
 /// The forecast in `check --json`.
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
@@ -51,62 +48,6 @@ pub struct Unpack {
     pub kib: u64,
     /// Packages without a known size.
     pub unknown: u64,
-}
-
-/// `Installed-Size` (KiB) of each `(package, version)` in `apt-cache show`
-/// output (stanzas separated by blank lines). Never panics.
-pub fn parse_installed_sizes(text: &str) -> HashMap<(String, String), u64> {
-    let mut sizes = HashMap::new();
-    for stanza in text.split("\n\n") {
-        let mut package = None;
-        let mut version = None;
-        let mut size = None;
-        for line in stanza.lines() {
-            if let Some((key, value)) = line.split_once(':') {
-                let value = value.trim();
-                match key {
-                    "Package" => package = Some(value.split(':').next().unwrap_or(value)),
-                    "Version" => version = Some(value),
-                    "Installed-Size" => size = value.parse::<u64>().ok(),
-                    _ => {}
-                }
-            }
-        }
-        if let (Some(p), Some(v), Some(s)) = (package, version, size) {
-            sizes.insert((p.to_string(), v.to_string()), s);
-        }
-    }
-    sizes
-}
-
-/// The packages the simulated dist-upgrade unpacks and their size.
-pub fn unpack(actions: &[Action], sizes: &HashMap<(String, String), u64>) -> Unpack {
-    let mut out = Unpack {
-        packages: 0,
-        kib: 0,
-        unknown: 0,
-    };
-    for action in actions {
-        if let Action::Inst { package, new, .. } = action {
-            out.packages += 1;
-            match sizes.get(&(package.clone(), new.clone())) {
-                Some(kib) => out.kib += kib,
-                None => out.unknown += 1,
-            }
-        }
-    }
-    out
-}
-
-/// The `pkg=version` arguments for `apt-cache show` of what is unpacked.
-pub fn show_args(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Inst { package, new, .. } => Some(format!("{package}={new}")),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The unpack figures of this run's simulation, or why there are none.
@@ -186,60 +127,6 @@ pub fn render(f: &Forecast) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `apt-cache show` output as APT prints it (fields trimmed to the point).
-    const SHOW: &str = "Package: snf-common\nVersion: 0.19-1~jessie\nInstalled-Size: 1200\nMaintainer: x\n\nPackage: systemd-sysv\nVersion: 215-17+deb8u7\nInstalled-Size: 120\n\nPackage: libc6:amd64\nVersion: 2.19-18\nInstalled-Size: 10000\n\nPackage: broken\nVersion: 1\nInstalled-Size: many\n";
-
-    fn inst(package: &str, new: &str) -> Action {
-        Action::Inst {
-            package: package.into(),
-            old: None,
-            new: new.into(),
-        }
-    }
-
-    #[test]
-    fn installed_sizes_by_package_and_version() {
-        let sizes = parse_installed_sizes(SHOW);
-        assert_eq!(sizes.len(), 3);
-        assert_eq!(
-            sizes[&("snf-common".to_string(), "0.19-1~jessie".to_string())],
-            1200
-        );
-        assert_eq!(sizes[&("libc6".to_string(), "2.19-18".to_string())], 10000);
-    }
-
-    #[test]
-    fn unpack_counts_inst_lines_and_sums_their_sizes() {
-        let actions = crate::aptsim::parse_simulation(
-            "Inst snf-common [0.18.1-1~wheezy] (0.19-1~jessie Synnefo:jessie [all])\n\
-             Inst systemd-sysv (215-17+deb8u7 Debian:8 [amd64])\n\
-             Inst libc6:amd64 [2.13-38] (2.19-18 Debian:8 [amd64])\n\
-             Inst other (3 Debian:8 [amd64])\n\
-             Conf snf-common (0.19-1~jessie Synnefo:jessie [all])\n\
-             Remv sysvinit [2.88]\n",
-        );
-        let u = unpack(&actions, &parse_installed_sizes(SHOW));
-        assert_eq!(
-            u,
-            Unpack {
-                packages: 4,
-                kib: 11320,
-                unknown: 1
-            }
-        );
-        assert_eq!(
-            show_args(&actions),
-            [
-                "snf-common=0.19-1~jessie",
-                "systemd-sysv=215-17+deb8u7",
-                "libc6=2.19-18",
-                "other=3"
-            ]
-        );
-        // Nothing to unpack.
-        assert_eq!(unpack(&[inst("a", "1")][..0], &HashMap::new()).packages, 0);
-    }
 
     #[test]
     fn database_total_is_unknown_when_one_size_is() {

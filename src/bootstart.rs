@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use crate::fsx::{self, Root};
 use crate::paths;
-use crate::plan::Ctx;
 
 /// The runlevels whose links `update-rc.d disable` may toggle.
 pub const START_LEVELS: [&str; 5] = ["S", "2", "3", "4", "5"];
@@ -178,32 +177,6 @@ pub fn restore(root: &Root, names: &[String]) -> Result<Vec<String>> {
         done.push(start.display().to_string());
     }
     Ok(done)
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
-}
-
-/// All managed services, an admin's systemd mask included: a mask does not
-/// stop sysvinit.
-fn managed(ctx: &Ctx) -> Vec<String> {
-    ctx.state.managed().map(String::from).collect()
-}
-
-/// Step `disable-boot-start` of `prepare`.
-pub fn disable_step(ctx: &mut Ctx) -> Result<String> {
-    let done = disable(&ctx.root, &managed(ctx))?;
-    Ok(format!("boot-time start disabled: {}", list(&done)))
-}
-
-/// Step `restore-boot-start` of `finish` and `abort`.
-pub fn restore_step(ctx: &mut Ctx) -> Result<String> {
-    let done = restore(&ctx.root, &managed(ctx))?;
-    Ok(format!("boot-time start restored: {}", list(&done)))
 }
 
 #[cfg(test)]

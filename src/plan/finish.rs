@@ -4,9 +4,10 @@
 use anyhow::{bail, Result};
 use std::path::Path;
 
-use super::{list, names, Ctx};
+use super::{list, managed, names, Ctx};
 use crate::apt;
 use crate::backup;
+use crate::bootstart;
 use crate::convert;
 use crate::dpkg;
 use crate::exec;
@@ -388,4 +389,11 @@ pub(super) fn disable_finish_unit(ctx: &mut Ctx) -> Result<String> {
     fsx::remove(&ctx.root, Path::new(paths::FINISH_UNIT_WANTS))?;
     fsx::remove(&ctx.root, Path::new(paths::ARMED_MARKER))?;
     Ok("finish unit disabled, node disarmed".into())
+}
+
+/// Step `restore-boot-start` of finish and abort: the start links prepare
+/// disabled put back ([`bootstart::restore`]).
+pub(super) fn restore_boot_start(ctx: &mut Ctx) -> Result<String> {
+    let done = bootstart::restore(&ctx.root, &managed(ctx))?;
+    Ok(format!("boot-time start restored: {}", list(&done)))
 }

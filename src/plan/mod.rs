@@ -8,7 +8,6 @@
 
 use anyhow::Result;
 
-use crate::bootstart;
 use crate::config::Config;
 use crate::finding::Finding;
 use crate::fsx::Root;
@@ -37,7 +36,7 @@ pub static PREPARE: &[StepDef] = &[
     step("install-policy-rc.d",  always,                     p::install_policy_rcd,    "deny starts of the managed services during package runs"),
     step("stop-services",        always,                     p::stop_services,         "stop the managed services and verify they are down"),
     step("mask-services",        always,                     p::mask_services,         "mask the managed services for the next boot"),
-    step("disable-boot-start",   always,                     bootstart::disable_step,  "disable the sysvinit boot-time start of the managed services (as update-rc.d disable)"),
+    step("disable-boot-start",   always,                     p::disable_boot_start,   "disable the sysvinit boot-time start of the managed services (as update-rc.d disable)"),
     step("enable-finish-unit",   always,                     p::enable_finish_unit,    "enable synnefo-upgrade-finish.service for the next boot"),
     step("arm",                  always,                     p::arm,                   "arm the finish unit"),
 ];
@@ -99,7 +98,7 @@ pub static ABORT: &[StepDef] = &[
 
 // Steps of both finish and abort (their bodies are in finish.rs).
 #[rustfmt::skip]
-const RESTORE_BOOT_START:  StepDef = step("restore-boot-start",  always, bootstart::restore_step, "put back the sysvinit boot-time start links prepare disabled");
+const RESTORE_BOOT_START:  StepDef = step("restore-boot-start",  always, f::restore_boot_start,   "put back the sysvinit boot-time start links prepare disabled");
 #[rustfmt::skip]
 const REMOVE_APT_CONFIG:   StepDef = step("remove-apt-config",   always, f::remove_apt_config,    "remove the APT snippet and the guard hook (the gevent pin stays)");
 #[rustfmt::skip]
@@ -217,6 +216,12 @@ pub fn ids(phase: PhaseKind) -> Vec<&'static str> {
 
 fn names<'a>(records: impl Iterator<Item = &'a ServiceRecord>) -> Vec<String> {
     records.map(|s| s.name.clone()).collect()
+}
+
+/// All managed services, an admin's systemd mask included (a mask does not
+/// stop sysvinit): whose boot-time start links prepare disables.
+fn managed(ctx: &Ctx) -> Vec<String> {
+    ctx.state.managed().map(String::from).collect()
 }
 
 fn list(names: &[String]) -> String {

@@ -3,8 +3,9 @@
 use anyhow::{bail, Result};
 use std::path::Path;
 
-use super::{list, names, Ctx};
+use super::{list, managed, names, Ctx};
 use crate::apt;
+use crate::bootstart;
 use crate::dpkg;
 use crate::exec;
 use crate::finding;
@@ -214,4 +215,11 @@ pub(super) fn arm(ctx: &mut Ctx) -> Result<String> {
     let marker = policy_rcd::marker_text(ctx.state.managed());
     fsx::write_state_file(&ctx.root, paths::ARMED_MARKER, marker.as_bytes())?;
     Ok("armed: run 'apt-get update && apt-get dist-upgrade', then reboot".into())
+}
+
+/// Step `disable-boot-start`: the sysvinit start links of every managed
+/// service off, as `update-rc.d NAME disable` does ([`bootstart::disable`]).
+pub(super) fn disable_boot_start(ctx: &mut Ctx) -> Result<String> {
+    let done = bootstart::disable(&ctx.root, &managed(ctx))?;
+    Ok(format!("boot-time start disabled: {}", list(&done)))
 }

@@ -1,7 +1,7 @@
 //! The downtime forecast of `check` (its `forecast` in `check --json`): what
 //! this node's outage will contain, told before anything stops. The packages
 //! the dist-upgrade unpacks and their installed size come from the simulated
-//! dist-upgrade ([`crate::aptsim`] counts its `Inst` lines and their sizes from
+//! dist-upgrade (`aptsim` counts its `Inst` lines and their sizes from
 //! `apt-cache show` in the same scratch APT state); the databases this node
 //! dumps before migrating and their size from PostgreSQL
 //! (`pg_database_size`, through the node's `psql`, as the guard reads it).
@@ -53,7 +53,7 @@ pub struct Unpack {
 /// The unpack figures of this run's simulation, or why there are none.
 static LAST: Mutex<Option<Result<Unpack, String>>> = Mutex::new(None);
 
-/// Records what this run's simulation found ([`crate::aptsim::findings`]).
+/// Records what this run's simulation found (`aptsim::findings`, above this module).
 pub fn record_unpack(found: Result<Unpack, String>) {
     if let Ok(mut last) = LAST.lock() {
         *last = Some(found);

@@ -23,7 +23,7 @@
 //! little and needs nothing from the other side.
 //!
 //! The session's application name is [`WATCH_APP`]: the migrating node's
-//! database guard ([`crate::dbguard`]) does not count it as a client to wait
+//! database guard (`dbguard`, which reads this module's `WATCH_APP`) does not count it as a client to wait
 //! for (it reads one table and holds no lock between polls).
 
 use anyhow::{bail, Context, Result};

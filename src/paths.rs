@@ -1,7 +1,7 @@
 //! Every absolute path the tool knows, in one place.
 //!
 //! Paths here are absolute on the node; they are always resolved through
-//! [`crate::fsx::Root`] so that `--root DIR` works for all of them.
+//! `fsx::Root` so that `--root DIR` works for all of them.
 
 /// The configuration file (a conffile of the package).
 pub const CONFIG_FILE: &str = "/etc/synnefo-upgrade/upgrade.toml";

@@ -4,6 +4,8 @@
 //! grouped `use crate::{a, b}`), at the granularity of the top-level module
 //! (`src/X.rs` or `src/X/`): a module's own folder may refer to itself. The
 //! test names the circle it finds, so a newcomer sees which arrow points up.
+//! And the layers of docs/design.md ("Where things go") hold: a module imports
+//! only from its own layer or the ones below, and every module has a layer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -119,6 +121,100 @@ fn circle_from(
         }
     }
     None
+}
+
+/// docs/design.md's "Where things go", bottom first: the modules of each layer.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "the node's primitives and the vocabulary",
+        &[
+            "error",
+            "paths",
+            "clock",
+            "fsx",
+            "state",
+            "finding",
+            "logging",
+            "exec",
+            "dpkg",
+            "apt",
+            "changelog",
+            "forecast",
+            "testing",
+        ],
+    ),
+    ("inputs and readers", &["config", "convert", "node"]),
+    (
+        "what is done to the node",
+        &[
+            "services",
+            "bootstart",
+            "policy_rcd",
+            "backup",
+            "synnefo",
+            "migwait",
+            "dbguard",
+        ],
+    ),
+    (
+        "sources of findings",
+        &["aptsim", "boot", "notices", "preflight"],
+    ),
+    ("phases", &["plan", "rearm", "runner", "status"]),
+    ("the command line", &["cli", "commands"]),
+];
+
+#[test]
+fn every_module_imports_only_from_its_layer_or_below() {
+    let layer_of: BTreeMap<&str, usize> = LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, modules))| modules.iter().map(move |m| (*m, i)))
+        .collect();
+    let g = graph();
+    let unplaced: Vec<&String> = g
+        .keys()
+        .filter(|m| !layer_of.contains_key(m.as_str()))
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules with no layer: {unplaced:?}; add each to LAYERS here and to docs/design.md's \"Where things go\""
+    );
+    let mut up = Vec::new();
+    for (from, tos) in &g {
+        for to in tos {
+            let (f, t) = (layer_of[from.as_str()], layer_of[to.as_str()]);
+            if t > f {
+                up.push(format!(
+                    "{from} ({}) -> {to} ({})",
+                    LAYERS[f].0, LAYERS[t].0
+                ));
+            }
+        }
+    }
+    assert!(up.is_empty(), "imports that point up a layer: {up:#?}");
+}
+
+#[test]
+fn the_design_notes_name_every_layer_and_its_modules() {
+    let design = include_str!("../docs/design.md");
+    let section = design
+        .split("## Where things go")
+        .nth(1)
+        .expect("docs/design.md has a \"Where things go\" section");
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    for (name, modules) in LAYERS {
+        let line = section
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("\"Where things go\" has no line for {name}"));
+        for m in modules.iter().filter(|m| **m != "testing") {
+            assert!(
+                line.contains(&format!("`{m}`")),
+                "the line for {name} should name `{m}`: {line}"
+            );
+        }
+    }
 }
 
 #[test]

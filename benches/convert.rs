@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use synnefo_upgrade::config::Config;
+use synnefo_upgrade::base::fsx::Root;
 use synnefo_upgrade::convert;
-use synnefo_upgrade::fsx::Root;
+use synnefo_upgrade::inputs::config::Config;
 
 const TEMPLATE: &str = include_str!(
     "../tests/fixtures/convert/cyclades-node/etc/synnefo/20-snf-cyclades-app-api.conf"

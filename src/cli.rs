@@ -1,6 +1,6 @@
 //! The command line (docs/design.md §3.1, a contract: tests and tooling rely on it).
 //!
-//! Parsing only; `main.rs` dispatches and [`crate::error`] maps exit codes.
+//! Parsing only; `main.rs` dispatches and [`crate::base::error`] maps exit codes.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

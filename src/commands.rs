@@ -1,6 +1,6 @@
 //! What each command does, between the parsed command line and the modules
 //! that do the work. `main.rs` calls [`run`]; the exit code comes from here
-//! on success and from [`crate::error::exit_code`] on error.
+//! on success and from [`crate::base::error::exit_code`] on error.
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -8,14 +8,17 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::base::error::{Fatal, EXIT_BUSY, EXIT_INHIBITED, EXIT_STEP_FAILED};
+use crate::base::fsx::Root;
+use crate::base::state::{Phase, PhaseKind, State};
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config};
-use crate::error::{Fatal, EXIT_BUSY, EXIT_INHIBITED, EXIT_STEP_FAILED};
-use crate::fsx::Root;
-use crate::node::Facts;
-use crate::plan::{self, Ctx};
-use crate::state::{Phase, PhaseKind, State};
-use crate::{aptsim, changelog, convert, policy_rcd, preflight, runner, services, status};
+use crate::inputs::config::{self, Config};
+use crate::inputs::node::Facts;
+use crate::phases::plan::{self, Ctx};
+use crate::{
+    actions::policy_rcd, actions::services, base::changelog, convert, findings::aptsim,
+    findings::preflight, phases::runner, phases::status,
+};
 
 fn print(json: bool, report: &impl Serialize, text: impl FnOnce() -> String) -> Result<()> {
     if json {
@@ -66,10 +69,11 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             // After the findings: their simulation recorded what it unpacks.
             let dumps =
                 config.backups.enabled && config.migrations.run && facts.has_django_project();
-            report.forecast =
-                crate::forecast::forecast(crate::dbguard::database_sizes(&root, dumps));
+            report.forecast = crate::base::forecast::forecast(
+                crate::actions::dbguard::database_sizes(&root, dumps),
+            );
             print(json, &report, || {
-                preflight::render(&report) + &crate::forecast::render(&report.forecast)
+                preflight::render(&report) + &crate::base::forecast::render(&report.forecast)
             })?;
             let inhibited = report.findings.iter().any(|f| f.inhibitor);
             Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))

@@ -21,10 +21,12 @@ use std::process::ExitCode;
 
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::sys::signal::{signal, SigHandler, Signal};
+use synnefo_upgrade::actions::policy_rcd;
+use synnefo_upgrade::base::error::exit_code;
+use synnefo_upgrade::base::fsx::Root;
+use synnefo_upgrade::base::logging;
 use synnefo_upgrade::cli::Cli;
-use synnefo_upgrade::error::exit_code;
-use synnefo_upgrade::fsx::Root;
-use synnefo_upgrade::{commands, logging, policy_rcd};
+use synnefo_upgrade::commands;
 
 /// The exit code of a panic, as under Rust's own `main`.
 const PANICKED: i32 = 101;

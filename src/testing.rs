@@ -2,7 +2,7 @@
 //! stream of arbitrary texts for the parsers' robustness tests, and the check
 //! that an enum prints as its serialized name.
 
-use crate::dpkg::Package;
+use crate::base::dpkg::Package;
 
 /// An installed package of that name.
 pub fn package(name: &str) -> Package {

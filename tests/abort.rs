@@ -9,8 +9,8 @@ use common::{without_our_records, Node};
 use std::fs;
 use std::path::Path;
 
-use synnefo_upgrade::plan::steps;
-use synnefo_upgrade::state::PhaseKind;
+use synnefo_upgrade::base::state::PhaseKind;
+use synnefo_upgrade::phases::plan::steps;
 
 fn round_trip(node: &Node) {
     let before = without_our_records(node.snapshot());

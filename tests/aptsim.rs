@@ -19,10 +19,10 @@ use common::Node;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use synnefo_upgrade::aptsim::{self, Action, Simulated};
-use synnefo_upgrade::config::Config;
-use synnefo_upgrade::dpkg;
-use synnefo_upgrade::fsx::Root;
+use synnefo_upgrade::base::dpkg;
+use synnefo_upgrade::base::fsx::Root;
+use synnefo_upgrade::findings::aptsim::{self, Action, Simulated};
+use synnefo_upgrade::inputs::config::Config;
 
 fn tools_present() -> bool {
     let ok = ["apt-get", "dpkg-deb", "apt-ftparchive"].iter().all(|t| {

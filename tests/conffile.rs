@@ -2,8 +2,8 @@
 //! defaults; with every commented example enabled it is still valid — so
 //! every key it documents exists, with the type it shows.
 
-use synnefo_upgrade::config::{self, Config};
-use synnefo_upgrade::fsx::Root;
+use synnefo_upgrade::base::fsx::Root;
+use synnefo_upgrade::inputs::config::{self, Config};
 
 const SHIPPED: &str = include_str!("../debian/upgrade.toml");
 
@@ -126,7 +126,7 @@ fn release_names_and_encoding_are_checked() {
         "{err:#}"
     );
     assert_eq!(
-        synnefo_upgrade::error::exit_code(&err),
+        synnefo_upgrade::base::error::exit_code(&err),
         std::process::ExitCode::from(2)
     );
 }

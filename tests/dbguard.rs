@@ -437,7 +437,7 @@ fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // The guard's query, as the migrating node runs it: no client.
-    let guard = synnefo_upgrade::dbguard::query(&["snf_apps".to_string()], "pid");
+    let guard = synnefo_upgrade::actions::dbguard::query(&["snf_apps".to_string()], "pid");
     assert_eq!(
         server.sql(&guard).trim(),
         "",

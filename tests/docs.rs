@@ -1,8 +1,8 @@
 //! The documented step ids (docs/json.md, a contract for fleet tooling) are
 //! exactly the plan's, in order.
 
-use synnefo_upgrade::plan::steps;
-use synnefo_upgrade::state::PhaseKind;
+use synnefo_upgrade::base::state::PhaseKind;
+use synnefo_upgrade::phases::plan::steps;
 
 #[test]
 fn json_doc_lists_every_step_of_every_phase_in_order() {

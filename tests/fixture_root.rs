@@ -9,8 +9,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use synnefo_upgrade::plan::steps;
-use synnefo_upgrade::state::PhaseKind;
+use synnefo_upgrade::base::state::PhaseKind;
+use synnefo_upgrade::phases::plan::steps;
 
 #[test]
 fn prepare_arms_the_node_offline() {

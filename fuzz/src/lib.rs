@@ -14,11 +14,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
+use synnefo_upgrade::base::error::{exit_code, EXIT_BAD_INPUT};
+use synnefo_upgrade::base::fsx::Root;
 use synnefo_upgrade::convert::webconf::{self, Server};
 use synnefo_upgrade::convert::{self, gunicorn, Change, Loaded};
-use synnefo_upgrade::error::{exit_code, EXIT_BAD_INPUT};
-use synnefo_upgrade::fsx::Root;
-use synnefo_upgrade::{apt, boot, changelog, config, dpkg, notices, policy_rcd, synnefo};
+use synnefo_upgrade::{
+    actions::policy_rcd, actions::synnefo, base::apt, base::changelog, base::dpkg, findings::boot,
+    findings::notices, inputs::config,
+};
 
 /// Runs the parsers over arbitrary `data` and panics when an invariant breaks
 /// (the `settings_parser` target and the stable loop in `tests/convert_fuzz.rs`

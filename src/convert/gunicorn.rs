@@ -20,8 +20,8 @@ use super::python::{self, Assigns, Expr, ExprKind, Module, Seq};
 use super::{
     apply_edits, bad, eol_at, is_leftover, list_dir, read_through, Conversion, Edit, Loaded,
 };
-use crate::finding::{Finding, Severity};
-use crate::fsx::Root;
+use crate::base::finding::{Finding, Severity};
+use crate::base::fsx::Root;
 use std::os::unix::ffi::OsStrExt;
 
 /// Where gunicorn-debian reads its configs.

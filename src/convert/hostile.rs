@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Change;
-use crate::fsx::Root;
+use crate::base::fsx::Root;
 
 /// The trees whose links must stay inside `/etc`.
 pub const LINKED_TREES: &[&str] = &["/etc/synnefo", "/etc/gunicorn.d", "/etc/apache2"];
@@ -109,7 +109,7 @@ pub fn refused(root: &Root, changes: &[Change]) -> Vec<String> {
             }),
             Change::Rename { from, .. } | Change::Relink { from, .. } => {
                 outside(from).map(|target| {
-                    let how = if crate::fsx::is_link(root, from) {
+                    let how = if crate::base::fsx::is_link(root, from) {
                         "is a link to"
                     } else {
                         "is, through a linked directory,"

@@ -18,14 +18,14 @@
 //! writing; any problem (a file that does not parse, a value that is not a
 //! literal, a setting assigned inside an `if`) is a [`Fatal::BadInput`] naming
 //! file and line (exit 2), and nothing is written. [`Conversion::apply`] then
-//! backs up and atomically replaces each file through [`crate::fsx`] (mode and
+//! backs up and atomically replaces each file through [`crate::base::fsx`] (mode and
 //! owner kept), after checking that nothing changed since the plan. A converted
 //! node plans no change: a second run changes nothing.
 //!
 //! For the finish phase:
 //!
 //! ```no_run
-//! # fn step(root: &synnefo_upgrade::fsx::Root, config: &synnefo_upgrade::config::Config) -> anyhow::Result<String> {
+//! # fn step(root: &synnefo_upgrade::base::fsx::Root, config: &synnefo_upgrade::inputs::config::Config) -> anyhow::Result<String> {
 //! let conversion = synnefo_upgrade::convert::plan(root, config)?; // read-only; warnings logged
 //! conversion.apply(root)?; // no-op when there is nothing to do
 //! Ok(conversion.summary()) // one line per change, or "nothing to convert"
@@ -49,9 +49,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
-use crate::error::Fatal;
-use crate::fsx::{self, Root};
+use crate::base::error::Fatal;
+use crate::base::fsx::{self, Root};
+use crate::inputs::config::Config;
 
 /// One change to the node.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,7 +261,7 @@ pub struct Loaded {
 /// ([`fsx::read_file_opt`]), never opened for reading.
 pub fn read_through(root: &Root, abs: &Path) -> Result<Option<Loaded>> {
     let real = root.resolve(abs)?;
-    let Some(bytes) = crate::fsx::read_file_opt(root, &real)? else {
+    let Some(bytes) = crate::base::fsx::read_file_opt(root, &real)? else {
         return Ok(None);
     };
     Ok(Some(Loaded {
@@ -468,7 +468,7 @@ impl Conversion {
             match change {
                 Change::Edit { path, old, .. } => {
                     let now_at = renamed(path).unwrap_or_else(|| path.clone());
-                    let now = crate::fsx::read_file(root, &now_at)?;
+                    let now = crate::base::fsx::read_file(root, &now_at)?;
                     if &now != old {
                         return Err(changed(&now_at).into());
                     }
@@ -530,7 +530,7 @@ fn describe(change: &Change) -> String {
 
 /// Numeric uid and gid of `user` from the node's `/etc/passwd` (never NSS).
 pub fn passwd_ids(root: &Root, user: &str) -> Result<Option<(u32, u32)>> {
-    let Some(text) = crate::fsx::read_file_opt(root, Path::new("/etc/passwd"))? else {
+    let Some(text) = crate::base::fsx::read_file_opt(root, Path::new("/etc/passwd"))? else {
         return Ok(None);
     };
     for (n, line) in text.split(|b| *b == b'\n').enumerate() {

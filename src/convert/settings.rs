@@ -36,8 +36,8 @@ use super::python::{self, Assigns, Expr, ExprKind, Kind, Lit, Module, Stmt};
 use super::{
     apply_edits, bad, eol_at, list_dir, read_through, split_lines, Conversion, Edit, Loaded,
 };
-use crate::config::Convert;
-use crate::fsx::Root;
+use crate::base::fsx::Root;
+use crate::inputs::config::Convert;
 
 /// Where Synnefo reads its settings.
 pub const SETTINGS_DIR: &str = "/etc/synnefo";

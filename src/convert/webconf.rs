@@ -37,7 +37,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::hostile::is_ours;
 use super::{is_leftover, list_dir, read_through, Change, Conversion, Loaded};
-use crate::fsx::Root;
+use crate::base::fsx::Root;
 
 const OLD_HEADER: &[u8] = b"X-Forwarded-Protocol";
 const NEW_HEADER: &[u8] = b"X-Forwarded-Proto";

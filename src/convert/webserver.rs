@@ -28,9 +28,9 @@ use super::{
     is_leftover, list_dir, owner, passwd_ids, read_through, split_lines, webconf, Change,
     Conversion,
 };
-use crate::error::Fatal;
-use crate::exec::shell_word;
-use crate::fsx::Root;
+use crate::base::error::Fatal;
+use crate::base::exec::shell_word;
+use crate::base::fsx::Root;
 
 /// Apache's sites.
 pub const APACHE_AVAILABLE: &str = "/etc/apache2/sites-available";
@@ -202,7 +202,7 @@ pub fn old_access_directives(src: &[u8]) -> Vec<(usize, String)> {
 
 /// `apache-access-compat`: 2.2 access control in the Apache configuration
 /// while `mod_access_compat` is not enabled (Apache 2.4 refuses to start).
-pub fn access_findings(root: &Root) -> Vec<crate::finding::Finding> {
+pub fn access_findings(root: &Root) -> Vec<crate::base::finding::Finding> {
     if fs::symlink_metadata(root.path_nofollow(ACCESS_COMPAT_LOAD)).is_ok() {
         return Vec::new();
     }
@@ -233,9 +233,9 @@ pub fn access_findings(root: &Root) -> Vec<crate::finding::Finding> {
     if hits.is_empty() {
         return Vec::new();
     }
-    vec![crate::finding::Finding::new(
+    vec![crate::base::finding::Finding::new(
         "apache-access-compat",
-        crate::finding::Severity::Medium,
+        crate::base::finding::Severity::Medium,
         "Apache 2.2 access control (Order/Allow/Deny) without mod_access_compat",
         format!(
             "Apache 2.4 on jessie does not know these directives unless mod_access_compat is enabled: {}",

@@ -1,0 +1,493 @@
+//! Reported, not changed: traps of the wheezy → jessie move that are the
+//! operator's to resolve, each a notice with the commands that resolve it.
+//! Two PostgreSQL clusters side by side (jessie's 9.4 beside wheezy's 9.1),
+//! a remote `guest` in `AMQP_HOSTS` (RabbitMQ ≥ 3.3 lets `guest` in from
+//! localhost only), gunicorn reached through a proxy on another host
+//! (`forwarded_allow_ips`), and another application's gunicorn config in
+//! Django mode (see [`crate::convert::gunicorn::django_mode_findings`]).
+//!
+//! Read-only. The parsers and the findings are pure; [`findings`] reads the
+//! node and hands them what it read.
+
+use std::cmp::Ordering;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::base::dpkg::{self, Package};
+use crate::base::exec::shell_word;
+use crate::base::finding::{Finding, Severity};
+use crate::base::fsx::Root;
+
+/// Where postgresql-common keeps one directory per cluster: `VERSION/NAME/`.
+pub const POSTGRESQL_DIR: &str = "/etc/postgresql";
+/// The PostgreSQL version jessie brings.
+pub const JESSIE_POSTGRESQL: &str = "9.4";
+
+/// The clusters (version, name) as `pg_lsclusters` lists them, sorted: its
+/// own answer where postgresql-common is installed on the node (it knows the
+/// clusters' configuration root), else the `VERSION/NAME/postgresql.conf`
+/// directories under [`POSTGRESQL_DIR`] it reads. Read-only either way; a
+/// fixture root never reaches the live system's `pg_lsclusters`.
+pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
+    let listed = crate::base::exec::find_inside(root, "pg_lsclusters").and_then(|program| {
+        let program = program.to_string_lossy().into_owned();
+        match crate::base::exec::run_captured(&[&program]) {
+            Ok((status, text)) if status.success() => Some(parse_lsclusters(&text)),
+            Ok((status, text)) => {
+                log::debug!(
+                    "'pg_lsclusters' failed ({status}): {}; reading {POSTGRESQL_DIR}",
+                    text.trim()
+                );
+                None
+            }
+            Err(e) => {
+                log::debug!("{e:#}; reading {POSTGRESQL_DIR}");
+                None
+            }
+        }
+    });
+    let mut clusters = listed.unwrap_or_else(|| cluster_dirs(root));
+    clusters.sort_by(|a, b| dpkg::compare_versions(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    clusters
+}
+
+/// The (version, name) of each cluster `pg_lsclusters` lists (`Ver Cluster
+/// Port Status Owner Data-directory Log-file`), with or without its header line.
+pub fn parse_lsclusters(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let version = fields.next()?;
+            let name = fields.next()?;
+            version
+                .starts_with(|c: char| c.is_ascii_digit())
+                .then(|| (version.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// The clusters with a `postgresql.conf` under [`POSTGRESQL_DIR`].
+fn cluster_dirs(root: &Root) -> Vec<(String, String)> {
+    // Node paths all the way: a link among them is followed inside the tree.
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(root.path(dir))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| root.path(dir.join(name)).is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let base = Path::new(POSTGRESQL_DIR);
+    names(base)
+        .into_iter()
+        .flat_map(|version| {
+            let dir = base.join(&version);
+            names(&dir)
+                .into_iter()
+                .filter(|name| root.path(dir.join(name).join("postgresql.conf")).is_file())
+                .map(move |name| (version.clone(), name))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// When the notices are evaluated: the PostgreSQL one said ahead of the
+/// dist-upgrade would be false after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// On the old release (`check`, prepare's preflight, `status` until finish).
+    BeforeUpgrade,
+    /// After the dist-upgrade (`finish`, `status` once finish has begun).
+    AfterUpgrade,
+}
+
+/// The PostgreSQL notice: with clusters of two versions, the commands that
+/// move the older ones to the newest (`pg_upgradecluster`), after dropping
+/// the empty cluster of the same name that the new version's package
+/// created; before the upgrade, with only pre-9.4 clusters and PostgreSQL
+/// installed, the same said ahead of the dist-upgrade.
+pub fn postgresql_findings(
+    clusters: &[(String, String)],
+    packages: &[Package],
+    moment: Moment,
+) -> Vec<Finding> {
+    let Some(newest) = clusters
+        .iter()
+        .map(|c| c.0.as_str())
+        .max_by(|a, b| dpkg::compare_versions(a, b))
+    else {
+        return Vec::new();
+    };
+    let older: Vec<&(String, String)> = clusters
+        .iter()
+        .filter(|c| dpkg::compare_versions(&c.0, newest) == Ordering::Less)
+        .collect();
+    let commands_to = |target: &str, old: &[&(String, String)], new_names: &[&str]| {
+        let mut commands = Vec::new();
+        for (version, name) in old {
+            if new_names.contains(&name.as_str()) {
+                commands.push(format!(
+                    "pg_dropcluster --stop {} {}",
+                    shell_word(target),
+                    shell_word(name)
+                ));
+            }
+            commands.push(format!(
+                "pg_upgradecluster {} {}",
+                shell_word(version),
+                shell_word(name)
+            ));
+        }
+        commands
+    };
+    if !older.is_empty() {
+        let new_names: Vec<&str> = clusters
+            .iter()
+            .filter(|c| c.0 == newest)
+            .map(|c| c.1.as_str())
+            .collect();
+        let listed: Vec<String> = clusters.iter().map(|(v, n)| format!("{v}/{n}")).collect();
+        return vec![Finding::new(
+            "postgresql-clusters",
+            Severity::Medium,
+            format!("PostgreSQL clusters of two versions: {}", listed.join(", ")),
+            format!("the data stays in the older cluster(s) until they are upgraded; a {newest} cluster of the same name, created empty by the new package, runs on another port"),
+            format!("when the {newest} cluster of the same name is the empty one the package made, drop it and upgrade the old one (the package does not: it is your data)"),
+        )
+        .commands(commands_to(newest, &older, &new_names))];
+    }
+    if moment == Moment::AfterUpgrade {
+        return Vec::new();
+    }
+    let installed = |name: &str| packages.iter().any(|p| p.is_present() && p.name == name);
+    let server_here = clusters
+        .iter()
+        .any(|c| installed(&format!("postgresql-{}", c.0)));
+    if dpkg::compare_versions(newest, JESSIE_POSTGRESQL) == Ordering::Less
+        && (installed("postgresql") || server_here)
+    {
+        let old: Vec<&(String, String)> = clusters.iter().collect();
+        let names: Vec<&str> = clusters.iter().map(|c| c.1.as_str()).collect();
+        return vec![Finding::new(
+            "postgresql-clusters",
+            Severity::Low,
+            format!("the dist-upgrade brings PostgreSQL {JESSIE_POSTGRESQL} beside {newest}"),
+            format!("jessie's postgresql-{JESSIE_POSTGRESQL} creates an empty {JESSIE_POSTGRESQL}/main on another port; Synnefo's data stays in the {newest} cluster(s), which keep running until upgraded"),
+            "after the upgrade, when you choose to: drop the empty new cluster and upgrade the old one (the package leaves both as they are)",
+        )
+        .commands(commands_to(JESSIE_POSTGRESQL, &old, &names))];
+    }
+    Vec::new()
+}
+
+/// User and host of an `amqp://USER:PASSWORD@HOST:PORT/VHOST` URL.
+pub fn amqp_user_host(url: &str) -> Option<(String, String)> {
+    let rest = url
+        .strip_prefix("amqp://")
+        .or_else(|| url.strip_prefix("amqps://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (userinfo, hostport) = authority.rsplit_once('@')?;
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        hostport.split(':').next().unwrap_or_default()
+    };
+    Some((user.to_string(), host.to_string()))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+/// The AMQP notice: `guest` over the network is refused by RabbitMQ ≥ 3.3
+/// (`loopback_users`), so a remote `guest` in `AMQP_HOSTS` stops working when
+/// the broker's node moves to a newer RabbitMQ.
+pub fn amqp_findings(hosts: &[String]) -> Vec<Finding> {
+    let remote: Vec<String> = hosts
+        .iter()
+        .filter_map(|url| amqp_user_host(url))
+        .filter(|(user, host)| user == "guest" && !is_loopback(host))
+        .map(|(_, host)| host)
+        .collect();
+    if remote.is_empty() {
+        return Vec::new();
+    }
+    vec![Finding::new(
+        "amqp-remote-guest",
+        Severity::Medium,
+        format!("AMQP_HOSTS logs in as 'guest' on {}", remote.join(", ")),
+        "RabbitMQ 3.3 and later accept the guest user from localhost only: once the broker runs a newer RabbitMQ, the dispatcher and the Ganeti hooks cannot connect",
+        "create a user of your own on the broker and put it in AMQP_HOSTS (the package leaves the credentials as they are)",
+    )
+    .commands([
+        "rabbitmqctl add_user synnefo PASSWORD".to_string(),
+        "rabbitmqctl set_permissions synnefo '.*' '.*' '.*'".to_string(),
+    ])]
+}
+
+/// The addresses a gunicorn-debian config binds (`'--bind=ADDR'`,
+/// `'--bind', 'ADDR'`, `'-b', 'ADDR'`, `'-bADDR'`), from its quoted strings;
+/// commented lines are skipped.
+pub fn gunicorn_binds(text: &str) -> Vec<String> {
+    let mut strings = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find(['\'', '"']) {
+            let quote = rest[start..].chars().next().unwrap_or('\'');
+            let after = &rest[start + 1..];
+            let Some(end) = after.find(quote) else {
+                break;
+            };
+            strings.push(after[..end].to_string());
+            rest = &after[end + 1..];
+        }
+    }
+    let mut binds = Vec::new();
+    let mut iter = strings.iter().peekable();
+    while let Some(s) = iter.next() {
+        if let Some(addr) = s.strip_prefix("--bind=") {
+            binds.push(addr.to_string());
+        } else if s == "--bind" || s == "-b" {
+            if let Some(addr) = iter.next() {
+                binds.push(addr.clone());
+            }
+        } else if let Some(addr) = s
+            .strip_prefix("-b")
+            .filter(|a| !a.is_empty() && !a.starts_with('-'))
+        {
+            binds.push(addr.to_string());
+        }
+    }
+    binds
+}
+
+/// The gunicorn notice: bound beyond loopback with no web server on this host, the
+/// TLS-terminating proxy is on another host, and jessie's gunicorn 19 trusts
+/// its `X-Forwarded-Proto` only from `forwarded_allow_ips` (default
+/// 127.0.0.1): Synnefo would see `http` and build wrong URLs.
+pub fn gunicorn_findings(binds: &[(String, String)], proxy_here: bool) -> Vec<Finding> {
+    if proxy_here {
+        return Vec::new();
+    }
+    binds
+        .iter()
+        .filter(|(_, addr)| {
+            if addr.starts_with("unix:") {
+                return false;
+            }
+            let host = match addr.rsplit_once(':') {
+                Some((host, _)) => host,
+                None => addr.as_str(),
+            };
+            !is_loopback(host)
+        })
+        .map(|(file, addr)| {
+            Finding::new(
+                "gunicorn-forwarded-ips",
+                Severity::Low,
+                format!("{file}: gunicorn listens on {addr}, with no web server on this host"),
+                "the proxy in front is on another host; gunicorn 19 (jessie) honours X-Forwarded-Proto only from the addresses in forwarded_allow_ips (default 127.0.0.1), so HTTPS requests look like HTTP to Synnefo",
+                format!("add '--forwarded-allow-ips=PROXY_ADDRESS' to the args in {file} (the package does not guess your proxy's address)"),
+            )
+        })
+        .collect()
+}
+
+/// Whether a web server that could be the proxy in front of gunicorn is
+/// installed on this node (Apache, as Synnefo's guide sets up, or nginx).
+fn local_proxy(root: &Root, packages: &[Package]) -> bool {
+    packages.iter().any(|p| {
+        p.is_present()
+            && (p.name == "apache2"
+                || p.name == "apache2.2-common"
+                || p.name.starts_with("apache2-mpm-")
+                || p.name == "nginx"
+                || p.name.starts_with("nginx-"))
+    }) || root.path("/etc/apache2/apache2.conf").is_file()
+        || root.path("/etc/nginx/nginx.conf").is_file()
+}
+
+/// The notices of the node under `root`, at `moment`.
+pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Finding> {
+    let mut found = postgresql_findings(&postgresql_clusters(root), packages, moment);
+    if let Ok(Some(value)) =
+        crate::convert::settings::Settings::load(root).and_then(|s| s.literal("AMQP_HOSTS"))
+    {
+        use crate::convert::python::ExprKind;
+        let hosts: Vec<String> = match &value.kind {
+            ExprKind::List(items, _) | ExprKind::Tuple(items, _) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => value.as_str().map(str::to_string).into_iter().collect(),
+        };
+        found.extend(amqp_findings(&hosts));
+    }
+    let dir = Path::new(crate::convert::gunicorn::GUNICORN_DIR);
+    let mut binds = Vec::new();
+    for name in crate::convert::list_dir(root, dir).unwrap_or_default() {
+        if crate::convert::is_leftover(name.as_bytes()) {
+            continue;
+        }
+        let abs = dir.join(&name);
+        // Other applications' configs are theirs; a FIFO there is skipped
+        // with a warning, never opened. Python 2 source need not be UTF-8
+        // (a `coding:` line): the strings looked for are ASCII.
+        let Ok(Some(bytes)) = crate::base::fsx::read_file_opt(root, &abs) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains("synnefo") {
+            for addr in gunicorn_binds(&text) {
+                binds.push((abs.display().to_string(), addr));
+            }
+        }
+    }
+    found.extend(gunicorn_findings(&binds, local_proxy(root, packages)));
+    found.extend(crate::convert::gunicorn::django_mode_findings(root));
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{arbitrary_texts, package};
+
+    const B: Moment = Moment::BeforeUpgrade;
+
+    fn c(v: &str, n: &str) -> (String, String) {
+        (v.into(), n.into())
+    }
+
+    #[test]
+    fn two_postgresql_versions_give_the_upgradecluster_commands() {
+        let found = postgresql_findings(&[c("9.1", "main"), c("9.4", "main")], &[], B);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "postgresql-clusters");
+        assert!(!found[0].inhibitor);
+        assert_eq!(
+            found[0].remediation.commands,
+            [
+                "pg_dropcluster --stop 9.4 main",
+                "pg_upgradecluster 9.1 main"
+            ]
+        );
+        // Versions compared the dpkg way: 9.10 is newer than 9.4.
+        let found = postgresql_findings(&[c("9.10", "x"), c("9.4", "main")], &[], B);
+        assert_eq!(
+            found[0].remediation.commands,
+            ["pg_upgradecluster 9.4 main"]
+        );
+        // A cluster name a shell would split is quoted.
+        let found = postgresql_findings(&[c("9.1", "my main"), c("9.4", "my main")], &[], B);
+        assert_eq!(
+            found[0].remediation.commands,
+            [
+                "pg_dropcluster --stop 9.4 \"my main\"",
+                "pg_upgradecluster 9.1 \"my main\""
+            ]
+        );
+    }
+
+    #[test]
+    fn pg_lsclusters_output_is_read_with_or_without_its_header() {
+        let text = "Ver Cluster Port Status Owner    Data directory               Log file\n\
+                    9.1 main    5432 online postgres /var/lib/postgresql/9.1/main /var/log/postgresql/postgresql-9.1-main.log\n\
+                    9.4 main    5433 down   postgres /var/lib/postgresql/9.4/main /var/log/postgresql/postgresql-9.4-main.log\n\
+                    Warning: something on stderr\n";
+        assert_eq!(parse_lsclusters(text), [c("9.1", "main"), c("9.4", "main")]);
+        assert_eq!(
+            parse_lsclusters("9.4 web 5434 online postgres /srv/pg /var/log/pg.log\n"),
+            [c("9.4", "web")]
+        );
+        assert!(parse_lsclusters("").is_empty());
+        assert!(parse_lsclusters("9.1\n").is_empty());
+    }
+
+    #[test]
+    fn one_wheezy_cluster_is_told_ahead_only_where_postgresql_is_installed() {
+        let wheezy = [c("9.1", "main")];
+        assert!(postgresql_findings(&wheezy, &[], B).is_empty());
+        let found = postgresql_findings(&wheezy, &[package("postgresql-9.1")], B);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].remediation.commands,
+            [
+                "pg_dropcluster --stop 9.4 main",
+                "pg_upgradecluster 9.1 main"
+            ]
+        );
+        assert!(postgresql_findings(&[c("9.4", "main")], &[package("postgresql")], B).is_empty());
+        assert!(postgresql_findings(&[], &[package("postgresql")], B).is_empty());
+        // After the dist-upgrade it would be false: only two versions are told.
+        let after = Moment::AfterUpgrade;
+        assert!(postgresql_findings(&wheezy, &[package("postgresql-9.1")], after).is_empty());
+        let two = [c("9.1", "main"), c("9.4", "main")];
+        assert_eq!(postgresql_findings(&two, &[], after).len(), 1);
+    }
+
+    #[test]
+    fn remote_guest_in_amqp_hosts_is_reported() {
+        let hosts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let found = amqp_findings(&hosts(&[
+            "amqp://guest:guest@localhost:5672",
+            "amqp://guest:guest@127.0.0.1:5672",
+            "amqp://synnefo:secret@mq.example.org:5672",
+            "amqp://guest:guest@mq2.example.org:5672/",
+        ]));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "amqp-remote-guest");
+        assert!(
+            found[0].title.contains("mq2.example.org"),
+            "{}",
+            found[0].title
+        );
+        assert!(!found[0].title.contains("localhost"));
+        assert!(amqp_findings(&hosts(&["amqp://guest:guest@[::1]:5672", "garbage"])).is_empty());
+    }
+
+    #[test]
+    fn gunicorn_bind_beyond_loopback_without_apache_is_reported() {
+        let real = "CONFIG = {\n 'args': (\n   '--bind=127.0.0.1:8080',\n   # '--bind=0.0.0.0:1',\n   '--workers=8',\n ),\n}\n";
+        assert_eq!(gunicorn_binds(real), ["127.0.0.1:8080"]);
+        let open = "CONFIG = {'args': ('--bind', '0.0.0.0:8080', \"-b\", \"[::]:80\", '-b10.0.0.1:9', '--workers=2')}\n";
+        assert_eq!(
+            gunicorn_binds(open),
+            ["0.0.0.0:8080", "[::]:80", "10.0.0.1:9"]
+        );
+
+        let f = "/etc/gunicorn.d/synnefo".to_string();
+        let binds = [
+            (f.clone(), "127.0.0.1:8080".to_string()),
+            (f.clone(), "unix:/run/g.sock".to_string()),
+            (f.clone(), "0.0.0.0:8080".to_string()),
+        ];
+        let found = gunicorn_findings(&binds, false);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "gunicorn-forwarded-ips");
+        assert!(found[0].title.contains("0.0.0.0:8080"));
+        assert!(found[0].remediation.hint.contains("forwarded-allow-ips"));
+        assert!(gunicorn_findings(&binds, true).is_empty());
+    }
+
+    #[test]
+    fn notice_parsers_survive_arbitrary_input() {
+        let alphabet = b"'\"-b-bind=:@/amqp://guest[]#\n 0.1";
+        for text in arbitrary_texts(alphabet, 0xdead_beef_cafe_f00d, 2000, 120) {
+            let binds: Vec<(String, String)> = gunicorn_binds(&text)
+                .into_iter()
+                .map(|b| ("f".into(), b))
+                .collect();
+            let _ = gunicorn_findings(&binds, false);
+            let _ = amqp_findings(std::slice::from_ref(&text));
+        }
+    }
+}

@@ -137,26 +137,35 @@ impl Systemd {
     /// [`daemon_running`] of the unit now.
     fn running(&self, unit: &str) -> Result<bool> {
         let (proxy, path) = self.unit_with_path(unit)?;
+        self.running_at(unit, &proxy, path)
+    }
+
+    /// [`daemon_running`] of `unit`, whose object the caller has: SubState
+    /// is read only when it is active, the service's Type only when it is
+    /// "exited" (the one case the Type decides).
+    fn running_at(&self, unit: &str, proxy: &UnitProxy<'_>, path: OwnedObjectPath) -> Result<bool> {
         let active = proxy
             .active_state()
             .with_context(|| format!("reading ActiveState of '{unit}'"))?;
-        if active != "active" {
-            return Ok(false);
-        }
-        let sub = proxy
-            .sub_state()
-            .with_context(|| format!("reading SubState of '{unit}'"))?;
-        if sub != "exited" {
-            return Ok(true);
-        }
-        let service_type = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .context("unit object path")?
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .with_context(|| format!("creating the service proxy of '{unit}'"))?
-            .service_type()
-            .with_context(|| format!("reading Type of '{unit}'"))?;
+        let sub = if active == "active" {
+            proxy
+                .sub_state()
+                .with_context(|| format!("reading SubState of '{unit}'"))?
+        } else {
+            String::new()
+        };
+        let service_type = if sub == "exited" {
+            ServiceProxy::builder(&self.conn)
+                .path(path)
+                .context("unit object path")?
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .with_context(|| format!("creating the service proxy of '{unit}'"))?
+                .service_type()
+                .with_context(|| format!("reading Type of '{unit}'"))?
+        } else {
+            String::new()
+        };
         Ok(daemon_running(&active, &sub, &service_type))
     }
 
@@ -356,10 +365,10 @@ impl Services for Systemd {
     /// ours: a clock set at boot by NTP does not move it).
     fn active_for(&self, name: &str) -> Result<Option<Duration>> {
         let unit = unit_name(name);
-        if !self.running(&unit)? {
+        let (proxy, path) = self.unit_with_path(&unit)?;
+        if !self.running_at(&unit, &proxy, path)? {
             return Ok(None);
         }
-        let proxy = self.unit(&unit)?;
         let entered = proxy
             .active_enter_timestamp_monotonic()
             .with_context(|| format!("reading ActiveEnterTimestampMonotonic of '{unit}'"))?;

@@ -169,6 +169,8 @@ fn phase(
     download: bool,
     run: impl FnOnce(&mut Ctx) -> Result<()>,
 ) -> Result<ExitCode> {
+    // Before any thread starts (the D-Bus connection's among them).
+    crate::phases::interrupt::install()?;
     let config: Config = config::load(root, config_file.as_deref())?;
     let services = services::for_node(root)?;
     let mut ctx = Ctx {

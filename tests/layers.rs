@@ -28,6 +28,7 @@ const LAYERS: &[(&str, Option<&str>, &[&str])] = &[
             "finding",
             "logging",
             "exec",
+            "children",
             "dpkg",
             "apt",
             "changelog",
@@ -56,7 +57,7 @@ const LAYERS: &[(&str, Option<&str>, &[&str])] = &[
     (
         "phases",
         Some("phases"),
-        &["plan", "rearm", "runner", "status"],
+        &["plan", "rearm", "runner", "interrupt", "status"],
     ),
     ("the command line", None, &["cli", "commands"]),
 ];

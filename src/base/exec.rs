@@ -113,6 +113,7 @@ pub fn run_logged(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting '{shown}'"))?;
+    let _tracked = crate::base::children::track(child.id());
     let stderr = child.stderr.take().context("no stderr pipe")?;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let name = Path::new(program)

@@ -1218,6 +1218,7 @@ pub fn write_from_command(
             .stdin(std::process::Stdio::null())
             .spawn()
             .with_context(|| format!("running {command:?}"))?;
+        let _tracked = crate::base::children::track(child.id());
         let mut out = child.stdout.take().context("no stdout pipe")?;
         let mut buf = vec![0u8; 64 * 1024];
         let copied = loop {
@@ -1272,6 +1273,39 @@ pub fn open_lock(root: &Root) -> Result<File> {
                 paths::LOCK_FILE
             )
         })
+}
+
+/// Who holds the run lock now (`PID COMMAND`, as the holder wrote it), or
+/// `None` when no run holds it (or there is no lock file). Looks with a
+/// shared lock taken and let go at once, on the file opened read-only:
+/// `status` writes nothing.
+pub fn lock_holder(root: &Root) -> Result<Option<String>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::Read;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(root.path_nofollow(paths::LOCK_FILE))
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening '{}'", paths::LOCK_FILE));
+        }
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_free) => Ok(None),
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .with_context(|| format!("reading '{}'", paths::LOCK_FILE))?;
+            Ok(Some(text.trim().to_string()))
+        }
+        Err((_, errno)) => Err(anyhow::anyhow!(
+            "looking at the lock '{}': {errno}",
+            paths::LOCK_FILE
+        )),
+    }
 }
 
 /// Records who holds the lock (`PID COMMAND`) in the locked file, for a

@@ -10,6 +10,7 @@
 //! - [`finding`]: the finding type every source of findings and the logging use.
 //! - [`logging`]: journald with structured fields, or stderr and a log file.
 //! - [`exec`]: external commands by argv, output streamed to the log.
+//! - [`children`]: the commands a run waits for now, for a signal to reach them.
 //! - [`dpkg`]: the dpkg status database and Debian version ordering.
 //! - [`apt`]: the APT sources rewrite, the backports source, pin and snippet;
 //!   reading the sources as APT does ([`apt::sources`]) and recognising the
@@ -19,6 +20,7 @@
 
 pub mod apt;
 pub mod changelog;
+pub mod children;
 pub mod clock;
 pub mod dpkg;
 pub mod error;

@@ -6,8 +6,10 @@
 //! - [`rearm`]: `prepare` on a node already armed: every protection checked,
 //!   what is missing put back.
 //! - [`runner`]: runs a phase: lock, resume, record, log, failpoints.
+//! - [`interrupt`]: a signal that stops a run is recorded on its running step.
 //! - [`status`]: the `status` report.
 
+pub mod interrupt;
 pub mod plan;
 pub mod rearm;
 pub mod runner;

@@ -20,6 +20,7 @@ use crate::base::error::Fatal;
 use crate::base::finding;
 use crate::base::logging;
 use crate::base::state::{Phase, PhaseKind, State, StepRecord, StepStatus};
+use crate::phases::interrupt;
 use crate::phases::plan::{self, Ctx};
 
 /// Holds the run lock until dropped.
@@ -443,14 +444,28 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
             );
             continue;
         }
-        // The "about to run" record reaches the disk before the step changes anything.
-        record(ctx, phase, id, StepStatus::Started, started, None, None)?;
-        logging::step_started(phase, id, step.title);
+        // The "about to run" record reaches the disk before the step changes
+        // anything; from then on a stop signal is recorded on the step.
         let clock = Instant::now();
+        {
+            let mut running = interrupt::slot();
+            record(ctx, phase, id, StepStatus::Started, started, None, None)?;
+            *running = Some(interrupt::Running {
+                root: ctx.root.clone(),
+                phase,
+                id,
+                started,
+                clock,
+            });
+        }
+        logging::step_started(phase, id, step.title);
         ctx.step = id;
         let result = (step.run)(ctx);
         let elapsed = clock.elapsed();
         let ms = Some(elapsed.as_millis() as u64);
+        // Held while the outcome is recorded: a signal now waits for it.
+        let mut running = interrupt::slot();
+        *running = None;
         match result {
             Ok(message) => {
                 record(
@@ -480,6 +495,7 @@ fn run_steps(ctx: &mut Ctx, phase: PhaseKind, dry_run: bool) -> Result<()> {
                 return Err(err.context(format!("{phase}: step '{id}' failed")));
             }
         }
+        drop(running);
         // Crash point after every step that changed the system (FAILPOINTS=NAME=panic).
         let failpoint = format!("{phase}-after-{id}");
         fail::fail_point!(&failpoint);

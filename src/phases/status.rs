@@ -47,6 +47,20 @@ pub struct Report {
     pub notices: Vec<crate::base::finding::Finding>,
     /// Where to read the logs.
     pub logs: Vec<String>,
+    /// The run in progress now (it holds the run lock), `null` when none:
+    /// a finish that migrates for hours is followed, not timed out.
+    pub running: Option<InProgress>,
+}
+
+/// A run of ours in progress.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct InProgress {
+    /// Its process id, as it wrote it into the lock file.
+    pub pid: Option<u32>,
+    /// Its command line, as it wrote it.
+    pub command: String,
+    /// The step it is in, from the state: the last one recorded `started`.
+    pub step: Option<String>,
 }
 
 /// A package with a minimum version, as installed now.
@@ -269,9 +283,11 @@ pub fn report(root: &Root) -> Result<Report> {
         .filter(|s| services::is_masked(root, &s.name))
         .map(|s| s.name.clone())
         .collect();
+    let running = in_progress(root, &state);
     Ok(Report {
         schema: SCHEMA,
         phase,
+        running,
         masked,
         policy_rcd_installed: policy_rcd::is_installed(root),
         failed_step,
@@ -299,9 +315,37 @@ pub fn report(root: &Root) -> Result<Report> {
     })
 }
 
+/// The run that holds the lock now, if any (an error looking is logged: it
+/// reads as none).
+fn in_progress(root: &Root, state: &State) -> Option<InProgress> {
+    let holder = crate::base::fsx::lock_holder(root)
+        .map_err(|e| log::warn!("status: {e:#}"))
+        .ok()??;
+    let (pid, command) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
+    Some(InProgress {
+        pid: pid.parse().ok(),
+        command: command.to_string(),
+        step: state
+            .steps
+            .iter()
+            .rfind(|s| s.status == crate::base::state::StepStatus::Started)
+            .map(|s| format!("{} {}", s.phase, s.id)),
+    })
+}
+
 /// Renders the report as text.
 pub fn render(report: &Report) -> String {
     let mut out = format!("phase: {}\n", report.phase);
+    if let Some(run) = &report.running {
+        out.push_str(&format!(
+            "running: {} (pid {}){}\n",
+            run.command,
+            run.pid.map_or_else(|| "?".to_string(), |p| p.to_string()),
+            run.step
+                .as_ref()
+                .map_or_else(String::new, |s| format!(", in {s}"))
+        ));
+    }
     out.push_str("services:\n");
     for s in &report.services {
         out.push_str(&format!(

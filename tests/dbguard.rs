@@ -22,6 +22,8 @@ if [ -e "$root/var/lib/fake-pg/starting" ]; then
   echo 'psql: could not connect to server: Connection refused' >&2; exit 2
 fi
 case "$*" in *server_version_num*) echo 90400; exit 0;; esac
+# The rows written to a table (the writes against a real server: below).
+case "$*" in *pg_stat_user_tables*) printf 'public.im_user\0377\n'; exit 0;; esac
 n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
 if [ "$n" = always ] || [ "$n" -gt 0 ]; then
   [ "$n" = always ] || echo $((n - 1)) > "$root/var/lib/fake-pg/polls-with-client"
@@ -30,7 +32,16 @@ fi
 "#;
 
 /// A migrating node on PostgreSQL with the fake psql, armed and dist-upgraded.
+///
+/// The writes are not watched unless `dropin` sets `quiet_window_secs`.
 fn migrating(polls_with_client: &str, dropin: &str) -> Node {
+    let dropin = if dropin.contains("quiet_window_secs") {
+        dropin.to_string()
+    } else if dropin.contains("[migrations]") {
+        dropin.replace("[migrations]\n", "[migrations]\nquiet_window_secs = 0\n")
+    } else {
+        format!("{dropin}[migrations]\nquiet_window_secs = 0\n")
+    };
     let node = Node::wheezy();
     node.write(
         "/etc/synnefo/10-snf-webproject-database.conf",
@@ -58,6 +69,23 @@ fn read(node: &Node, abs: &str) -> String {
     fs::read_to_string(node.path(abs)).unwrap_or_default()
 }
 
+/// Runs finish, which the guard stops (exit 1, nothing migrated); the
+/// migrate step's message.
+fn refused(node: &Node) -> String {
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!read(node, "/var/log/snf-manage.calls").contains("migrate"));
+    node.step("finish", "migrate")["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Runs finish to `done`; the migrate step's outcome starts with `guard`,
 /// then `snf-manage migrate` ran. Returns that outcome.
 fn finishes_after(node: &Node, guard: &str) -> String {
@@ -76,7 +104,7 @@ fn finishes_after(node: &Node, guard: &str) -> String {
 #[test]
 fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
     let node = migrating("2", "[migrations]\nquiet_period_secs = 10\n");
-    finishes_after(&node, "no other client of snf_apps, snf_pithos after 2s (left: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps");
+    finishes_after(&node, "no other client of snf_apps, snf_pithos (connected at first, gone after 2s: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps");
     let calls = read(&node, "/var/log/psql.calls");
     let lines: Vec<&str> = calls.lines().collect();
     // The version once, then polls until the client is gone: one server for both databases.
@@ -167,6 +195,33 @@ fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
         "{message}"
     );
     assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+}
+
+#[test]
+fn the_window_reads_the_row_counters_of_each_database_at_its_start_and_end() {
+    let node = migrating("0", "[migrations]\nquiet_window_secs = 1\n");
+    finishes_after(
+        &node,
+        "no other client of snf_apps, snf_pithos, and no row written to them in 1s; ",
+    );
+    let calls = read(&node, "/var/log/psql.calls");
+    let lines: Vec<&str> = calls.lines().collect();
+    // The version; the first look at the clients; the counters of both
+    // databases; a look a second through the window; the counters again.
+    assert_eq!(lines.len(), 7, "{calls}");
+    for (i, db) in [
+        (2, "snf_apps"),
+        (3, "snf_pithos"),
+        (5, "snf_apps"),
+        (6, "snf_pithos"),
+    ] {
+        assert!(
+            lines[i].contains(&format!("-d {db} -c SELECT schemaname || '.' || relname"))
+                && lines[i].contains("FROM pg_stat_user_tables"),
+            "{calls}"
+        );
+    }
+    assert!(lines[4].contains("FROM pg_stat_activity"), "{calls}");
 }
 
 #[test]
@@ -319,14 +374,9 @@ impl Drop for Server {
     }
 }
 
-/// The guard's query against a real server: run by hand where PostgreSQL is
-/// installed (`cargo test --test dbguard -- --ignored`). An idle client of
-/// snf_pithos (as gunicorn keeps one) stops finish; its server's own
-/// background processes and our psql do not count; once it left, finish completes.
-#[test]
-#[ignore = "needs a PostgreSQL server installation (apt-get install postgresql)"]
-fn real_postgresql_other_client_then_none() {
-    let server = Server::start();
+/// The settings of a node whose databases are `server`'s snf_apps and
+/// snf_pithos (user postgres, no password), with the server's psql.
+fn node_on(server: &Server) -> Node {
     let node = Node::wheezy();
     node.write(
         "/etc/synnefo/10-snf-webproject-database.conf",
@@ -342,9 +392,20 @@ fn real_postgresql_other_client_then_none() {
         0o640,
     );
     server.psql_in(&node);
+    node
+}
+
+/// The guard's query against a real server (tests/vm/install-deps installs
+/// PostgreSQL; the tests run it as `postgres` when root). An idle client of
+/// snf_pithos (as gunicorn keeps one) stops finish; its server's own
+/// background processes and our psql do not count; once it left, finish completes.
+#[test]
+fn real_postgresql_other_client_then_none() {
+    let server = Server::start();
+    let node = node_on(&server);
     node.write(
         "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
-        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\n",
+        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\nquiet_window_secs = 1\n",
         0o644,
     );
     node.ok(&["prepare"]);
@@ -379,17 +440,7 @@ fn real_postgresql_other_client_then_none() {
     }
     assert!(connected());
 
-    let out = node.run(&["finish"], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let message = node.step("finish", "migrate")["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = refused(&node);
     assert!(
         message.contains("1 other client(s) still connected to snf_apps, snf_pithos after 2s, not migrating: 127.0.0.1 (application 'gunicorn', user postgres, database snf_pithos, connected since "),
         "{message}"
@@ -398,15 +449,78 @@ fn real_postgresql_other_client_then_none() {
 
     drop(client.stdin.take());
     client.wait().unwrap();
-    finishes_after(&node, "no other client of snf_apps, snf_pithos; ");
+    finishes_after(
+        &node,
+        "no other client of snf_apps, snf_pithos, and no row written to them in 1s; ",
+    );
+}
+
+/// A 0.18.1 writer that holds no connection (Django 1.4 closes it after each
+/// request; a cron job; a host left out of the roll-out): every 5 s it
+/// connects, inserts one row and leaves. The guard with its defaults (an
+/// 8 s window after every client left) sees the rows and refuses before
+/// migrating, naming the table; with the writer stopped, finish completes.
+/// Our own reads, and autovacuum's, write no row of a user table.
+#[test]
+fn real_postgresql_a_writer_with_short_lived_connections_is_seen() {
+    let server = Server::start_on(54331);
+    succeeds(server.psql("snf_apps").args([
+        "-c",
+        "CREATE TABLE stray_writes (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    ]));
+    let node = node_on(&server);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\n",
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut insert = server.psql("snf_apps");
+        insert
+            .env("PGAPPNAME", "snf-dispatcher 0.18.1")
+            .args(["-c", "INSERT INTO stray_writes DEFAULT VALUES"]);
+        std::thread::spawn(move || {
+            let mut writes = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                succeeds(&mut insert);
+                writes += 1;
+                for _ in 0..50 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+            writes
+        })
+    };
+    let message = refused(&node);
+    assert!(
+        message.contains("rows were written to snf_apps, snf_pithos within 8s while no other client stayed connected, not migrating: snf_apps.public.stray_writes (")
+            || message.contains("connected to snf_apps, snf_pithos within 8s after every other client had left, not migrating: 127.0.0.1 (application 'snf-dispatcher 0.18.1'"),
+        "{message}"
+    );
+    assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+    assert_eq!(node.state_json()["phase"], "finishing");
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(writer.join().unwrap() >= 2);
+    finishes_after(
+        &node,
+        "no other client of snf_apps, snf_pithos, and no row written to them in 8s; ",
+    );
 }
 
 /// The waiting node's watch against a real server: its open session is not a
 /// client the migrating node's guard waits for, a missing `django_migrations`
 /// is not the end, and the rows Django writes end the wait within two
-/// seconds. Run by hand like the test above (`-- --ignored`).
+/// seconds.
 #[test]
-#[ignore = "needs a PostgreSQL server installation (apt-get install postgresql)"]
 fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
     let server = Server::start_on(54330);
     let node = Node::wheezy();
@@ -437,7 +551,7 @@ fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // The guard's query, as the migrating node runs it: no client.
-    let guard = synnefo_upgrade::actions::dbguard::query(&["snf_apps".to_string()], "pid");
+    let guard = synnefo_upgrade::actions::dbguard::query(&["snf_apps".to_string()], "pid", &[]);
     assert_eq!(
         server.sql(&guard).trim(),
         "",

@@ -1,15 +1,35 @@
 //! The database guard: before `snf-manage migrate`, the migrating node makes
-//! sure that no other client is connected to the Synnefo databases, so that
-//! no 0.18.1 service on another host keeps using a database being migrated
-//! under it (the guide stops gunicorn on all hosts first).
+//! sure that nothing else uses the Synnefo databases, so that no 0.18.1
+//! service on another host keeps using a database being migrated under it
+//! (the guide stops gunicorn on all hosts first).
 //!
-//! The databases are those of the Synnefo settings ([`backup::databases`]);
-//! PostgreSQL's `pg_stat_activity` is read with their credentials through the
-//! node's own `psql` (the password in `PGPASSWORD`, never on a command line).
-//! Other clients get `[migrations] quiet_period_secs` to leave (polled every
-//! second); any still there fails the step before migrating. A server not
-//! reachable yet is retried like `migrate` (`retry_seconds`); any other `psql`
-//! failure fails the step (fail closed). SQLite databases
+//! The databases are those of the Synnefo settings ([`backup::databases`]),
+//! read with their credentials through the node's own `psql` (the password in
+//! `PGPASSWORD`, never on a command line). The guard looks in two ways:
+//!
+//! - **connections** (`pg_stat_activity`): clients connected at the first
+//!   look get `[migrations] quiet_period_secs` to leave (a service being
+//!   stopped elsewhere), polled every `quiet_poll_ms`;
+//! - **writes** (`pg_stat_user_tables`' per-table row counters, in each
+//!   database): once no client is connected, the guard watches for
+//!   `quiet_window_secs`. A 0.18.1 worker (Django 1.4) holds no connection
+//!   between requests, and a cron job or a host left out of the roll-out
+//!   connects, writes and leaves: no poll may see it connected, but the rows
+//!   it wrote count. Any row written by anyone in the window, or any client
+//!   that connects in it, fails the step before migrating, naming the tables
+//!   (and the client's address when a poll saw it).
+//!
+//! Not counted: our own sessions (reads: they write no row), the waiting
+//! nodes' watch ([`crate::actions::migwait::WATCH_APP`], reads too),
+//! PostgreSQL's own processes (autovacuum and analyze write only system
+//! catalogs, which `pg_stat_user_tables` leaves out), and clients at the
+//! addresses of `[migrations] allow_clients` (their connections only: a
+//! write cannot be told by its address). Read-only transactions are not
+//! counted: PostgreSQL's per-database transaction counters cannot tell a
+//! 0.18.1 reader from the guard's own reads and the waiting nodes' watch.
+//!
+//! A server not reachable yet is retried like `migrate` (`retry_seconds`);
+//! any other `psql` failure fails the step (fail closed). SQLite databases
 //! and a node without `psql` are skipped with the reason in the outcome.
 
 use anyhow::{bail, Context, Result};
@@ -25,8 +45,9 @@ use crate::inputs::config::Config;
 /// psql's field separator in our output (ASCII unit separator: in no name).
 const SEP: char = '\u{1f}';
 
-/// How often the clients are polled during the quiet period.
-const POLL: Duration = Duration::from_secs(1);
+/// The rows written to each table, by `DATABASE.SCHEMA.TABLE`, as
+/// `pg_stat_user_tables` counts them (inserts + updates + deletes).
+pub type Writes = std::collections::BTreeMap<String, u64>;
 
 /// One other client of a Synnefo database, as `pg_stat_activity` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,16 +124,60 @@ fn literal(s: &str) -> String {
 /// have a NULL `client_port`; a unix socket client has -1. The waiting
 /// nodes' sessions ([`crate::actions::migwait::WATCH_APP`]: one read of
 /// `django_migrations` a second, no lock held) are not clients to wait for.
-pub fn query(names: &[String], pid_column: &str) -> String {
+///
+/// `allowed`: client addresses not counted (`host(client_addr)`, so
+/// `10.0.0.9` or `2001:db8::9`).
+pub fn query(names: &[String], pid_column: &str, allowed: &[String]) -> String {
     let names: Vec<String> = names.iter().map(|n| literal(n)).collect();
+    let allowed = if allowed.is_empty() {
+        String::new()
+    } else {
+        let addrs: Vec<String> = allowed.iter().map(|a| literal(a)).collect();
+        format!(
+            " AND (client_addr IS NULL OR host(client_addr) <> ALL(ARRAY[{}]::text[]))",
+            addrs.join(", ")
+        )
+    };
     format!(
         "SELECT client_addr, client_hostname, application_name, usename, datname, backend_start \
          FROM pg_stat_activity WHERE datname = ANY(ARRAY[{}]) AND client_port IS NOT NULL \
          AND {pid_column} <> pg_backend_pid() \
-         AND application_name IS DISTINCT FROM {} ORDER BY backend_start",
+         AND application_name IS DISTINCT FROM {}{allowed} ORDER BY backend_start",
         names.join(", "),
         literal(crate::actions::migwait::WATCH_APP)
     )
+}
+
+/// The query of the rows written to the tables of the database it runs in:
+/// one line `SCHEMA.TABLE<SEP>ROWS` a table.
+pub const WRITES_QUERY: &str = "SELECT schemaname || '.' || relname, \
+     n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables";
+
+/// Parses [`WRITES_QUERY`]'s output for `database` into `writes`.
+pub fn parse_writes(database: &str, output: &str, writes: &mut Writes) -> Result<()> {
+    for line in output.lines().filter(|l| !l.trim().is_empty()) {
+        let Some((table, rows)) = line.split_once(SEP) else {
+            bail!("unexpected psql output line (want a table and a count): '{line}'");
+        };
+        let rows: u64 = rows
+            .trim()
+            .parse()
+            .with_context(|| format!("the row count of '{table}' is not a number: '{line}'"))?;
+        writes.insert(format!("{database}.{table}"), rows);
+    }
+    Ok(())
+}
+
+/// The tables written between `before` and `after`, with how many rows
+/// (a table new since `before` counts all its rows).
+pub fn written(before: &Writes, after: &Writes) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .filter_map(|(table, &rows)| {
+            let was = before.get(table).copied().unwrap_or(0);
+            (rows > was).then(|| (table.clone(), rows - was))
+        })
+        .collect()
 }
 
 /// The column of a backend's process id for a `server_version_num`.
@@ -133,6 +198,47 @@ pub struct Quiet {
     pub left: Vec<Client>,
     /// How long the wait took.
     pub waited: Duration,
+}
+
+/// What the watch saw in its window, when it was not quiet.
+#[derive(Debug, PartialEq)]
+pub enum Noise {
+    /// Clients connected during the window (the poll that saw them).
+    Connected(Vec<Client>),
+    /// Rows written in the window, by table.
+    Written(Vec<(String, u64)>),
+}
+
+/// With no client connected: watches for `window`, polling `clients` every
+/// `poll`, and compares `writes` at its start and its end. Ok(()) when no
+/// client connected and no row was written; else what was seen (a client at
+/// once, the writes at the end).
+pub fn watch_window(
+    window: Duration,
+    poll: Duration,
+    clock: &mut dyn Clock,
+    clients: &mut dyn FnMut() -> Result<Vec<Client>>,
+    writes: &mut dyn FnMut() -> Result<Writes>,
+) -> Result<std::result::Result<(), Noise>> {
+    let before = writes()?;
+    let start = clock.elapsed();
+    loop {
+        let left = window.saturating_sub(clock.elapsed() - start);
+        if left.is_zero() {
+            break;
+        }
+        clock.sleep(poll.min(left));
+        let now = clients()?;
+        if !now.is_empty() {
+            return Ok(Err(Noise::Connected(now)));
+        }
+    }
+    let rows = written(&before, &writes()?);
+    Ok(if rows.is_empty() {
+        Ok(())
+    } else {
+        Err(Noise::Written(rows))
+    })
 }
 
 /// Polls `clients` every `poll` until none is connected (Ok) or `quiet` has
@@ -263,7 +369,11 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
                 other => break other?,
             }
         };
-        sqls.push(query(&server.names, pid_column(&version)?));
+        sqls.push(query(
+            &server.names,
+            pid_column(&version)?,
+            &config.migrations.allow_clients,
+        ));
     }
     let mut clients = || -> Result<Vec<Client>> {
         let mut all = Vec::new();
@@ -276,31 +386,88 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
         .iter()
         .flat_map(|s| s.names.iter().map(String::as_str))
         .collect();
-    let quiet = Duration::from_secs(config.migrations.quiet_period_secs);
+    let m = &config.migrations;
+    let poll = Duration::from_millis(m.quiet_poll_ms.max(1));
     let mut clock = RealClock::start();
-    match wait_quiet(quiet, POLL, &mut clock, &mut clients).context("database guard")? {
-        Ok(q) if q.left.is_empty() => Ok(format!(
-            "no other client of {}{skipped}",
-            names.join(", ")
-        )),
-        Ok(q) => Ok(format!(
-            "no other client of {} after {}s (left: {}){skipped}",
-            names.join(", "),
+    let left = match wait_quiet(
+        Duration::from_secs(m.quiet_period_secs),
+        poll,
+        &mut clock,
+        &mut clients,
+    )
+    .context("database guard")?
+    {
+        Ok(q) if q.left.is_empty() => String::new(),
+        Ok(q) => format!(
+            " (connected at first, gone after {}s: {})",
             q.waited.as_secs(),
             describe(&q.left)
-        )),
+        ),
         Err(remaining) => bail!(
-            "{} other client(s) still connected to {} after {}s, not migrating: {}; \
-             stop gunicorn and every Synnefo service on all other hosts — arm them with \
-             'apt install synnefo-upgrade-0.19' / 'synnefo-upgrade prepare' — then \
-             'systemctl restart synnefo-upgrade-finish' (or set [migrations] require_quiet_database = false)",
+            "{} other client(s) still connected to {} after {}s, not migrating: {}; {STOP_THEM}",
             remaining.len(),
             names.join(", "),
-            config.migrations.quiet_period_secs,
+            m.quiet_period_secs,
             describe(&remaining)
+        ),
+    };
+    if m.quiet_window_secs == 0 {
+        return Ok(format!(
+            "no other client of {}{left}; writes not watched ([migrations] quiet_window_secs = 0){skipped}",
+            names.join(", ")
+        ));
+    }
+    let mut writes = || -> Result<Writes> {
+        let mut all = Writes::new();
+        for server in &servers {
+            for name in &server.names {
+                let conn = Postgres {
+                    name: name.clone(),
+                    ..server.conn.clone()
+                };
+                parse_writes(name, &psql(&program, &conn, WRITES_QUERY)?, &mut all)?;
+            }
+        }
+        Ok(all)
+    };
+    let window = Duration::from_secs(m.quiet_window_secs);
+    match watch_window(window, poll, &mut clock, &mut clients, &mut writes)
+        .context("database guard")?
+    {
+        Ok(()) => Ok(format!(
+            "no other client of {}{left}, and no row written to them in {}s{skipped}",
+            names.join(", "),
+            m.quiet_window_secs
+        )),
+        Err(Noise::Connected(clients)) => bail!(
+            "{} client(s) connected to {} within {}s after every other client had left, not migrating: {}; \
+             something still uses the databases; {STOP_THEM}",
+            clients.len(),
+            names.join(", "),
+            m.quiet_window_secs,
+            describe(&clients)
+        ),
+        Err(Noise::Written(rows)) => bail!(
+            "rows were written to {} within {}s while no other client stayed connected, not migrating: {}; \
+             a client that connects only to write (a 0.18.1 gunicorn between requests, a cron job, \
+             a host left out of the roll-out) still runs somewhere — PostgreSQL's log shows who \
+             with log_connections = on; {STOP_THEM}",
+            names.join(", "),
+            m.quiet_window_secs,
+            rows.iter()
+                .map(|(table, n)| format!("{table} ({n} row(s))"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
+
+/// What to do about another user of the databases.
+const STOP_THEM: &str =
+    "stop gunicorn and every Synnefo service on all other hosts — arm them with \
+     'apt install synnefo-upgrade-0.19' / 'synnefo-upgrade prepare' — then \
+     'systemctl restart synnefo-upgrade-finish' (a client you know is harmless: \
+     [migrations] allow_clients; or, knowingly, require_quiet_database = false)";
 
 /// The sizes of the databases `finish` dumps on this node (`dumps`: its
 /// `backups` step applies), for `check`'s forecast: `pg_database_size`
@@ -361,6 +528,8 @@ fn describe(clients: &[Client]) -> String {
 mod tests {
     use super::*;
 
+    const POLL: Duration = Duration::from_secs(1);
+
     fn row(fields: &[&str]) -> String {
         fields.join(&SEP.to_string())
     }
@@ -417,17 +586,29 @@ mod tests {
         let sql = query(
             &["snf_apps".into(), "o'db".into()],
             pid_column("90124\n").unwrap(),
+            &[],
         );
+        assert!(!sql.contains("host(client_addr)"), "{sql}");
         assert!(
             sql.contains("datname = ANY(ARRAY['snf_apps', 'o''db'])"),
             "{sql}"
         );
         assert!(sql.contains("procpid <> pg_backend_pid()"), "{sql}");
         assert!(sql.contains("client_port IS NOT NULL"), "{sql}");
-        assert!(
-            query(&["a".into()], pid_column("90400").unwrap()).contains(" pid <> pg_backend_pid()")
+        assert!(query(&["a".into()], pid_column("90400").unwrap(), &[])
+            .contains(" pid <> pg_backend_pid()"));
+        let allowing = query(
+            &["a".into()],
+            pid_column("150008").unwrap(),
+            &["10.0.0.9".into(), "2001:db8::9".into()],
         );
-        assert!(query(&["a".into()], pid_column("150008").unwrap()).contains(" pid <> "));
+        assert!(allowing.contains(" pid <> "));
+        assert!(
+            allowing.contains(
+                "AND (client_addr IS NULL OR host(client_addr) <> ALL(ARRAY['10.0.0.9', '2001:db8::9']::text[]))"
+            ),
+            "{allowing}"
+        );
         assert!(pid_column("").is_err());
     }
 
@@ -502,5 +683,113 @@ mod tests {
             bail!("psql: connection refused")
         });
         assert!(err.is_err());
+    }
+
+    fn table_rows(rows: &[(&str, u64)]) -> Writes {
+        rows.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn writes_are_parsed_per_database_and_compared_by_table() {
+        let mut writes = Writes::new();
+        let out = format!("public.im_user{SEP}12\npublic.stray{SEP}0\n\n");
+        parse_writes("snf_apps", &out, &mut writes).unwrap();
+        parse_writes("snf_pithos", &format!("public.nodes{SEP}5\n"), &mut writes).unwrap();
+        assert_eq!(
+            writes,
+            table_rows(&[
+                ("snf_apps.public.im_user", 12),
+                ("snf_apps.public.stray", 0),
+                ("snf_pithos.public.nodes", 5)
+            ])
+        );
+        assert!(parse_writes("x", "no separator", &mut writes).is_err());
+        assert!(parse_writes("x", &format!("t{SEP}many"), &mut writes).is_err());
+
+        let after = table_rows(&[
+            ("snf_apps.public.im_user", 12),
+            ("snf_apps.public.stray", 3),
+            ("snf_apps.public.new_table", 2),
+            ("snf_pithos.public.nodes", 5),
+        ]);
+        assert_eq!(
+            written(&writes, &after),
+            vec![
+                ("snf_apps.public.new_table".to_string(), 2),
+                ("snf_apps.public.stray".to_string(), 3)
+            ]
+        );
+        // Counters reset (a server restart) are no write.
+        assert_eq!(written(&after, &writes), vec![]);
+    }
+
+    #[test]
+    fn the_window_fails_on_a_client_at_once_and_on_writes_at_its_end() {
+        let window = Duration::from_secs(8);
+        // Quiet: no client, the counters did not move.
+        let mut clock = FakeClock(Duration::ZERO);
+        let mut polls = 0;
+        let quiet = watch_window(
+            window,
+            POLL,
+            &mut clock,
+            &mut || {
+                polls += 1;
+                Ok(vec![])
+            },
+            &mut || Ok(table_rows(&[("snf_apps.public.t", 7)])),
+        )
+        .unwrap();
+        assert_eq!(quiet, Ok(()));
+        assert_eq!(polls, 8);
+        assert_eq!(clock.0, window);
+
+        // A writer that never stays connected: seen by the counters at the end.
+        let mut clock = FakeClock(Duration::ZERO);
+        let mut samples = 0;
+        let got = watch_window(window, POLL, &mut clock, &mut || Ok(vec![]), &mut || {
+            samples += 1;
+            Ok(table_rows(&[("snf_apps.public.t", 7 + samples)]))
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            Err(Noise::Written(vec![("snf_apps.public.t".to_string(), 1)]))
+        );
+        assert_eq!(clock.0, window);
+
+        // A client that connects in the window ends it at once.
+        let mut clock = FakeClock(Duration::ZERO);
+        let mut polls = 0;
+        let got = watch_window(
+            window,
+            POLL,
+            &mut clock,
+            &mut || {
+                polls += 1;
+                Ok(if polls == 3 {
+                    vec![client("10.0.0.7")]
+                } else {
+                    vec![]
+                })
+            },
+            &mut || Ok(Writes::new()),
+        )
+        .unwrap();
+        assert_eq!(got, Err(Noise::Connected(vec![client("10.0.0.7")])));
+        assert_eq!(clock.0, Duration::from_secs(3));
+
+        // A poll longer than the window still ends at the window.
+        let mut clock = FakeClock(Duration::ZERO);
+        let got = watch_window(
+            Duration::from_millis(1500),
+            POLL,
+            &mut clock,
+            &mut || Ok(vec![]),
+            &mut || Ok(Writes::new()),
+        )
+        .unwrap();
+        assert_eq!(got, Ok(()));
+        assert_eq!(clock.0, Duration::from_millis(1500));
     }
 }

@@ -228,6 +228,15 @@ pub struct Migrations {
     pub require_quiet_database: bool,
     /// How long (seconds) the other clients have to leave before `migrate`.
     pub quiet_period_secs: u64,
+    /// Once no other client is connected: how long (seconds) the guard
+    /// watches for a client that connects or a row that is written (0: no
+    /// watch, connections only).
+    pub quiet_window_secs: u64,
+    /// How often (milliseconds) the guard looks at the connections.
+    pub quiet_poll_ms: u64,
+    /// Client addresses the guard does not count as connections (`10.0.0.9`,
+    /// `2001:db8::9`); their writes still count.
+    pub allow_clients: Vec<String>,
 }
 
 impl Default for Migrations {
@@ -238,6 +247,9 @@ impl Default for Migrations {
             wait_seconds: 1800,
             require_quiet_database: true,
             quiet_period_secs: 60,
+            quiet_window_secs: 8,
+            quiet_poll_ms: 1000,
+            allow_clients: Vec::new(),
         }
     }
 }
@@ -389,6 +401,13 @@ fn dropins(root: &Root) -> Result<Vec<PathBuf>> {
 
 /// Checks what the types cannot say.
 fn validate(config: &Config) -> std::result::Result<(), String> {
+    for addr in &config.migrations.allow_clients {
+        if addr.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!(
+                "[migrations] allow_clients: '{addr}' is not an IP address (as PostgreSQL shows a client: '10.0.0.9', '2001:db8::9')"
+            ));
+        }
+    }
     let release = &config.release;
     for (key, name) in [
         ("os_from", &release.os_from),

@@ -13,7 +13,11 @@ const PITHOS: &str =
     "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://synnefo:s3cret@10.0.0.1:5432/snf_pithos'\n";
 
 /// Prints one client row (unit-separated, as `psql -A -t -F` would) while
-/// `/var/lib/fake-pg/polls-with-client` says so: a count, or `always`.
+/// `/var/lib/fake-pg/polls-with-client` says so: a count, or `always`. With
+/// `-c SQL` it answers that and exits; without, it is the guard's session:
+/// it answers each query read from stdin and echoes `\echo` lines. Every
+/// start is a line of psql.calls (`… PGPASSWORD=…`), every query of a
+/// session one more (`  SQL`).
 const FAKE_PSQL: &str = r#"#!/bin/sh
 root="$(dirname "$0")/../.."
 echo "$* PGPASSWORD=$PGPASSWORD" >> "$root/var/log/psql.calls"
@@ -21,14 +25,27 @@ if [ -e "$root/var/lib/fake-pg/starting" ]; then
   rm "$root/var/lib/fake-pg/starting"
   echo 'psql: could not connect to server: Connection refused' >&2; exit 2
 fi
-case "$*" in *server_version_num*) echo 90400; exit 0;; esac
-# The rows written to a table (the writes against a real server: below).
-case "$*" in *pg_stat_user_tables*) printf 'public.im_user\0377\n'; exit 0;; esac
-n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
-if [ "$n" = always ] || [ "$n" -gt 0 ]; then
-  [ "$n" = always ] || echo $((n - 1)) > "$root/var/lib/fake-pg/polls-with-client"
-  printf '10.0.0.7\037\037gunicorn\037synnefo\037snf_apps\0372026-12-01 22:00:00+00\n'
-fi
+answer() {
+  case "$1" in
+  *server_version_num*) echo 90400;;
+  # The rows written to a table (the writes against a real server: below).
+  *pg_stat_user_tables*) printf 'public.im_user\0377\n';;
+  *)
+    n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
+    if [ "$n" = always ] || [ "$n" -gt 0 ]; then
+      [ "$n" = always ] || echo $((n - 1)) > "$root/var/lib/fake-pg/polls-with-client"
+      printf '10.0.0.7\037\037gunicorn\037synnefo\037snf_apps\0372026-12-01 22:00:00+00\n'
+    fi;;
+  esac
+}
+case " $* " in *" -c "*) answer "$*"; exit 0;; esac
+while IFS= read -r line; do
+  case "$line" in
+  '\echo '*) line=${line#\\echo \'}; echo "${line%\'}";;
+  '') ;;
+  *) echo "  $line" >> "$root/var/log/psql.calls"; answer "$line";;
+  esac
+done
 "#;
 
 /// A migrating node on PostgreSQL with the fake psql, armed and dist-upgraded.
@@ -103,35 +120,48 @@ fn finishes_after(node: &Node, guard: &str) -> String {
 
 #[test]
 fn a_client_that_leaves_within_the_quiet_period_lets_migrate_run() {
-    let node = migrating("2", "[migrations]\nquiet_period_secs = 10\n");
+    let node = migrating(
+        "2",
+        "[migrations]\nquiet_period_secs = 10\nquiet_poll_ms = 1000\n",
+    );
     finishes_after(&node, "no other client of snf_apps, snf_pithos (connected at first, gone after 2s: 10.0.0.7 (application 'gunicorn', user synnefo, database snf_apps");
     let calls = read(&node, "/var/log/psql.calls");
     let lines: Vec<&str> = calls.lines().collect();
-    // The version once, then polls until the client is gone: one server for both databases.
-    assert_eq!(lines.len(), 4, "{calls}");
+    // The version once; then one session for both databases (one server),
+    // which looks every second until the client is gone.
+    assert_eq!(lines.len(), 5, "{calls}");
     assert!(lines[0].contains("server_version_num"), "{calls}");
-    for line in &lines {
-        assert!(
-            line.starts_with(
-                "-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -c "
-            ),
-            "{line}"
-        );
+    assert!(
+        lines[0]
+            .starts_with("-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -c "),
+        "{calls}"
+    );
+    assert_eq!(
+        lines[1],
+        "-X -A -t -w -F \u{1f} -h 10.0.0.1 -p 5432 -U synnefo -d snf_apps -q -v ON_ERROR_STOP=1 PGPASSWORD=s3cret",
+        "{calls}"
+    );
+    for line in &lines[..2] {
         // The password only in the environment.
         let (argv, env) = line.rsplit_once(" PGPASSWORD=").unwrap();
         assert_eq!(env, "s3cret");
         assert!(!argv.contains("s3cret"), "{line}");
     }
-    assert!(
-        lines[1].contains("datname = ANY(ARRAY['snf_apps', 'snf_pithos'])")
-            && lines[1].contains(" pid <> pg_backend_pid()"),
-        "{calls}"
-    );
+    for poll in &lines[2..] {
+        assert!(
+            poll.contains("datname = ANY(ARRAY['snf_apps', 'snf_pithos'])")
+                && poll.contains(" pid <> pg_backend_pid()"),
+            "{calls}"
+        );
+    }
 }
 
 #[test]
 fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
-    let node = migrating("always", "[migrations]\nquiet_period_secs = 2\n");
+    let node = migrating(
+        "always",
+        "[migrations]\nquiet_period_secs = 2\nquiet_poll_ms = 1000\n",
+    );
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1), "a step failure");
     let step = node.step("finish", "migrate");
@@ -152,8 +182,9 @@ fn a_client_that_stays_stops_finish_before_migrate_and_a_restart_resumes() {
         "{}",
         read(&node, "/var/log/snf-manage.calls")
     );
-    // It waited the quiet period, polling: the version, then 3 polls (0 s, 1 s, 2 s).
-    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 4);
+    // It waited the quiet period, polling: the version, the session, then 3
+    // looks (0 s, 1 s, 2 s).
+    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 5);
     assert_eq!(node.state_json()["phase"], "finishing");
     assert!(node.masked("gunicorn.service"));
 
@@ -177,8 +208,8 @@ fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
         .as_str()
         .unwrap()
         .starts_with("no other client of snf_apps, snf_pithos; "));
-    // The refused attempt, then the version and one poll.
-    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 3);
+    // The refused attempt, then the version, the session and one look.
+    assert_eq!(read(&node, "/var/log/psql.calls").lines().count(), 4);
 
     // Any other psql failure: the step fails, nothing migrated.
     let node = migrating("0", "");
@@ -199,21 +230,25 @@ fn a_server_still_starting_is_retried_and_a_failing_psql_fails_the_step() {
 
 #[test]
 fn the_window_reads_the_row_counters_of_each_database_at_its_start_and_end() {
-    let node = migrating("0", "[migrations]\nquiet_window_secs = 1\n");
+    let node = migrating(
+        "0",
+        "[migrations]\nquiet_window_secs = 1\nquiet_poll_ms = 1000\n",
+    );
     finishes_after(
         &node,
         "no other client of snf_apps, snf_pithos, and no row written to them in 1s; ",
     );
     let calls = read(&node, "/var/log/psql.calls");
     let lines: Vec<&str> = calls.lines().collect();
-    // The version; the first look at the clients; the counters of both
-    // databases; a look a second through the window; the counters again.
-    assert_eq!(lines.len(), 7, "{calls}");
+    // The version; the session and its first look at the clients; the
+    // counters of both databases; a look a second through the window; the
+    // counters again.
+    assert_eq!(lines.len(), 8, "{calls}");
     for (i, db) in [
-        (2, "snf_apps"),
-        (3, "snf_pithos"),
-        (5, "snf_apps"),
-        (6, "snf_pithos"),
+        (3, "snf_apps"),
+        (4, "snf_pithos"),
+        (6, "snf_apps"),
+        (7, "snf_pithos"),
     ] {
         assert!(
             lines[i].contains(&format!("-d {db} -c SELECT schemaname || '.' || relname"))
@@ -221,7 +256,9 @@ fn the_window_reads_the_row_counters_of_each_database_at_its_start_and_end() {
             "{calls}"
         );
     }
-    assert!(lines[4].contains("FROM pg_stat_activity"), "{calls}");
+    for i in [2, 5] {
+        assert!(lines[i].contains("FROM pg_stat_activity"), "{calls}");
+    }
 }
 
 #[test]

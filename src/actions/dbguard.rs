@@ -278,38 +278,140 @@ fn same_server(a: &Postgres, b: &Postgres) -> bool {
     (&a.host, &a.port, &a.user, &a.password) == (&b.host, &b.port, &b.user, &b.password)
 }
 
-/// Runs one `psql -c sql` against `conn`; its stdout.
-fn psql(program: &str, conn: &Postgres, sql: &str) -> Result<String> {
-    let sep = SEP.to_string();
-    let mut argv = vec![program, "-X", "-A", "-t", "-w", "-F", &sep];
+/// The `psql` argv (without the command) and environment for `conn`.
+fn psql_command(program: &str, conn: &Postgres) -> (Vec<String>, Vec<(&'static str, String)>) {
+    let mut argv: Vec<String> = [program, "-X", "-A", "-t", "-w", "-F"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    argv.push(SEP.to_string());
     for (flag, value) in [("-h", &conn.host), ("-p", &conn.port), ("-U", &conn.user)] {
         if !value.is_empty() {
-            argv.extend([flag, value.as_str()]);
+            argv.extend([flag.to_string(), value.clone()]);
         }
     }
-    argv.extend(["-d", conn.name.as_str(), "-c", sql]);
+    argv.extend(["-d".to_string(), conn.name.clone()]);
     let mut env = vec![
-        ("PGCONNECT_TIMEOUT", "10"),
-        ("PGAPPNAME", "synnefo-upgrade"),
+        ("PGCONNECT_TIMEOUT", "10".to_string()),
+        ("PGAPPNAME", "synnefo-upgrade".to_string()),
     ];
     if !conn.password.is_empty() {
-        env.push(("PGPASSWORD", conn.password.as_str()));
+        env.push(("PGPASSWORD", conn.password.clone()));
     }
+    (argv, env)
+}
+
+/// `'psql' on database NAME at HOST failed (STATUS): STDERR`.
+fn psql_failed(conn: &Postgres, status: impl std::fmt::Display, stderr: &[u8]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "'psql' on database {}{} failed ({status}): {}",
+        conn.name,
+        if conn.host.is_empty() {
+            String::new()
+        } else {
+            format!(" at {}", conn.host)
+        },
+        String::from_utf8_lossy(stderr).trim()
+    )
+}
+
+/// Runs one `psql -c sql` against `conn`; its stdout.
+fn psql(program: &str, conn: &Postgres, sql: &str) -> Result<String> {
+    let (mut argv, env) = psql_command(program, conn);
+    argv.extend(["-c".to_string(), sql.to_string()]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = exec::run_output(&argv, &env)?;
     if !out.status.success() {
-        bail!(
-            "'psql' on database {}{} failed ({}): {}",
-            conn.name,
-            if conn.host.is_empty() {
-                String::new()
-            } else {
-                format!(" at {}", conn.host)
-            },
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(psql_failed(conn, out.status, &out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One `psql` kept open for the guard's looks at the connections: one
+/// connection and one process for all of them, instead of one of each per
+/// look, so that looking five times a second costs the server a query and
+/// the node nothing (a `psql` start is what a busy node cannot spare).
+/// Queries go in on its stdin, each followed by `\echo` of a marker that
+/// ends its answer.
+struct Session {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    conn: Postgres,
+    end: String,
+    _tracked: crate::base::children::Tracked,
+}
+
+impl Session {
+    fn open(program: &str, conn: &Postgres) -> Result<Session> {
+        use std::process::{Command, Stdio};
+        let (argv, env) = psql_command(program, conn);
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .args(["-q", "-v", "ON_ERROR_STOP=1"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting '{}'", argv[0]))?;
+        let tracked = crate::base::children::track(child.id());
+        let input = child.stdin.take().context("no stdin pipe")?;
+        let output = std::io::BufReader::new(child.stdout.take().context("no stdout pipe")?);
+        // No answer of the server can end with it: it names this process and the time.
+        let end = format!(
+            "-- end of answer {} {} --",
+            std::process::id(),
+            crate::base::clock::now()
+        );
+        Ok(Session {
+            child,
+            input,
+            output,
+            conn: conn.clone(),
+            end,
+            _tracked: tracked,
+        })
+    }
+
+    /// The answer (stdout) to `sql`.
+    fn query(&mut self, sql: &str) -> Result<String> {
+        use std::io::{BufRead, Read, Write};
+        let sent =
+            writeln!(self.input, "{sql};\n\\echo '{}'", self.end).and_then(|()| self.input.flush());
+        let mut answer = String::new();
+        let mut line = String::new();
+        let ended = sent.is_ok()
+            && loop {
+                line.clear();
+                match self.output.read_line(&mut line) {
+                    Ok(0) | Err(_) => break false,
+                    Ok(_) if line.trim_end_matches(['\n', '\r']) == self.end => break true,
+                    Ok(_) => answer.push_str(&line),
+                }
+            };
+        if ended {
+            return Ok(answer);
+        }
+        // psql ended (ON_ERROR_STOP, a lost connection): its stderr says why.
+        let mut stderr = Vec::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_end(&mut stderr);
+        }
+        let status = self
+            .child
+            .wait()
+            .map_or_else(|e| e.to_string(), |s| s.to_string());
+        Err(psql_failed(&self.conn, status, &stderr))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The guard (step `migrate`, on the node with `[migrations] run = true`):
@@ -375,10 +477,14 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
             &config.migrations.allow_clients,
         ));
     }
+    let mut sessions = servers
+        .iter()
+        .map(|server| Session::open(&program, &server.conn))
+        .collect::<Result<Vec<_>>>()?;
     let mut clients = || -> Result<Vec<Client>> {
         let mut all = Vec::new();
-        for (server, sql) in servers.iter().zip(&sqls) {
-            all.extend(parse(&psql(&program, &server.conn, sql)?)?);
+        for (session, sql) in sessions.iter_mut().zip(&sqls) {
+            all.extend(parse(&session.query(sql)?)?);
         }
         Ok(all)
     };

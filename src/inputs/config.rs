@@ -248,7 +248,7 @@ impl Default for Migrations {
             require_quiet_database: true,
             quiet_period_secs: 60,
             quiet_window_secs: 8,
-            quiet_poll_ms: 1000,
+            quiet_poll_ms: 200,
             allow_clients: Vec::new(),
         }
     }

@@ -158,12 +158,16 @@ def main(out):
     else:
         bad(f"{WAITING} started its services before the migrations ended (start-services {start}, first 0.19 heartbeat {new[:1]}, last end {last_end})")
 
-    # 6. The guard's refusal is in svc1's journal, naming the client.
+    # 6. The guard's refusal is in svc1's journal, naming the writer (its
+    # address and application when a look saw its short connection, else the
+    # table it wrote to), before any migration.
     journal = (out / MIGRATING / "journal.json").read_text(encoding="utf-8", errors="replace")
-    if "snf-manage shell (0.18.1, left running)" in journal:
-        ok(f"{MIGRATING}'s journal has the database guard's refusal naming the client left connected")
+    if "snf-dispatcher (0.18.1, left out of the roll-out)" in journal:
+        ok(f"{MIGRATING}'s journal has the database guard's refusal naming the writer left running (seen connected)")
+    elif "not migrating: snf_apps.public.stray_writes" in journal:
+        ok(f"{MIGRATING}'s journal has the database guard's refusal naming the table the writer left running wrote to")
     else:
-        bad(f"{MIGRATING}'s journal does not name the client the guard refused")
+        bad(f"{MIGRATING}'s journal does not name the writer the guard refused")
 
     # The figures: downtime per node (status/state), the cluster's (fleet report,
     # and from the heartbeats: last 0.18.1 to the first 0.19 gunicorn anywhere).

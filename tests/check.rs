@@ -262,7 +262,60 @@ fn inhibitor_ganeti_instances_running() {
     assert!(finding["summary"]
         .as_str()
         .unwrap()
-        .contains("vm1.example.org"));
+        .contains("vm1.example.org (kvm)"));
+}
+
+/// Instances of any hypervisor count, from each one's own runtime state (a
+/// fake-hypervisor file, a chroot directory; under --root no process or
+/// mount can be checked): the inhibitor names each with its hypervisor.
+/// A Ganeti node that the cluster configuration shows open to new instances
+/// gets the drain finding; drained or offline, none.
+#[test]
+fn instances_of_every_hypervisor_and_the_drain() {
+    let node = Node::with_synnefo(&["snf-cyclades-gtools"]);
+    node.write(
+        "/var/run/ganeti/fake-hypervisor/vm2.example.org",
+        "0\n512\n1\n",
+        0o644,
+    );
+    std::fs::create_dir_all(node.path("/var/run/ganeti/chroot-hypervisor/vm3.example.org"))
+        .unwrap();
+    let config = |drained: bool| {
+        format!(
+            r#"{{"nodes": {{"u1": {{"name": "node1.example.org", "drained": {drained}, "offline": false}}}}}}"#
+        )
+    };
+    node.write("/var/lib/ganeti/config.data", &config(false), 0o600);
+    let json = inhibited_by(&node, "ganeti-instances");
+    let finding = |id: &str| {
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .cloned()
+    };
+    assert_eq!(
+        finding("ganeti-instances").unwrap()["summary"],
+        "running: vm2.example.org (fake), vm3.example.org (chroot)"
+    );
+    let drain = finding("ganeti-node-not-drained").expect("the drain finding");
+    assert_eq!(drain["severity"], "medium");
+    assert_eq!(
+        drain["remediation"]["commands"][0],
+        "gnt-node modify --drained=yes node1"
+    );
+
+    node.write("/var/lib/ganeti/config.data", &config(true), 0o600);
+    let json = inhibited_by(&node, "ganeti-instances");
+    assert!(
+        !json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "ganeti-node-not-drained"),
+        "{json}"
+    );
 }
 
 #[test]

@@ -199,6 +199,22 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             ]),
         );
     }
+    if let Some(crate::inputs::node::ganeti::Drain::Open) = facts.drain {
+        let me = facts.hostname.clone().unwrap_or_else(|| "NODE".into());
+        found.push(
+            Finding::new(
+                "ganeti-node-not-drained",
+                Severity::Medium,
+                "this Ganeti node is not drained",
+                "the cluster's allocator may place new instances here while the node is evacuated and rebooted (the cluster configuration says so; it is on the master candidates)",
+                "drain the node on the Ganeti master before evacuating it, and undrain it once it is back",
+            )
+            .commands([
+                format!("gnt-node modify --drained=yes {}", shell_word(&me)),
+                format!("gnt-node modify --drained=no {}", shell_word(&me)),
+            ]),
+        );
+    }
     apt_findings(config, facts, &mut found);
     match &facts.state {
         Ok(None) | Ok(Some(Phase::Aborted)) => {}

@@ -9,6 +9,7 @@ use crate::base::fsx::{self, Root};
 use crate::base::paths;
 
 pub mod facts;
+pub mod ganeti;
 pub use facts::Facts;
 
 /// The services the guide stops, in the order they are stopped
@@ -345,34 +346,7 @@ pub fn roles(root: &Root, packages: &[crate::base::dpkg::Package]) -> Vec<Role> 
     roles
 }
 
-/// Where Ganeti's KVM hypervisor keeps one pid file per running instance.
-pub const KVM_PID_DIR: &str = "/var/run/ganeti/kvm-hypervisor/pid";
-
-/// Ganeti instances running on this node: pid files whose process is alive
-/// (under `--root`, every pid file counts, as no process can be checked).
-pub fn running_instances(root: &Root) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root.path(KVM_PID_DIR)) else {
-        return Vec::new();
-    };
-    let mut instances: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            if !root.is_live() {
-                return true;
-            }
-            fsx::read_text_opt(root, Path::new(KVM_PID_DIR).join(e.file_name()))
-                .ok()
-                .flatten()
-                .and_then(|t| t.trim().parse::<i32>().ok())
-                .is_some_and(|pid| {
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-                })
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    instances.sort();
-    instances
-}
+pub use ganeti::{running_instances, KVM_PID_DIR};
 
 #[cfg(test)]
 mod role_tests {

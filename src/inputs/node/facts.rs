@@ -45,8 +45,10 @@ pub struct Facts {
     pub installed_services: Vec<String>,
     /// The `/etc/default` enable flags of the services that have one (installed or not).
     pub default_flags: BTreeMap<String, Option<String>>,
-    /// Ganeti instances running here.
+    /// Ganeti instances running here, `NAME (HYPERVISOR)` ([`super::ganeti`]).
     pub running_instances: Vec<String>,
+    /// On a Ganeti node: whether the cluster keeps new instances off it.
+    pub drain: Option<super::ganeti::Drain>,
     /// Whether the run is live and not as root.
     pub live_non_root: bool,
     /// The APT sources at the start of the run, or why they cannot be read.
@@ -83,10 +85,13 @@ impl Facts {
             init: InitSystem::detect(root),
             hostname: super::hostname(root),
             packages,
-            roles,
+            roles: roles.clone(),
             installed_services,
             default_flags,
             running_instances: super::running_instances(root),
+            drain: roles
+                .contains(&super::Role::GanetiNode)
+                .then(|| super::ganeti::drain(root, &super::hostname(root).unwrap_or_default())),
             live_non_root: root.is_live() && !nix::unistd::geteuid().is_root(),
             apt_sources: apt::sources::sources(root).map_err(|e| format!("{e:#}")),
             apt_lists: apt::Lists::read(root),

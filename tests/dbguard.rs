@@ -411,9 +411,11 @@ impl Drop for Server {
     }
 }
 
-/// The settings of a node whose databases are `server`'s snf_apps and
-/// snf_pithos (user postgres, no password), with the server's psql.
-fn node_on(server: &Server) -> Node {
+/// A migrating node whose databases are `server`'s snf_apps and snf_pithos
+/// (user postgres, no password), with the server's psql and `migrations` (keys of that
+/// table), armed
+/// and dist-upgraded (backups off).
+fn node_on(server: &Server, migrations: &str) -> Node {
     let node = Node::wheezy();
     node.write(
         "/etc/synnefo/10-snf-webproject-database.conf",
@@ -429,6 +431,13 @@ fn node_on(server: &Server) -> Node {
         0o640,
     );
     server.psql_in(&node);
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        &format!("[backups]\nenabled = false\n[migrations]\n{migrations}"),
+        0o644,
+    );
+    node.ok(&["prepare"]);
+    node.to_jessie();
     node
 }
 
@@ -439,14 +448,7 @@ fn node_on(server: &Server) -> Node {
 #[test]
 fn real_postgresql_other_client_then_none() {
     let server = Server::start();
-    let node = node_on(&server);
-    node.write(
-        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
-        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\nquiet_window_secs = 1\n",
-        0o644,
-    );
-    node.ok(&["prepare"]);
-    node.to_jessie();
+    let node = node_on(&server, "quiet_period_secs = 2\nquiet_window_secs = 1\n");
 
     // An idle client, connected until its stdin closes.
     let mut client = server
@@ -505,14 +507,7 @@ fn real_postgresql_a_writer_with_short_lived_connections_is_seen() {
         "-c",
         "CREATE TABLE stray_writes (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
     ]));
-    let node = node_on(&server);
-    node.write(
-        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
-        "[backups]\nenabled = false\n[migrations]\nquiet_period_secs = 2\n",
-        0o644,
-    );
-    node.ok(&["prepare"]);
-    node.to_jessie();
+    let node = node_on(&server, "quiet_period_secs = 2\n");
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {

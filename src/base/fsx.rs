@@ -1308,6 +1308,14 @@ pub fn lock_holder(root: &Root) -> Result<Option<String>> {
     }
 }
 
+/// What [`write_lock_holder`] wrote (`PID COMMAND`): the holder's process id,
+/// when it is a number, and its command.
+pub fn parse_lock_holder(text: &str) -> (Option<u32>, &str) {
+    let text = text.trim();
+    let (pid, command) = text.split_once(' ').unwrap_or((text, ""));
+    (pid.parse().ok(), command)
+}
+
 /// Records who holds the lock (`PID COMMAND`) in the locked file, for a
 /// second run to name it.
 pub fn write_lock_holder(file: &mut File, holder: &str) -> Result<()> {

@@ -70,7 +70,7 @@ pub fn install() -> Result<()> {
 }
 
 /// The message of a step stopped by `signal`.
-pub fn message(signal: Signal, phase: PhaseKind) -> String {
+fn message(signal: Signal, phase: PhaseKind) -> String {
     format!(
         "interrupted by {} (systemctl stop, a shutdown, or Ctrl-C): the step did not complete; \
          run 'synnefo-upgrade {phase}'{} to resume at this step",
@@ -139,21 +139,16 @@ fn record(running: &Running, text: &str) -> Result<()> {
     state.save(&running.root)
 }
 
-/// `migrate` may have had systemd load the services unmasked ahead of
-/// `unmask-services` (the masks are back on disk at once): one reload puts
-/// the masks in force in systemd's memory too, as after a failed step.
+/// `migrate` may have had the init system load the services unmasked ahead
+/// of `unmask-services` (the masks are back on disk at once): the runner's
+/// own remedy after a failed step, [`Services::load_masks_again`], through a
+/// handle of this thread's (the run's is the main thread's).
+///
+/// [`Services::load_masks_again`]: crate::actions::services::Services::load_masks_again
 fn masks_again(root: &Root) {
-    if !root.path(crate::base::paths::RUN_SYSTEMD_SYSTEM).is_dir() {
-        return;
-    }
-    let reloaded = crate::base::exec::find(root, "systemctl")
-        .and_then(|program| {
-            crate::base::exec::run_output(&[&program.to_string_lossy(), "daemon-reload"], &[])
-        })
-        .map(|out| out.status.success());
-    if !matches!(reloaded, Ok(true)) {
+    if let Err(e) = crate::actions::services::for_node(root).and_then(|s| s.load_masks_again()) {
         log::warn!(
-            "reloading systemd so that the masks are in force again did not succeed: run 'systemctl daemon-reload'"
+            "reloading the init system so that it sees the masks again failed ({e:#}): run 'systemctl daemon-reload'"
         );
     }
 }

@@ -69,10 +69,9 @@ fn holder(root: &crate::base::fsx::Root) -> String {
         .ok()
         .flatten()
         .unwrap_or_default();
-    let text = text.trim();
-    let (pid, command) = text.split_once(' ').unwrap_or((text, ""));
-    match pid.parse::<i32>() {
-        Ok(pid) if pid > 0 => {
+    let (pid, command) = crate::base::fsx::parse_lock_holder(&text);
+    match pid.and_then(|p| i32::try_from(p).ok()) {
+        Some(pid) if pid > 0 => {
             let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
             format!(
                 "PID {pid} ('{command}'{})",

@@ -321,9 +321,9 @@ fn in_progress(root: &Root, state: &State) -> Option<InProgress> {
     let holder = crate::base::fsx::lock_holder(root)
         .map_err(|e| log::warn!("status: {e:#}"))
         .ok()??;
-    let (pid, command) = holder.split_once(' ').unwrap_or((holder.as_str(), ""));
+    let (pid, command) = crate::base::fsx::parse_lock_holder(&holder);
     Some(InProgress {
-        pid: pid.parse().ok(),
+        pid,
         command: command.to_string(),
         step: state
             .steps

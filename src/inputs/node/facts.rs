@@ -80,18 +80,20 @@ impl Facts {
             .filter(|s| super::default_flag_of(s).is_some())
             .map(|s| (s.to_string(), super::default_flag(root, s)))
             .collect();
+        let hostname = super::hostname(root);
+        let drain = roles
+            .contains(&super::Role::GanetiNode)
+            .then(|| super::ganeti::drain(root, hostname.as_deref().unwrap_or_default()));
         Facts {
             os: super::os_codename(root).map_err(|e| format!("{e:#}")),
             init: InitSystem::detect(root),
-            hostname: super::hostname(root),
+            hostname,
             packages,
-            roles: roles.clone(),
+            roles,
             installed_services,
             default_flags,
             running_instances: super::running_instances(root),
-            drain: roles
-                .contains(&super::Role::GanetiNode)
-                .then(|| super::ganeti::drain(root, &super::hostname(root).unwrap_or_default())),
+            drain,
             live_non_root: root.is_live() && !nix::unistd::geteuid().is_root(),
             apt_sources: apt::sources::sources(root).map_err(|e| format!("{e:#}")),
             apt_lists: apt::Lists::read(root),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::pg::{succeeds, Server};
 use common::Node;
 use std::fs;
 
@@ -296,119 +297,6 @@ fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
         "database guard skipped: no PostgreSQL database (not checked: SQLite /srv/snf.sqlite); ",
     );
     assert_eq!(read(&node, "/var/log/psql.calls"), "");
-}
-
-/// Runs `command`, which must succeed; its stdout.
-fn succeeds(command: &mut std::process::Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A throwaway PostgreSQL server (the machine's own binaries) on 127.0.0.1,
-/// run as `postgres` when we are root; stopped on drop.
-struct Server {
-    dir: tempfile::TempDir,
-    bin: std::path::PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn as_postgres(&self, program: &str) -> std::process::Command {
-        let program = self.bin.join(program);
-        if nix::unistd::Uid::effective().is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            std::process::Command::new(program)
-        }
-    }
-
-    fn start() -> Server {
-        Server::start_on(54329)
-    }
-
-    fn start_on(port: u16) -> Server {
-        let bin = fs::read_dir("/usr/lib/postgresql")
-            .expect(
-                "PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)",
-            )
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|b| b.join("initdb").is_file())
-            .expect("an initdb under /usr/lib/postgresql/*/bin");
-        let dir = tempfile::tempdir().unwrap();
-        if nix::unistd::Uid::effective().is_root() {
-            let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-            std::os::unix::fs::chown(dir.path(), Some(pg.uid.as_raw()), Some(pg.gid.as_raw()))
-                .unwrap();
-        }
-        let server = Server { dir, bin, port };
-        let data = server.dir.path().join("data");
-        succeeds(
-            server
-                .as_postgres("initdb")
-                .args(["-A", "trust", "-U", "postgres", "-D"])
-                .arg(&data),
-        );
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            server.port,
-            server.dir.path().display()
-        );
-        succeeds(
-            server
-                .as_postgres("pg_ctl")
-                .args(["-w", "-l"])
-                .arg(server.dir.path().join("log"))
-                .args(["-o", &options, "-D"])
-                .arg(&data)
-                .arg("start"),
-        );
-        for db in ["snf_apps", "snf_pithos"] {
-            server.sql(&format!("CREATE DATABASE {db}"));
-        }
-        server
-    }
-
-    fn psql(&self, db: &str) -> std::process::Command {
-        let mut c = std::process::Command::new(self.bin.join("psql"));
-        c.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .args(["-U", "postgres", "-d", db]);
-        c
-    }
-
-    /// The server's `psql` as the node's `/usr/bin/psql` (a script: a link's
-    /// absolute target would be read under the fixture root).
-    fn psql_in(&self, node: &Node) {
-        let program = self.bin.join("psql");
-        node.write(
-            "/usr/bin/psql",
-            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", program.display()),
-            0o755,
-        );
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        succeeds(self.psql("postgres").args(["-c", sql]))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self
-            .as_postgres("pg_ctl")
-            .args(["-m", "immediate", "-D"])
-            .arg(self.dir.path().join("data"))
-            .arg("stop")
-            .output();
-    }
 }
 
 /// A migrating node whose databases are `server`'s snf_apps and snf_pithos

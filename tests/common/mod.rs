@@ -3,6 +3,8 @@
 //! Ganeti ssconf), plus the real binary and a byte-for-byte tree snapshot.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};

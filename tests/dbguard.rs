@@ -21,8 +21,12 @@ const PITHOS: &str =
 /// session one more (`  SQL`).
 const FAKE_PSQL: &str = r#"#!/bin/sh
 root="$(dirname "$0")/../.."
-echo "$* PGPASSWORD=$PGPASSWORD" >> "$root/var/log/psql.calls"
-if [ -e "$root/var/lib/fake-pg/starting" ]; then
+# The sessions of the order of the migrations (migorder, named
+# 'synnefo-upgrade (…)') are recorded apart: psql.calls is the guard's.
+calls="$root/var/log/psql.calls"
+case "$PGAPPNAME" in 'synnefo-upgrade ('*) calls="$root/var/log/psql-order.calls";; esac
+echo "$* PGPASSWORD=$PGPASSWORD" >> "$calls"
+if [ "$calls" = "$root/var/log/psql.calls" ] && [ -e "$root/var/lib/fake-pg/starting" ]; then
   rm "$root/var/lib/fake-pg/starting"
   echo 'psql: could not connect to server: Connection refused' >&2; exit 2
 fi
@@ -31,6 +35,10 @@ answer() {
   *server_version_num*) echo 90400;;
   # The rows written to a table (the writes against a real server: below).
   *pg_stat_user_tables*) printf 'public.im_user\0377\n';;
+  # The order of the migrations (migorder): no other project's tables, the
+  # lock free and taken.
+  *pg_class*) ;;
+  *pg_try_advisory_lock*) echo t;;
   *)
     n=$(cat "$root/var/lib/fake-pg/polls-with-client" 2>/dev/null || echo 0)
     if [ "$n" = always ] || [ "$n" -gt 0 ]; then
@@ -44,7 +52,7 @@ while IFS= read -r line; do
   case "$line" in
   '\echo '*) line=${line#\\echo \'}; echo "${line%\'}";;
   '') ;;
-  *) echo "  $line" >> "$root/var/log/psql.calls"; answer "$line";;
+  *) echo "  $line" >> "$calls"; answer "$line";;
   esac
 done
 "#;
@@ -306,11 +314,6 @@ fn sqlite_and_a_node_without_psql_are_skipped_with_a_notice() {
 fn node_on(server: &Server, migrations: &str) -> Node {
     let node = Node::wheezy();
     node.write(
-        "/etc/synnefo/10-snf-webproject-database.conf",
-        &format!("DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'postgres', 'PASSWORD': '', 'HOST': '127.0.0.1', 'PORT': '{}'}}}}\n", server.port),
-        0o640,
-    );
-    node.write(
         "/etc/synnefo/20-snf-pithos-backend.conf",
         &format!(
             "PITHOS_BACKEND_DB_CONNECTION = 'postgresql://postgres@127.0.0.1:{}/snf_pithos'\n",
@@ -318,14 +321,10 @@ fn node_on(server: &Server, migrations: &str) -> Node {
         ),
         0o640,
     );
-    server.psql_in(&node);
-    node.write(
-        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+    server.serve(
+        &node,
         &format!("[backups]\nenabled = false\n[migrations]\n{migrations}"),
-        0o644,
     );
-    node.ok(&["prepare"]);
-    node.to_jessie();
     node
 }
 
@@ -444,19 +443,7 @@ fn real_postgresql_a_writer_with_short_lived_connections_is_seen() {
 fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
     let server = Server::start_on(54330);
     let node = Node::wheezy();
-    node.write(
-        "/etc/synnefo/10-snf-webproject-database.conf",
-        &format!("DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'postgres', 'PASSWORD': '', 'HOST': '127.0.0.1', 'PORT': '{}'}}}}\n", server.port),
-        0o640,
-    );
-    server.psql_in(&node);
-    node.write(
-        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
-        "[migrations]\nrun = false\nwait_seconds = 60\n",
-        0o644,
-    );
-    node.ok(&["prepare"]);
-    node.to_jessie();
+    server.serve(&node, "[migrations]\nrun = false\nwait_seconds = 60\n");
     node.fake_snf_manage("echo im\necho ' [ ] 0001_initial'\n");
     let mut finish = common::spawn(&node, &["finish"]);
     let watching = || {

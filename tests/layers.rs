@@ -47,6 +47,7 @@ const LAYERS: &[(&str, Option<&str>, &[&str])] = &[
             "synnefo",
             "migwait",
             "dbguard",
+            "migorder",
         ],
     ),
     (

@@ -63,6 +63,11 @@ pub struct Database {
     pub dump: Dump,
 }
 
+/// How our PostgreSQL sessions begin their application name
+/// (`pg_stat_activity`): the database guard counts no session so named, on
+/// any node ([`crate::actions::dbguard::query`]).
+pub const OUR_APP: &str = "synnefo-upgrade";
+
 /// A PostgreSQL database, as `pg_dump` is pointed at it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Postgres {
@@ -433,7 +438,11 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
             Dump::Command { argv, password } => {
                 let program = exec::find(root, &argv[0])?;
                 let mut command = Command::new(program);
-                command.args(&argv[1..]);
+                // Named ours: the guard of another node migrating on the
+                // same database does not count a dump (it only reads).
+                command
+                    .args(&argv[1..])
+                    .env("PGAPPNAME", format!("{OUR_APP} (backup)"));
                 if let Some(password) = password {
                     command.env("PGPASSWORD", password);
                 }

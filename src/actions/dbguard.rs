@@ -19,8 +19,9 @@
 //!   that connects in it, fails the step before migrating, naming the tables
 //!   (and the client's address when a poll saw it).
 //!
-//! Not counted: our own sessions (reads: they write no row), the waiting
-//! nodes' watch ([`crate::actions::migwait::WATCH_APP`], reads too),
+//! Not counted: our own sessions, on this node or another (application
+//! name beginning with [`OUR_APP`]: the guard's, the waiting nodes' watch,
+//! a migrating node waiting for its turn, `pg_dump`; reads: they write no row),
 //! PostgreSQL's own processes (autovacuum and analyze write only system
 //! catalogs, which `pg_stat_user_tables` leaves out), and clients at the
 //! addresses of `[migrations] allow_clients` (their connections only: a
@@ -35,7 +36,7 @@
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
 
-use crate::actions::backup::{self, Postgres, Target};
+use crate::actions::backup::{self, Postgres, Target, OUR_APP};
 use crate::actions::synnefo;
 use crate::base::clock::{Clock, RealClock};
 use crate::base::exec;
@@ -43,7 +44,7 @@ use crate::base::fsx::Root;
 use crate::inputs::config::Config;
 
 /// psql's field separator in our output (ASCII unit separator: in no name).
-const SEP: char = '\u{1f}';
+pub(crate) const SEP: char = '\u{1f}';
 
 /// The rows written to each table, by `DATABASE.SCHEMA.TABLE`, as
 /// `pg_stat_user_tables` counts them (inserts + updates + deletes).
@@ -121,9 +122,10 @@ fn literal(s: &str) -> String {
 
 /// The query for the other clients of `names`. `pid_column` is `procpid`
 /// before 9.2. Internal server processes (autovacuum, background workers)
-/// have a NULL `client_port`; a unix socket client has -1. The waiting
-/// nodes' sessions ([`crate::actions::migwait::WATCH_APP`]: one read of
-/// `django_migrations` a second, no lock held) are not clients to wait for.
+/// have a NULL `client_port`; a unix socket client has -1. Our own sessions
+/// on any node (application name beginning with [`OUR_APP`]: the waiting
+/// nodes' watch of `django_migrations`, a migrating node waiting for its
+/// turn, `finish`'s `pg_dump`) only read, and are not clients to wait for.
 ///
 /// `allowed`: client addresses not counted (`host(client_addr)`, so
 /// `10.0.0.9` or `2001:db8::9`).
@@ -142,9 +144,9 @@ pub fn query(names: &[String], pid_column: &str, allowed: &[String]) -> String {
         "SELECT client_addr, client_hostname, application_name, usename, datname, backend_start \
          FROM pg_stat_activity WHERE datname = ANY(ARRAY[{}]) AND client_port IS NOT NULL \
          AND {pid_column} <> pg_backend_pid() \
-         AND application_name IS DISTINCT FROM {}{allowed} ORDER BY backend_start",
+         AND COALESCE(application_name, '') NOT LIKE {}{allowed} ORDER BY backend_start",
         names.join(", "),
-        literal(crate::actions::migwait::WATCH_APP)
+        literal(&format!("{OUR_APP}%"))
     )
 }
 
@@ -279,7 +281,11 @@ fn same_server(a: &Postgres, b: &Postgres) -> bool {
 }
 
 /// The `psql` argv (without the command) and environment for `conn`.
-fn psql_command(program: &str, conn: &Postgres) -> (Vec<String>, Vec<(&'static str, String)>) {
+fn psql_command(
+    program: &str,
+    conn: &Postgres,
+    app: &str,
+) -> (Vec<String>, Vec<(&'static str, String)>) {
     let mut argv: Vec<String> = [program, "-X", "-A", "-t", "-w", "-F"]
         .iter()
         .map(|a| a.to_string())
@@ -293,7 +299,7 @@ fn psql_command(program: &str, conn: &Postgres) -> (Vec<String>, Vec<(&'static s
     argv.extend(["-d".to_string(), conn.name.clone()]);
     let mut env = vec![
         ("PGCONNECT_TIMEOUT", "10".to_string()),
-        ("PGAPPNAME", "synnefo-upgrade".to_string()),
+        ("PGAPPNAME", app.to_string()),
     ];
     if !conn.password.is_empty() {
         env.push(("PGPASSWORD", conn.password.clone()));
@@ -317,7 +323,7 @@ fn psql_failed(conn: &Postgres, status: impl std::fmt::Display, stderr: &[u8]) -
 
 /// Runs one `psql -c sql` against `conn`; its stdout.
 fn psql(program: &str, conn: &Postgres, sql: &str) -> Result<String> {
-    let (mut argv, env) = psql_command(program, conn);
+    let (mut argv, env) = psql_command(program, conn, OUR_APP);
     argv.extend(["-c".to_string(), sql.to_string()]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -334,7 +340,7 @@ fn psql(program: &str, conn: &Postgres, sql: &str) -> Result<String> {
 /// the node nothing (a `psql` start is what a busy node cannot spare).
 /// Queries go in on its stdin, each followed by `\echo` of a marker that
 /// ends its answer.
-struct Session {
+pub(crate) struct Session {
     child: std::process::Child,
     input: std::process::ChildStdin,
     output: std::io::BufReader<std::process::ChildStdout>,
@@ -344,9 +350,11 @@ struct Session {
 }
 
 impl Session {
-    fn open(program: &str, conn: &Postgres) -> Result<Session> {
+    /// Starts `psql` on `conn`, named `app` in `pg_stat_activity` (begin
+    /// it with [`OUR_APP`]: the guard does not count our sessions).
+    pub(crate) fn open(program: &str, conn: &Postgres, app: &str) -> Result<Session> {
         use std::process::{Command, Stdio};
-        let (argv, env) = psql_command(program, conn);
+        let (argv, env) = psql_command(program, conn, app);
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .args(["-q", "-v", "ON_ERROR_STOP=1"])
@@ -375,8 +383,9 @@ impl Session {
         })
     }
 
-    /// The answer (stdout) to `sql`.
-    fn query(&mut self, sql: &str) -> Result<String> {
+    /// The answer (stdout) to `sql`: one line a row, fields separated by
+    /// U+001F. An error ends the session (`ON_ERROR_STOP`).
+    pub(crate) fn query(&mut self, sql: &str) -> Result<String> {
         use std::io::{BufRead, Read, Write};
         let sent =
             writeln!(self.input, "{sql};\n\\echo '{}'", self.end).and_then(|()| self.input.flush());
@@ -479,7 +488,7 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
     }
     let mut sessions = servers
         .iter()
-        .map(|server| Session::open(&program, &server.conn))
+        .map(|server| Session::open(&program, &server.conn, OUR_APP))
         .collect::<Result<Vec<_>>>()?;
     let mut clients = || -> Result<Vec<Client>> {
         let mut all = Vec::new();

@@ -12,10 +12,13 @@
 //! - [`migwait`]: a node that does not migrate waits for the one that does
 //!   (`django_migrations` watched every second on one open `psql` session).
 //! - [`dbguard`]: no other client of the Synnefo databases before migrating.
+//! - [`migorder`]: nodes migrating on one database take turns (Astakos, then
+//!   Cyclades, then Pithos), and keep their services down until the last.
 
 pub mod backup;
 pub mod bootstart;
 pub mod dbguard;
+pub mod migorder;
 pub mod migwait;
 pub mod policy_rcd;
 pub mod services;

@@ -221,7 +221,8 @@ pub struct Migrations {
     /// How long `migrate` is retried while the database cannot be reached.
     pub retry_seconds: u64,
     /// On a node that does not migrate: how long to wait for the designated
-    /// node to apply every migration (`snf-manage migrate --list`).
+    /// node to apply every migration (`snf-manage migrate --list`); on a
+    /// shared database, also each wait of [`crate::actions::migorder`].
     pub wait_seconds: u64,
     /// Before migrating: refuse while another client is connected to the
     /// Synnefo databases (PostgreSQL's `pg_stat_activity`).

@@ -102,6 +102,22 @@ impl Server {
         );
     }
 
+    /// Points `node` at this server: its Django default database is
+    /// snf_apps here (user postgres, no password), its `psql` is the
+    /// server's, and `dropin` is its upgrade.d/50-test.toml. Then arms it
+    /// and moves it to jessie, ready for `finish`.
+    pub fn serve(&self, node: &Node, dropin: &str) {
+        node.write(
+            "/etc/synnefo/10-snf-webproject-database.conf",
+            &format!("DATABASES = {{'default': {{'ENGINE': 'django.db.backends.postgresql_psycopg2', 'NAME': 'snf_apps', 'USER': 'postgres', 'PASSWORD': '', 'HOST': '127.0.0.1', 'PORT': '{}'}}}}\n", self.port),
+            0o640,
+        );
+        self.psql_in(node);
+        node.write("/etc/synnefo-upgrade/upgrade.d/50-test.toml", dropin, 0o644);
+        node.ok(&["prepare"]);
+        node.to_jessie();
+    }
+
     pub fn sql(&self, sql: &str) -> String {
         succeeds(self.psql("postgres").args(["-c", sql]))
     }

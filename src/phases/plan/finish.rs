@@ -77,15 +77,7 @@ pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
     let unmask = names(ctx.state.services.iter().filter(|s| !s.was_masked));
     let (migrated, ahead) = std::thread::scope(|scope| {
         let ahead = scope.spawn(|| ctx.services.load_unmasked_ahead(&ctx.root, &unmask));
-        let migrated = if ctx.config.migrations.run {
-            // The guide's order: every other client of the databases gone first.
-            crate::actions::dbguard::ensure_quiet(&ctx.root, &ctx.config).and_then(|quiet| {
-                synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)
-                    .map(|done| format!("{quiet}; {done}"))
-            })
-        } else {
-            crate::actions::migwait::wait_for_migrations(&ctx.root, &ctx.config, phase, ctx.step)
-        };
+        let migrated = migrate_in_order(ctx, phase);
         let ahead = ahead
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the units ahead panicked")));
@@ -98,6 +90,50 @@ pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
         Some(ahead) => format!("{migrated}; {ahead}"),
         None => migrated,
     })
+}
+
+/// This node's migrations in their turn on the database (or the wait for
+/// them), then the wait for the other nodes' ([`crate::actions::migorder`]).
+fn migrate_in_order(ctx: &Ctx, phase: PhaseKind) -> Result<String> {
+    use crate::actions::{dbguard, migorder, migwait};
+    let wait = std::time::Duration::from_secs(ctx.config.migrations.wait_seconds);
+    let order = migorder::Order::for_node(&ctx.root, &ctx.facts.roles, wait)?;
+    let mut said = Vec::new();
+    if ctx.config.migrations.run {
+        let (turn, waited) = match &order {
+            Some(order) => {
+                let (turn, waited) = order.wait_turn()?;
+                (Some(turn), Some(waited))
+            }
+            None => (None, None),
+        };
+        let nothing_left = match (&order, &turn) {
+            (Some(order), Some(turn)) => order.nothing_left(turn, &ctx.root, phase, ctx.step)?,
+            _ => false,
+        };
+        if nothing_left {
+            said.push(
+                "nothing left to migrate: the nodes before this one applied every migration it lists".into(),
+            );
+        } else {
+            // The guide's order: every other client of the databases gone first.
+            said.push(dbguard::ensure_quiet(&ctx.root, &ctx.config)?);
+            said.push(synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)?);
+        }
+        drop(turn);
+        said.extend(waited);
+    } else {
+        said.push(migwait::wait_for_migrations(
+            &ctx.root,
+            &ctx.config,
+            phase,
+            ctx.step,
+        )?);
+    }
+    if let Some(order) = &order {
+        said.extend(order.wait_rest()?);
+    }
+    Ok(said.join("; "))
 }
 
 pub(super) fn fix_ip_history_wanted(ctx: &Ctx) -> bool {

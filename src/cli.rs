@@ -5,16 +5,250 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// Exit codes, for `--help`.
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  a step failed (the report and the journal say which, and what to do)
-  2  bad input or usage (configuration, state or file that cannot be parsed); nothing changed
-  3  refused in the node's present state (a preflight inhibitor; abort once the
-     dist-upgrade started; convert before it, without --force); nothing changed
- 75  another run holds the lock (the message names it); nothing changed: run again when it has ended;
-     status --wait: the upgrade neither ended nor failed within the time given";
+/// The exit codes of every command: the one table `--help`, the man pages'
+/// EXIT STATUS and docs/design.md show (tests/man_page.rs keeps them equal).
+/// `policy-rc.d` answers invoke-rc.d with its own ([`POLICY_RCD_EXIT_CODES`]).
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (0, "success"),
+    (1, "a step failed (the report and the journal say which, and what to do)"),
+    (
+        2,
+        "bad input or usage (configuration, state or file that cannot be parsed); nothing changed",
+    ),
+    (
+        3,
+        "refused in the node's present state (a preflight inhibitor; abort once the dist-upgrade \
+         started; convert before it, without --force); nothing changed",
+    ),
+    (
+        75,
+        "another run holds the lock (the message names it); nothing changed: run again when it has \
+         ended; status --wait: the upgrade neither ended nor failed within the time given",
+    ),
+];
+
+/// The exit codes of `policy-rc.d`, as Debian's policy-rc.d interface defines them.
+pub const POLICY_RCD_EXIT_CODES: &[(i32, &str)] = &[
+    (0, "the action is allowed"),
+    (
+        101,
+        "the action is forbidden: a start-like action of a managed service while the upgrade is armed",
+    ),
+    (100, "unknown initscript id (--list of a service we do not know)"),
+    (103, "syntax error in the arguments"),
+];
+
+/// `--help`'s epilogue: [`EXIT_CODES`].
+pub fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:");
+    for (code, meaning) in EXIT_CODES {
+        text.push_str(&format!("\n {code:>3}  {meaning}"));
+    }
+    text
+}
+
+/// What a command's man page says beyond its options (tests/man_page.rs
+/// renders it into docs/man/).
+pub struct Manual {
+    /// EXIT STATUS.
+    pub exit_codes: &'static [(i32, &'static str)],
+    /// ENVIRONMENT: variable and meaning (none: no section).
+    pub environment: &'static [(&'static str, &'static str)],
+    /// FILES: path and meaning.
+    pub files: &'static [(&'static str, &'static str)],
+    /// EXAMPLES: what it does, and the command line.
+    pub examples: &'static [(&'static str, &'static str)],
+    /// SEE ALSO: `page(section)`.
+    pub see_also: &'static [&'static str],
+}
+
+const ENV_LOCK_WAIT: (&str, &str) = (
+    "SYNNEFO_UPGRADE_LOCK_WAIT",
+    "seconds to wait for the lock held by another run (default 30; 0: do not wait, exit 75 at once)",
+);
+const FILE_CONFIG: (&str, &str) = (
+    "/etc/synnefo-upgrade/upgrade.toml, /etc/synnefo-upgrade/upgrade.d/*.toml",
+    "the configuration: upgrade.toml(5)",
+);
+const FILE_STATE: (&str, &str) = (
+    "/var/lib/synnefo-upgrade/state.json",
+    "the upgrade's state: the phase, every step's outcome, the managed services",
+);
+const FILE_ARMED: (&str, &str) = (
+    "/var/lib/synnefo-upgrade/armed",
+    "present while the node is armed (policy-rc.d denies the managed services' starts)",
+);
+const FILE_LOCK: (&str, &str) = (
+    "/var/lib/synnefo-upgrade/lock",
+    "held by the run in progress; its holder is written in it",
+);
+const FILE_BACKUPS: (&str, &str) = (
+    "/var/lib/synnefo-upgrade/backups/",
+    "the original of every file prepare, finish or convert changed",
+);
+const FILE_DUMPS: (&str, &str) = (
+    "/var/backups/synnefo-upgrade/",
+    "finish's database dumps and configuration tarball ([backups] dir)",
+);
+const FILE_LEDGER: (&str, &str) = (
+    "/var/lib/synnefo-upgrade/denied-actions.log",
+    "every start policy-rc.d denied, with its reason",
+);
+const FILE_LOG: (&str, &str) = (
+    "/var/log/synnefo-upgrade.log",
+    "the steps' log where the journal is not running (before the first boot under systemd)",
+);
+const FILE_UNIT: (&str, &str) = (
+    "/lib/systemd/system/synnefo-upgrade-finish.service",
+    "the unit that runs finish on the first boot under systemd",
+);
+const FILE_POLICY: (&str, &str) = (
+    "/usr/sbin/policy-rc.d",
+    "installed by prepare while armed (a link to this program); the one it replaced is kept and consulted",
+);
+const SEE_MAIN: &str = "synnefo-upgrade(8)";
+const SEE_CONFIG: &str = "upgrade.toml(5)";
+
+/// The man page of `command` (`None`: synnefo-upgrade(8) itself).
+pub fn manual(command: Option<&str>) -> Manual {
+    let page = |files, examples, see_also| Manual {
+        exit_codes: EXIT_CODES,
+        environment: &[ENV_LOCK_WAIT],
+        files,
+        examples,
+        see_also,
+    };
+    match command {
+        None => Manual {
+            environment: &[
+                ENV_LOCK_WAIT,
+                (
+                    "SYNNEFO_UPGRADE_NO_ARM",
+                    "1: the package's installation does not arm the node (its postinst skips prepare)",
+                ),
+            ],
+            ..page(
+            &[FILE_CONFIG, FILE_STATE, FILE_ARMED, FILE_LOCK, FILE_BACKUPS, FILE_DUMPS, FILE_LEDGER, FILE_LOG, FILE_UNIT],
+            &[
+                (
+                    "Look first: install without arming, then the preflight report",
+                    "SYNNEFO_UPGRADE_NO_ARM=1 apt-get install synnefo-upgrade-0.19\nsynnefo-upgrade check",
+                ),
+                (
+                    "Arm (the services stop), upgrade and reboot; the first boot under systemd finishes",
+                    "synnefo-upgrade prepare --download\napt-get update && apt-get dist-upgrade\nreboot",
+                ),
+                ("Follow it", "synnefo-upgrade status\njournalctl -u synnefo-upgrade-finish"),
+            ],
+            &[
+                "synnefo-upgrade-check(8)",
+                "synnefo-upgrade-prepare(8)",
+                "synnefo-upgrade-finish(8)",
+                "synnefo-upgrade-status(8)",
+                "synnefo-upgrade-abort(8)",
+                SEE_CONFIG,
+                "journalctl(1)",
+            ],
+        )
+        },
+        Some("check") => page(
+            &[FILE_CONFIG, FILE_STATE],
+            &[
+                ("The preflight report of this node", "synnefo-upgrade check"),
+                (
+                    "The same for a playbook or a script (any inhibitor: exit 3)",
+                    "synnefo-upgrade check --json",
+                ),
+            ],
+            &[SEE_MAIN, "synnefo-upgrade-prepare(8)", SEE_CONFIG],
+        ),
+        Some("prepare") => page(
+            &[FILE_CONFIG, FILE_STATE, FILE_ARMED, FILE_BACKUPS, FILE_POLICY, FILE_UNIT],
+            &[
+                (
+                    "On every node before any is armed: download the packages, change nothing else",
+                    "synnefo-upgrade prepare --download-only",
+                ),
+                ("Arm this node (its services stop)", "synnefo-upgrade prepare --download"),
+                ("The steps that would run", "synnefo-upgrade prepare --dry-run"),
+            ],
+            &[SEE_MAIN, "synnefo-upgrade-abort(8)", "synnefo-upgrade-finish(8)", SEE_CONFIG],
+        ),
+        Some("finish") => page(
+            &[FILE_CONFIG, FILE_STATE, FILE_ARMED, FILE_BACKUPS, FILE_DUMPS, FILE_UNIT],
+            &[
+                (
+                    "Resume at the failed step, once its cause is fixed",
+                    "systemctl restart synnefo-upgrade-finish",
+                ),
+                ("The same by hand", "synnefo-upgrade finish"),
+                ("The steps that would run", "synnefo-upgrade finish --dry-run"),
+            ],
+            &[SEE_MAIN, "synnefo-upgrade-status(8)", SEE_CONFIG, "systemd.service(5)"],
+        ),
+        Some("abort") => page(
+            &[FILE_STATE, FILE_ARMED, FILE_BACKUPS, FILE_POLICY],
+            &[("Take back prepare before the dist-upgrade", "synnefo-upgrade abort")],
+            &[SEE_MAIN, "synnefo-upgrade-prepare(8)"],
+        ),
+        Some("guard") => page(
+            &[
+                FILE_STATE,
+                FILE_ARMED,
+                (
+                    "/etc/apt/apt.conf.d/50synnefo-upgrade",
+                    "APT's options while armed: conffiles kept, and the DPkg::Post-Invoke hook that runs guard",
+                ),
+            ],
+            &[("What APT's DPkg::Post-Invoke hook runs", "synnefo-upgrade guard")],
+            &[SEE_MAIN, "synnefo-upgrade-policy-rc.d(8)", "apt.conf(5)"],
+        ),
+        Some("status") => page(
+            &[FILE_STATE, FILE_LOCK, FILE_LOG],
+            &[
+                ("Where the upgrade is", "synnefo-upgrade status"),
+                (
+                    "Wait up to an hour for the end (0: done; 1: a step failed; 75: neither yet)",
+                    "synnefo-upgrade status --json --wait 3600",
+                ),
+            ],
+            &[SEE_MAIN, "journalctl(1)"],
+        ),
+        Some("convert") => page(
+            &[
+                FILE_CONFIG,
+                FILE_BACKUPS,
+                ("/etc/synnefo/", "the Synnefo settings it converts"),
+                ("/etc/gunicorn.d/", "the gunicorn configuration it converts"),
+                ("/etc/apache2/", "the Apache sites and configuration it converts"),
+            ],
+            &[("The diffs of the 0.19 configuration", "synnefo-upgrade convert --dry-run")],
+            &[SEE_MAIN, "synnefo-upgrade-finish(8)"],
+        ),
+        Some("validate-changelog") => page(
+            &[(
+                "/etc/synnefo-upgrade/upgrade.toml",
+                "[fix_ip_history] changelog: the file check and prepare validate this way",
+            )],
+            &[(
+                "Check the VM owner changelog before finish gives it to fix_ip_history",
+                "synnefo-upgrade validate-changelog /root/vm-owner-changes.log",
+            )],
+            &[SEE_MAIN, SEE_CONFIG],
+        ),
+        Some("policy-rc.d") => Manual {
+            exit_codes: POLICY_RCD_EXIT_CODES,
+            environment: &[],
+            files: &[FILE_ARMED, FILE_STATE, FILE_LEDGER, FILE_POLICY],
+            examples: &[(
+                "What invoke-rc.d asks while the node is armed (exit 101)",
+                "/usr/sbin/policy-rc.d gunicorn start",
+            )],
+            see_also: &[SEE_MAIN, "invoke-rc.d(8)"],
+        },
+        Some(_) => page(&[], &[], &[SEE_MAIN]),
+    }
+}
 
 /// Upgrade a Synnefo 0.18.1 node on Debian wheezy to Synnefo 0.19 on jessie.
 ///
@@ -23,7 +257,7 @@ Exit codes:
 /// `finish` on the first boot under systemd. Every step is logged to the journal
 /// (`journalctl -u synnefo-upgrade-finish`) and recorded for `status`.
 #[derive(Debug, Parser)]
-#[command(name = "synnefo-upgrade", version, after_help = EXIT_CODES)]
+#[command(name = "synnefo-upgrade", version, after_help = exit_codes_help())]
 pub struct Cli {
     /// Resolve every path under DIR (like dpkg --root), symbolic links too
     /// (an absolute link target is a path under DIR, never one of the host);

@@ -489,11 +489,37 @@ fn prepare_download_fetches_from_the_new_sources_before_stopping_services() {
     let at = |id: &str| ids.iter().position(|s| s == id).unwrap();
     assert!(at("download") < at("stop-services"), "{ids:?}");
 
-    // Without --download the step is skipped.
+    // abort reads APT's lists again from the restored sources (no jessie
+    // line left), once the services run again.
+    node.ok(&["abort"]);
+    let calls = fs::read_to_string(node.path("/var/log/apt-get.calls")).unwrap();
+    assert!(
+        calls.ends_with("dist-upgrade | 3 jessie lines\nupdate | 0 jessie lines\n"),
+        "{calls}"
+    );
+    let refresh = node.step("abort", "refresh-apt-lists");
+    assert_eq!(refresh["status"], "done");
+    assert!(refresh["message"]
+        .as_str()
+        .unwrap()
+        .contains("no longer describe the new release"));
+
+    // Without --download the step is skipped, and abort runs no apt-get.
     let plain = Node::wheezy();
+    plain.write(
+        "/usr/bin/apt-get",
+        "#!/bin/sh\nroot=\"$(dirname \"$0\")/../..\"\necho \"$*\" >> \"$root/var/log/apt-get.calls\"\n",
+        0o755,
+    );
     plain.ok(&["prepare"]);
     let download = plain.step("prepare", "download");
     assert_eq!(download["status"], "skipped");
+    plain.ok(&["abort"]);
+    assert_eq!(
+        plain.step("abort", "refresh-apt-lists")["status"],
+        "skipped"
+    );
+    assert!(!plain.path("/var/log/apt-get.calls").exists());
 }
 
 #[test]

@@ -78,3 +78,38 @@ pub(super) fn remove_created_dirs(ctx: &mut Ctx) -> Result<String> {
     let removed: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
     Ok(format!("removed: {}", list(&removed)))
 }
+
+/// After `prepare --download` (its `download` step ran `apt-get update`
+/// against the new release's sources): APT's lists describe that release
+/// until they are read again from the restored sources.
+pub(super) fn refresh_apt_lists_wanted(ctx: &Ctx) -> bool {
+    ctx.state
+        .step(crate::base::state::PhaseKind::Prepare, "download")
+        .is_some_and(|r| r.status != crate::base::state::StepStatus::Skipped)
+}
+
+/// `apt-get update` against the restored sources, off the downtime (the
+/// services run again). A failure (no mirror reachable) does not undo the
+/// abort: the outcome and the journal say to run it again.
+pub(super) fn refresh_apt_lists(ctx: &mut Ctx) -> Result<String> {
+    let apt_get = crate::base::exec::find(&ctx.root, "apt-get")?;
+    let apt_get = apt_get.to_string_lossy();
+    let run = crate::base::exec::run_logged(
+        crate::base::state::PhaseKind::Abort,
+        ctx.step,
+        &[apt_get.as_ref(), "update"],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )?;
+    if run.status.success() {
+        Ok("APT's lists read again from the restored sources ('apt-get update'): they no longer describe the new release".into())
+    } else {
+        let said = format!(
+            "'apt-get update' against the restored sources failed ({}): APT's lists still describe the new \
+             release that 'prepare --download' read; run 'apt-get update' when the mirrors answer, before \
+             installing anything",
+            run.status
+        );
+        log::warn!("{said}");
+        Ok(said)
+    }
+}

@@ -94,6 +94,7 @@ pub static ABORT: &[StepDef] = &[
     START_SERVICES,
     VERIFY_SERVICES,
     SERVICES_SETTLED,
+    step("refresh-apt-lists",    a::refresh_apt_lists_wanted, a::refresh_apt_lists,    "after prepare --download: apt-get update against the restored sources, so that APT's lists no longer describe the new release"),
 ];
 
 // Steps of both finish and abort (their bodies are in finish.rs).

@@ -19,6 +19,9 @@ use crate::inputs::config::Config;
 pub const FIX_IP_HISTORY: &str = "/usr/lib/synnefo/tools/fix_ip_history";
 
 /// Output that means the database could not be reached (yet): worth a retry.
+/// A database server that reboots inside the outage (a node of its own)
+/// answers nothing for a while: no route, no answer within the connect
+/// timeout, a connection cut as it shuts down.
 pub const UNREACHABLE: &[&str] = &[
     "could not connect to server",
     "Connection refused",
@@ -26,6 +29,10 @@ pub const UNREACHABLE: &[&str] = &[
     "the database system is shutting down",
     "Can't connect to",
     "Name or service not known",
+    "No route to host",
+    "Network is unreachable",
+    "timeout expired",
+    "server closed the connection unexpectedly",
 ];
 
 fn snf_manage(root: &Root) -> Result<String> {
@@ -356,6 +363,25 @@ pub fn register_cyclades(
 mod tests {
     use super::*;
     use crate::testing::arbitrary_texts;
+
+    /// What psql (15, and 9.x's wording) says while the database server
+    /// reboots, and what it says when the credentials are wrong.
+    #[test]
+    fn a_rebooting_server_is_worth_a_retry_and_a_wrong_password_is_not() {
+        let retry = |said: &str| UNREACHABLE.iter().any(|u| said.contains(u));
+        for said in [
+            "psql: error: connection to server at \"10.0.0.1\", port 5432 failed: No route to host",
+            "psql: error: connection to server at \"10.0.0.1\", port 5432 failed: timeout expired",
+            "psql: could not connect to server: Network is unreachable",
+            "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+            "FATAL:  the database system is starting up",
+        ] {
+            assert!(retry(said), "{said}");
+        }
+        assert!(!retry(
+            "psql: error: connection to server at \"10.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"synnefo\""
+        ));
+    }
 
     #[test]
     fn unapplied_migrations_from_the_list() {

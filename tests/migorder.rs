@@ -183,3 +183,47 @@ fn real_postgresql_split_nodes_take_turns_and_keep_services_down_until_the_last(
         "0"
     );
 }
+
+/// A node that finds the migrations of its database taken waits, naming the
+/// holder (its application name and address), and gives up after
+/// `[migrations] wait_seconds` with that name and what to do.
+#[test]
+fn real_postgresql_a_held_lock_names_its_holder() {
+    let server = Server::start_on(54333);
+    let node = Node::with_synnefo(&["snf-cyclades-app"]);
+    server.serve(
+        &node,
+        "[backups]\nenabled = false\n[migrations]\nwait_seconds = 2\n",
+    );
+    // Another node's session holds the lock (the key migorder uses).
+    let (a, b) = synnefo_upgrade::actions::migorder::LOCK;
+    let mut holder = server
+        .psql("snf_apps")
+        .env("PGAPPNAME", "synnefo-upgrade (migrating on astakos9)")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut stdin = holder.stdin.take().unwrap();
+    writeln!(stdin, "SELECT pg_try_advisory_lock({a}, {b});").unwrap();
+    let mut got = String::new();
+    std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut got)
+        .unwrap();
+    assert_eq!(got.trim(), "t");
+
+    let out = node.run(&["finish"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = migrate_message(&node);
+    assert!(
+        said.contains("still waiting after 2s ([migrations] wait_seconds) for 'synnefo-upgrade (migrating on astakos9)' at 127.0.0.1 to end its migrations of snf_apps at 127.0.0.1"),
+        "{said}"
+    );
+    assert!(!node.calls().contains("migrate --noinput"));
+    drop(stdin);
+    holder.wait().unwrap();
+    // The holder gone, the rerun migrates.
+    node.ok(&["finish"]);
+    assert_eq!(node.state_json()["phase"], "done");
+}

@@ -469,10 +469,7 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
             let sql = "SELECT current_setting('server_version_num')";
             match psql(&program, &server.conn, sql) {
                 Err(err)
-                    if Instant::now() < deadline
-                        && synnefo::UNREACHABLE
-                            .iter()
-                            .any(|u| format!("{err:#}").contains(u)) =>
+                    if Instant::now() < deadline && synnefo::unreachable(&format!("{err:#}")) =>
                 {
                     log::warn!("database guard: {err:#}; retrying");
                     std::thread::sleep(synnefo::pause());

@@ -182,8 +182,6 @@ pub struct Order {
     /// The projects this node does not serve (whose migrations it waits
     /// for before starting its services).
     others: Vec<Project>,
-    /// Whether this node serves a project of [`ORDER`].
-    own: bool,
     /// This node's name in the lock holder's application name.
     host: String,
     wait: Duration,
@@ -240,7 +238,6 @@ impl Order {
             conn,
             before: ORDER[..first].to_vec(),
             others,
-            own: first < ORDER.len(),
             host: crate::inputs::node::hostname(root).unwrap_or_else(|| "a node".into()),
             wait,
         }))
@@ -323,11 +320,7 @@ impl Order {
             }
             // A server not reachable (yet) is looked at again; anything else
             // (credentials, a failing psql) fails at once, as the guard does.
-            if session.is_none()
-                && !crate::actions::synnefo::UNREACHABLE
-                    .iter()
-                    .any(|u| last_error.contains(u))
-            {
+            if session.is_none() && !crate::actions::synnefo::unreachable(&last_error) {
                 bail!("{what}: {last_error}");
             }
             if session.is_none() && last_error != said_error {
@@ -415,11 +408,11 @@ impl Order {
         phase: crate::base::state::PhaseKind,
         step: &str,
     ) -> Result<bool> {
-        if self.own || !turn.after_others {
+        // A node that serves a project of ORDER has migrations of its own.
+        if self.others.len() < ORDER.len() || !turn.after_others {
             return Ok(false);
         }
-        let program = exec::find(root, "snf-manage")?;
-        let program = program.to_string_lossy();
+        let program = crate::actions::synnefo::snf_manage(root)?;
         let run = exec::run_logged(phase, step, &[&program, "migrate", "--list"], &[])?;
         Ok(run.status.success() && crate::actions::synnefo::unapplied(&run.lines).is_empty())
     }

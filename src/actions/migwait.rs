@@ -266,9 +266,7 @@ pub fn wait_for_migrations(
     phase: PhaseKind,
     step: &str,
 ) -> Result<String> {
-    let program = exec::find(root, "snf-manage")?
-        .to_string_lossy()
-        .into_owned();
+    let program = crate::actions::synnefo::snf_manage(root)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(config.migrations.wait_seconds);
     let target = watch_target(root);

@@ -35,7 +35,14 @@ pub const UNREACHABLE: &[&str] = &[
     "server closed the connection unexpectedly",
 ];
 
-fn snf_manage(root: &Root) -> Result<String> {
+/// Whether `said` (an error, a command's output) means the database could
+/// not be reached (yet): [`UNREACHABLE`].
+pub fn unreachable(said: &str) -> bool {
+    UNREACHABLE.iter().any(|u| said.contains(u))
+}
+
+/// The node's `snf-manage`.
+pub fn snf_manage(root: &Root) -> Result<String> {
     Ok(exec::find(root, "snf-manage")?
         .to_string_lossy()
         .into_owned())
@@ -368,7 +375,7 @@ mod tests {
     /// reboots, and what it says when the credentials are wrong.
     #[test]
     fn a_rebooting_server_is_worth_a_retry_and_a_wrong_password_is_not() {
-        let retry = |said: &str| UNREACHABLE.iter().any(|u| said.contains(u));
+        let retry = unreachable;
         for said in [
             "psql: error: connection to server at \"10.0.0.1\", port 5432 failed: No route to host",
             "psql: error: connection to server at \"10.0.0.1\", port 5432 failed: timeout expired",

@@ -92,14 +92,7 @@ pub(super) fn refresh_apt_lists_wanted(ctx: &Ctx) -> bool {
 /// services run again). A failure (no mirror reachable) does not undo the
 /// abort: the outcome and the journal say to run it again.
 pub(super) fn refresh_apt_lists(ctx: &mut Ctx) -> Result<String> {
-    let apt_get = crate::base::exec::find(&ctx.root, "apt-get")?;
-    let apt_get = apt_get.to_string_lossy();
-    let run = crate::base::exec::run_logged(
-        crate::base::state::PhaseKind::Abort,
-        ctx.step,
-        &[apt_get.as_ref(), "update"],
-        &[("DEBIAN_FRONTEND", "noninteractive")],
-    )?;
+    let run = super::apt_get(ctx, crate::base::state::PhaseKind::Abort, &["update"])?;
     if run.status.success() {
         Ok("APT's lists read again from the restored sources ('apt-get update'): they no longer describe the new release".into())
     } else {

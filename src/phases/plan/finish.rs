@@ -100,15 +100,11 @@ fn migrate_in_order(ctx: &Ctx, phase: PhaseKind) -> Result<String> {
     let order = migorder::Order::for_node(&ctx.root, &ctx.facts.roles, wait)?;
     let mut said = Vec::new();
     if ctx.config.migrations.run {
-        let (turn, waited) = match &order {
-            Some(order) => {
-                let (turn, waited) = order.wait_turn()?;
-                (Some(turn), Some(waited))
-            }
-            None => (None, None),
-        };
+        let turn = order.as_ref().map(migorder::Order::wait_turn).transpose()?;
         let nothing_left = match (&order, &turn) {
-            (Some(order), Some(turn)) => order.nothing_left(turn, &ctx.root, phase, ctx.step)?,
+            (Some(order), Some((turn, _))) => {
+                order.nothing_left(turn, &ctx.root, phase, ctx.step)?
+            }
             _ => false,
         };
         if nothing_left {
@@ -120,8 +116,11 @@ fn migrate_in_order(ctx: &Ctx, phase: PhaseKind) -> Result<String> {
             said.push(dbguard::ensure_quiet(&ctx.root, &ctx.config)?);
             said.push(synnefo::migrate(&ctx.root, &ctx.config, phase, ctx.step)?);
         }
-        drop(turn);
-        said.extend(waited);
+        // The lock goes with the session: the next node's turn.
+        if let Some((turn, waited)) = turn {
+            drop(turn);
+            said.push(waited);
+        }
     } else {
         said.push(migwait::wait_for_migrations(
             &ctx.root,

@@ -225,6 +225,25 @@ fn managed(ctx: &Ctx) -> Vec<String> {
     ctx.state.managed().map(String::from).collect()
 }
 
+/// `apt-get ARGS` on the node, unattended (`DEBIAN_FRONTEND=noninteractive`),
+/// its output in the journal under `ctx`'s step of `phase`.
+fn apt_get(
+    ctx: &Ctx,
+    phase: crate::base::state::PhaseKind,
+    args: &[&str],
+) -> Result<crate::base::exec::Logged> {
+    let program = crate::base::exec::find(&ctx.root, "apt-get")?;
+    let program = program.to_string_lossy();
+    let mut argv = vec![program.as_ref()];
+    argv.extend_from_slice(args);
+    crate::base::exec::run_logged(
+        phase,
+        ctx.step,
+        &argv,
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
+}
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         "none".into()

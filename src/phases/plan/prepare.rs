@@ -9,7 +9,6 @@ use crate::actions::policy_rcd;
 use crate::actions::services;
 use crate::base::apt;
 use crate::base::dpkg;
-use crate::base::exec;
 use crate::base::finding;
 use crate::base::fsx;
 use crate::base::paths;
@@ -160,17 +159,12 @@ pub(super) fn download_wanted(ctx: &Ctx) -> bool {
 }
 
 pub(super) fn download(ctx: &mut Ctx) -> Result<String> {
-    let apt_get = exec::find(&ctx.root, "apt-get")?;
-    let apt_get = apt_get.to_string_lossy();
-    let env = [("DEBIAN_FRONTEND", "noninteractive")];
     for args in [&["update"][..], &["-y", "--download-only", "dist-upgrade"]] {
-        let mut argv = vec![apt_get.as_ref()];
-        argv.extend_from_slice(args);
-        let run = exec::run_logged(PhaseKind::Prepare, ctx.step, &argv, &env)?;
+        let run = super::apt_get(ctx, PhaseKind::Prepare, args)?;
         if !run.status.success() {
             bail!(
-                "'{}' failed ({}); its output is above and in the journal",
-                argv.join(" "),
+                "'apt-get {}' failed ({}); its output is above and in the journal",
+                args.join(" "),
                 run.status
             );
         }

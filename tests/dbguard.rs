@@ -338,20 +338,7 @@ fn real_postgresql_other_client_then_none() {
     let node = node_on(&server, "quiet_period_secs = 2\nquiet_window_secs = 1\n");
 
     // An idle client, connected until its stdin closes.
-    let mut client = server
-        .psql("snf_pithos")
-        .env("PGAPPNAME", "gunicorn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    client
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"SELECT 1;\n")
-        .unwrap();
+    let (mut client, _) = server.client("snf_pithos", "gunicorn", "SELECT 1");
     let connected = || {
         server
             .sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gunicorn'")

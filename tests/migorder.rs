@@ -197,21 +197,12 @@ fn real_postgresql_a_held_lock_names_its_holder() {
     );
     // Another node's session holds the lock (the key migorder uses).
     let (a, b) = synnefo_upgrade::actions::migorder::LOCK;
-    let mut holder = server
-        .psql("snf_apps")
-        .env("PGAPPNAME", "synnefo-upgrade (migrating on astakos9)")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::{BufRead, Write};
-    let mut stdin = holder.stdin.take().unwrap();
-    writeln!(stdin, "SELECT pg_try_advisory_lock({a}, {b});").unwrap();
-    let mut got = String::new();
-    std::io::BufReader::new(holder.stdout.as_mut().unwrap())
-        .read_line(&mut got)
-        .unwrap();
-    assert_eq!(got.trim(), "t");
+    let (mut holder, got) = server.client(
+        "snf_apps",
+        "synnefo-upgrade (migrating on astakos9)",
+        &format!("SELECT pg_try_advisory_lock({a}, {b})"),
+    );
+    assert_eq!(got, "t");
 
     let out = node.run(&["finish"], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -221,7 +212,7 @@ fn real_postgresql_a_held_lock_names_its_holder() {
         "{said}"
     );
     assert!(!node.calls().contains("migrate --noinput"));
-    drop(stdin);
+    drop(holder.stdin.take());
     holder.wait().unwrap();
     // The holder gone, the rerun migrates.
     node.ok(&["finish"]);

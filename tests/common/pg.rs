@@ -118,6 +118,26 @@ impl Server {
         node.to_jessie();
     }
 
+    /// A client of `db` named `app` (`PGAPPNAME`) that sends `sql` and stays
+    /// connected until its stdin is closed (`drop(child.stdin.take())`);
+    /// with the first line of the answer, read once it came.
+    pub fn client(&self, db: &str, app: &str, sql: &str) -> (std::process::Child, String) {
+        use std::io::{BufRead, Write};
+        let mut child = self
+            .psql(db)
+            .env("PGAPPNAME", app)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.as_mut().unwrap(), "{sql};").unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        (child, first.trim().to_string())
+    }
+
     pub fn sql(&self, sql: &str) -> String {
         succeeds(self.psql("postgres").args(["-c", sql]))
     }

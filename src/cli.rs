@@ -106,6 +106,10 @@ const FILE_POLICY: (&str, &str) = (
     "/usr/sbin/policy-rc.d",
     "installed by prepare while armed (a link to this program); the one it replaced is kept and consulted",
 );
+const FILE_CHECK: (&str, &str) = (
+    "/var/lib/synnefo-upgrade/check.json",
+    "the last check's report (the check --json document), shown by status --json as last_check",
+);
 const SEE_MAIN: &str = "synnefo-upgrade(8)";
 const SEE_CONFIG: &str = "upgrade.toml(5)";
 
@@ -152,7 +156,7 @@ pub fn manual(command: Option<&str>) -> Manual {
         )
         },
         Some("check") => page(
-            &[FILE_CONFIG, FILE_STATE],
+            &[FILE_CONFIG, FILE_STATE, FILE_CHECK],
             &[
                 ("The preflight report of this node", "synnefo-upgrade check"),
                 (
@@ -282,7 +286,10 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Preflight report: node facts, findings, inhibitors, the plan. Changes nothing.
+    /// Preflight report: node facts, findings, inhibitors, the plan, the
+    /// downtime forecast. Changes nothing on the node; keeps the report in
+    /// /var/lib/synnefo-upgrade/check.json (status --json shows it as
+    /// last_check; when it cannot be kept, a warning says so).
     Check {
         /// Print the report as JSON (schema in docs/json.md).
         #[arg(long)]

@@ -75,6 +75,15 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             print(json, &report, || {
                 preflight::render(&report) + &crate::base::forecast::render(&report.forecast)
             })?;
+            // Kept for `status --json` and the fleet report; a check that
+            // cannot keep it (not root, a link in place of the state
+            // directory) has still checked: it says so and exits as it would.
+            if let Err(e) = preflight::save(&root, &report) {
+                log::warn!(
+                    "check: the report above was not kept in {} ({e:#}); 'synnefo-upgrade status --json' shows the one before, if any",
+                    crate::base::paths::CHECK_REPORT
+                );
+            }
             let inhibited = report.findings.iter().any(|f| f.inhibitor);
             Ok(ExitCode::from(if inhibited { EXIT_INHIBITED } else { 0 }))
         }

@@ -1,16 +1,23 @@
 //! `check` on fixture nodes of every role mix and with every inhibitor: the
 //! findings (ids, inhibitor flag), the exit code (3 when inhibited), the JSON
-//! schema, and that nothing in the tree changes.
+//! schema, and that nothing in the tree changes but the report it keeps.
 
 mod common;
 
-use common::Node;
+use common::{without_our_records, Node};
 use serde_json::Value;
 
+/// `check --json` on `node`: its exit code and document. It changes nothing
+/// but its own record, which is what it printed.
 fn check(node: &Node) -> (Option<i32>, Value) {
     let before = node.snapshot();
     let out = node.run(&["check", "--json"], &[]);
-    assert_eq!(node.snapshot(), before, "check must write nothing");
+    let after = node.snapshot();
+    assert_eq!(
+        without_our_records(after.clone()),
+        without_our_records(before),
+        "check must write nothing but its report"
+    );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {}\n{}",
@@ -18,6 +25,18 @@ fn check(node: &Node) -> (Option<i32>, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
+    let kept = std::path::Path::new("var/lib/synnefo-upgrade/check.json");
+    if after.contains_key(kept) {
+        let saved: Value = serde_json::from_slice(
+            &std::fs::read(node.path("/var/lib/synnefo-upgrade/check.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(saved, json, "the kept report is the one printed");
+    } else {
+        // Only where the state directory is not ours to write (a link: refused).
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("was not kept"), "{stderr}");
+    }
     (out.status.code(), json)
 }
 
@@ -1175,4 +1194,29 @@ fn forecast_names_the_databases_to_dump_with_their_size() {
     assert_eq!(f["databases"], serde_json::json!([]));
     assert!(f["database_bytes"].is_null());
     assert!(f["notes"].to_string().contains("does not dump"), "{f}");
+}
+
+#[test]
+fn a_report_that_cannot_be_kept_is_said_and_the_check_still_answers() {
+    let node = Node::wheezy();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), node.path("/var/lib/synnefo-upgrade")).unwrap();
+    let before = node.snapshot();
+    let out = node.run(&["check", "--json"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the report above was not kept in /var/lib/synnefo-upgrade/check.json")
+            && stderr.contains("is a symbolic link"),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(node.snapshot(), before, "nothing written through the link");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 }

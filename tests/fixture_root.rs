@@ -216,11 +216,91 @@ fn dry_runs_and_check_write_nothing() {
     let out = node.ok(&["prepare", "--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("prepare: stop-services: would run"), "{text}");
-    node.ok(&["check"]);
-    node.ok(&["check", "--json"]);
     node.ok(&["status"]);
     assert_eq!(node.snapshot(), before);
     assert!(!r.join("var/lib/synnefo-upgrade").exists());
+
+    // check keeps its report (0600 in the 0700 state directory) and writes
+    // nothing else; status shows it.
+    node.ok(&["check"]);
+    node.ok(&["check", "--json"]);
+    assert_eq!(
+        common::without_our_records(node.snapshot()),
+        common::without_our_records(before)
+    );
+    let kept = r.join("var/lib/synnefo-upgrade/check.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(r.join("var/lib/synnefo-upgrade"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&fs::read(&kept).unwrap()).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["last_check"], saved);
+    assert_eq!(saved["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        saved["checked_at"].as_str().unwrap().ends_with('Z'),
+        "{saved}"
+    );
+    let text = String::from_utf8_lossy(&node.ok(&["status"]).stdout).into_owned();
+    let line = format!(
+        "last check: {} (synnefo-upgrade {}): inhibitors: none; warnings: none",
+        saved["checked_at"].as_str().unwrap(),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&line), "{text}");
+}
+
+#[test]
+fn status_shows_the_last_check_and_none_before_one() {
+    let node = Node::wheezy();
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert!(status["last_check"].is_null(), "{status}");
+    let text = String::from_utf8_lossy(&node.ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("last check: none kept (run 'synnefo-upgrade check')"),
+        "{text}"
+    );
+
+    // An inhibitor is named by id; a later check replaces the report.
+    node.to_jessie();
+    assert_eq!(node.run(&["check"], &[]).status.code(), Some(3));
+    let status: serde_json::Value =
+        serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    let inhibitors: Vec<&str> = status["last_check"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["inhibitor"] == true)
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(inhibitors.contains(&"os-release"), "{inhibitors:?}");
+    let text = String::from_utf8_lossy(&node.ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("inhibitors: os-release, synnefo-version; warnings: none"),
+        "{text}"
+    );
+
+    // A report that is not JSON: status says so and goes on.
+    fs::write(node.path("/var/lib/synnefo-upgrade/check.json"), "{").unwrap();
+    let out = node.ok(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status["last_check"].is_null());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/var/lib/synnefo-upgrade/check.json"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -231,6 +311,12 @@ fn wrong_release_is_inhibited_and_changes_nothing() {
     let out = node.run(&["check"], &[]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("the OS is 'jessie', not 'wheezy'"));
+    // check keeps its report; prepare adds nothing to it.
+    let checked = node.snapshot();
+    assert_eq!(
+        common::without_our_records(checked.clone()),
+        common::without_our_records(before)
+    );
     let out = node.run(&["prepare"], &[]);
     assert_eq!(
         out.status.code(),
@@ -238,7 +324,7 @@ fn wrong_release_is_inhibited_and_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(node.snapshot(), before);
+    assert_eq!(node.snapshot(), checked);
 }
 
 #[test]
@@ -319,7 +405,11 @@ fn config_option_is_a_host_path_relative_to_the_working_directory_and_must_exist
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("dir.toml: a directory, not a regular file")
     );
-    assert_eq!(node.snapshot(), before);
+    // The check that ran kept its report, nothing else.
+    assert_eq!(
+        common::without_our_records(node.snapshot()),
+        common::without_our_records(before)
+    );
 }
 
 #[test]

@@ -11,6 +11,8 @@ pub const CONFIG_DROPIN_DIR: &str = "/etc/synnefo-upgrade/upgrade.d";
 pub const STATE_DIR: &str = "/var/lib/synnefo-upgrade";
 /// The state file.
 pub const STATE_FILE: &str = "/var/lib/synnefo-upgrade/state.json";
+/// The last `check`'s report (the `check --json` document), for `status --json`.
+pub const CHECK_REPORT: &str = "/var/lib/synnefo-upgrade/check.json";
 /// The lock held for the duration of a run.
 pub const LOCK_FILE: &str = "/var/lib/synnefo-upgrade/lock";
 /// The marker the finish unit's `ConditionPathExists=` checks.

@@ -481,6 +481,10 @@ fn notices(root: &Root, config: &Config, facts: &Facts, found: &mut Vec<Finding>
 pub struct Report {
     /// [`SCHEMA`].
     pub schema: u32,
+    /// When the node was checked (RFC 3339 UTC).
+    pub checked_at: String,
+    /// The version of synnefo-upgrade that checked it.
+    pub tool_version: String,
     /// Facts about the node.
     pub node: NodeFacts,
     /// Findings, inhibitors first, then by severity.
@@ -572,6 +576,8 @@ pub fn report(
         .collect();
     Report {
         schema: SCHEMA,
+        checked_at: crate::base::clock::rfc3339(crate::base::clock::now()),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
         node: NodeFacts {
             hostname: facts.hostname.clone(),
             roles: facts.roles.clone(),
@@ -587,6 +593,28 @@ pub fn report(
         plan,
         forecast: crate::base::forecast::Forecast::default(),
     }
+}
+
+/// Keeps `report` as the node's last check ([`crate::base::paths::CHECK_REPORT`], the
+/// `check --json` document, mode 0600 in the state directory), which
+/// `status --json` shows as `last_check`. Replaces the one before.
+pub fn save(root: &Root, report: &Report) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(report)?;
+    text.push('\n');
+    crate::base::fsx::write_state_file(root, crate::base::paths::CHECK_REPORT, text.as_bytes())
+}
+
+/// The node's last check as [`save`] kept it: `None` when there is none;
+/// an unreadable or malformed file is an error naming it.
+pub fn last(root: &Root) -> anyhow::Result<Option<serde_json::Value>> {
+    use anyhow::Context;
+    let path = crate::base::paths::CHECK_REPORT;
+    let Some(bytes) = crate::base::fsx::read_file_opt(root, path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("reading '{path}': not the JSON 'synnefo-upgrade check' writes; run 'synnefo-upgrade check' again to replace it"))
 }
 
 /// Renders the report as text, grouped by severity, inhibitors first.

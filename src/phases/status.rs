@@ -47,6 +47,10 @@ pub struct Report {
     pub notices: Vec<crate::base::finding::Finding>,
     /// Where to read the logs.
     pub logs: Vec<String>,
+    /// The last `synnefo-upgrade check` of this node, as it kept it (the
+    /// `check --json` document, with `checked_at` and `tool_version`);
+    /// `null` when none was kept (or it cannot be read: logged).
+    pub last_check: Option<serde_json::Value>,
     /// The run in progress now (it holds the run lock), `null` when none:
     /// a finish that migrates for hours is followed, not timed out.
     pub running: Option<InProgress>,
@@ -307,6 +311,10 @@ pub fn report(root: &Root) -> Result<Report> {
         },
         services: state.services,
         steps: state.steps,
+        last_check: crate::findings::preflight::last(root)
+            .map_err(|e| log::warn!("status: {e:#}"))
+            .ok()
+            .flatten(),
         logs: vec![
             "journalctl -u synnefo-upgrade-finish".into(),
             "journalctl SYSLOG_IDENTIFIER=synnefo-upgrade".into(),
@@ -331,6 +339,35 @@ fn in_progress(root: &Root, state: &State) -> Option<InProgress> {
             .rfind(|s| s.status == crate::base::state::StepStatus::Started)
             .map(|s| format!("{} {}", s.phase, s.id)),
     })
+}
+
+/// The last check in one line: when, by which version, its inhibitors and
+/// warnings by id (a warning: a finding that is no inhibitor, of severity
+/// high or medium, as the fleet report counts them).
+fn last_check_line(doc: Option<&serde_json::Value>) -> String {
+    let Some(doc) = doc else {
+        return "none kept (run 'synnefo-upgrade check')".into();
+    };
+    let findings = doc["findings"].as_array().map_or(&[][..], Vec::as_slice);
+    let ids = |keep: &dyn Fn(&serde_json::Value) -> bool| -> String {
+        let ids: Vec<&str> = findings
+            .iter()
+            .filter(|f| keep(f))
+            .filter_map(|f| f["id"].as_str())
+            .collect();
+        if ids.is_empty() {
+            "none".into()
+        } else {
+            ids.join(", ")
+        }
+    };
+    format!(
+        "{} (synnefo-upgrade {}): inhibitors: {}; warnings: {}",
+        doc["checked_at"].as_str().unwrap_or("?"),
+        doc["tool_version"].as_str().unwrap_or("?"),
+        ids(&|f| f["inhibitor"] == true),
+        ids(&|f| f["inhibitor"] != true && (f["severity"] == "high" || f["severity"] == "medium")),
+    )
 }
 
 /// Renders the report as text.
@@ -422,6 +459,10 @@ pub fn render(report: &Report) -> String {
             )
         }
     };
+    out.push_str(&format!(
+        "last check: {}\n",
+        last_check_line(report.last_check.as_ref())
+    ));
     out.push_str(&section("denied by policy-rc.d", &report.denied_actions));
     out.push_str(&section("backups", &report.backups));
     out.push_str(&section(

@@ -111,14 +111,18 @@ fn shape(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
 /// SYNNEFO_UPGRADE_WRITE_SAMPLES=DIR writes this run's documents there.
 #[test]
 fn fleet_report_samples_have_the_real_shape() {
+    // Each checked before it is armed, as the roll-out's preflight does: the
+    // documents carry a real last_check (the second one with a warning).
     let node = Node::wheezy();
+    node.ok(&["check"]);
     node.ok(&["prepare"]);
     let armed = status(&node);
     node.to_jessie();
     node.ok(&["finish"]);
     let done = status(&node);
     // finish before the dist-upgrade: its preconditions step fails.
-    let early = Node::wheezy();
+    let early = Node::with_synnefo(&["snf-pithos-app"]);
+    early.ok(&["check"]);
     early.ok(&["prepare"]);
     assert_eq!(early.run(&["finish"], &[]).status.code(), Some(1));
     let failed = status(&early);

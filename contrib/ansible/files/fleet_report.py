@@ -119,6 +119,7 @@ def row(node):
         "failed_step": None,
         "dpkg_leftovers": [],
         "forecast": forecast_volume(node.get("forecast")),
+        "last_check": None,
         "error": node.get("error"),
     }
     if not status:
@@ -134,7 +135,37 @@ def row(node):
             "message": failed.get("message"),
         }
     r["dpkg_leftovers"] = list(status.get("dpkg_leftovers") or [])
+    r["last_check"] = last_check(status)
     return r
+
+
+# Findings that say what the roll-out itself did, not what is wrong with the
+# node: a check on an armed node (the last look before a Ganeti node's
+# reboot) finds it armed.
+ROLL_OUT_OWN = {"already-armed"}
+
+
+def last_check(status):
+    """The node's last `synnefo-upgrade check` (status's `last_check`): when,
+    by which version, its inhibitors and warnings (findings that are no
+    inhibitor, of severity high or medium) as {id, title}; None when none was
+    kept.  `already-armed` is left out once the node is armed or further: the
+    roll-out armed it."""
+    doc = status.get("last_check")
+    if not isinstance(doc, dict):
+        return None
+    armed = status.get("phase") not in (None, "not-armed", "aborted")
+    findings = [f for f in doc.get("findings") or [] if not (armed and f.get("id") in ROLL_OUT_OWN)]
+
+    def pick(keep):
+        return [{"id": f.get("id"), "title": f.get("title")} for f in findings if keep(f)]
+
+    return {
+        "checked_at": doc.get("checked_at"),
+        "tool_version": doc.get("tool_version"),
+        "inhibitors": pick(lambda f: f.get("inhibitor")),
+        "warnings": pick(lambda f: not f.get("inhibitor") and f.get("severity") in ("high", "medium")),
+    }
 
 
 def mib(kib_or_bytes, unit):
@@ -181,13 +212,17 @@ def add_forecast_seconds(rows):
 
 
 def cluster_downtime(rows):
-    """The service nodes' downtime together: the first stop to the last restore."""
+    """The service nodes' downtime together: the first stop to the last
+    restore.  Only the nodes that recorded a downtime count: a service node
+    that stopped nothing (none of its managed services ran) has none, and
+    its absence is no outage."""
     service = [r for r in rows if any(x.startswith("service") for x in r["roles"])]
-    stops = [parse_time(r["downtime"]["stopped_at"]) for r in service if r["downtime"]]
+    down = [r["downtime"] for r in service if r["downtime"]]
+    stops = [parse_time(d["stopped_at"]) for d in down]
     if not stops:
         return None
-    restores = [r["downtime"] and r["downtime"].get("restored_at") for r in service]
-    restored = None if None in restores or not all(restores) else max(parse_time(t) for t in restores)
+    restores = [d.get("restored_at") for d in down]
+    restored = None if not all(restores) else max(parse_time(t) for t in restores)
     start = min(stops)
     return {
         "stopped_at": rfc3339(start),
@@ -229,12 +264,26 @@ def downtime_cell(d):
     return "%d s (%s to %s)" % (d["seconds"], d["stopped_at"][11:19], d["restored_at"][11:19])
 
 
+def check_cell(c):
+    """`inhibitors: a, b; warnings: c`, `clean`, or `none kept`."""
+    if c is None:
+        return "none kept"
+    parts = []
+    for key in ("inhibitors", "warnings"):
+        if c[key]:
+            parts.append("%s: %s" % (key, ", ".join(f["id"] for f in c[key])))
+    return "; ".join(parts) or "clean"
+
+
 def md_escape(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown(report):
-    lines = ["| node | roles | phase | service downtime | forecast | failed step | .dpkg-dist to review |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| node | roles | phase | service downtime | forecast | last check | failed step | .dpkg-dist to review |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["nodes"]:
         failed = "none"
         if r["failed_step"]:
@@ -244,9 +293,19 @@ def markdown(report):
             failed = "no status: %s" % r["error"]
         leftovers = ", ".join("`%s`" % p for p in r["dpkg_leftovers"]) or "none"
         lines.append(
-            "| %s |" % " | ".join(md_escape(c) for c in [r["host"], ", ".join(r["roles"]), r["phase"], downtime_cell(r["downtime"]), forecast_cell(r["forecast"]), failed])
+            "| %s |" % " | ".join(md_escape(c) for c in [r["host"], ", ".join(r["roles"]), r["phase"], downtime_cell(r["downtime"]), forecast_cell(r["forecast"]), check_cell(r["last_check"]), failed])
             + " %s |" % md_escape(leftovers)
         )
+    found = [r for r in report["nodes"] if r["last_check"] and (r["last_check"]["inhibitors"] or r["last_check"]["warnings"])]
+    if found:
+        lines.append("")
+        lines.append("Findings of each node's last check (`synnefo-upgrade status` on the node shows the rest):")
+        lines.append("")
+        for r in found:
+            c = r["last_check"]
+            for kind, key in (("inhibitor", "inhibitors"), ("warning", "warnings")):
+                for f in c[key]:
+                    lines.append("- %s (checked %s): %s `%s`: %s" % (r["host"], c["checked_at"], kind, f["id"], md_escape(f["title"])))
     c = report["cluster_service_downtime"]
     lines.append("")
     lines.append("Cluster service downtime (first service node stopped to last one restored): %s" % downtime_cell(c))

@@ -16,6 +16,7 @@ import copy
 import datetime
 import json
 import os
+import re
 import sys
 
 T0 = 1796162400  # 2026-12-01T22:00:00Z
@@ -51,6 +52,9 @@ def lay_out(doc, prepare_at, finish_at, step_s=2, down=True):
         }
     elif not down:
         doc["downtime"] = None
+    if doc.get("last_check"):
+        # The preflight: every node checked in the roll-out's first minute.
+        doc["last_check"]["checked_at"] = rfc(T0 + 30)
     return doc
 
 
@@ -58,7 +62,8 @@ def main(src, out):
     real = {}
     for n in ("armed", "done", "failed"):
         with open(os.path.join(src, "status-%s.json" % n), encoding="utf-8") as f:
-            real[n] = json.load(f)
+            # The fixture trees' temporary paths, as one stable path.
+            real[n] = json.loads(re.sub(r"/tmp/\.tmp\w+/", "/srv/node-tree/", f.read()))
     nodes = [
         ("ganeti2", ["ganeti_nodes"], None, lay_out(real["done"], T0 + 60, T0 + 300)),
         ("ganeti1", ["ganeti_master", "ganeti_nodes"], None, lay_out(real["done"], T0 + 420, T0 + 660)),

@@ -6,6 +6,7 @@ samples/ holds a five-node roll-out derived from real `status --json` output
 (make_samples.py; tests/downtime.rs keeps their keys those of the binary).
 """
 
+import copy
 import glob
 import io
 import json
@@ -144,12 +145,55 @@ class FleetReport(unittest.TestCase):
     def test_a_node_without_status_is_listed(self):
         rc, d, out = run({"nodes": [{"host": "dead", "groups": ["service_nodes"], "migrates": False, "status": None, "error": "unreachable"}]})
         self.assertEqual(rc, 0)
-        self.assertIn("| dead | service (waits) | unknown | none | unknown | no status: unreachable | none |", out)
+        self.assertIn("| dead | service (waits) | unknown | none | unknown | none kept | no status: unreachable | none |", out)
         ET.parse(os.path.join(d, "fleet-timeline.svg"))
 
+    def test_each_nodes_last_check_inhibitors_and_warnings(self):
+        # svc3 was checked with a warning (migrations-here) and no inhibitor;
+        # the others clean; info findings are not warnings.
+        self.assertEqual(self.rows["svc3"]["last_check"]["warnings"][0]["id"], "migrations-here")
+        self.assertEqual(self.rows["svc3"]["last_check"]["inhibitors"], [])
+        self.assertEqual(self.rows["svc1"]["last_check"]["warnings"], [])
+        self.assertEqual(self.rows["svc1"]["last_check"]["checked_at"], self.nodes[2]["status"]["last_check"]["checked_at"])
+        lines = {line.split(" | ")[0][2:]: line for line in self.stdout.splitlines() if line.startswith("| ")}
+        self.assertIn("| warnings: migrations-here |", lines["svc3"])
+        self.assertIn("| clean |", lines["svc1"])
+        self.assertIn("- svc3 (checked %s): warning `migrations-here`: database migrations will run on this node" % self.rows["svc3"]["last_check"]["checked_at"], self.stdout)
+        # An inhibitor is shown as one; the roll-out's own arming is not.
+        svc2 = copy.deepcopy(self.nodes[3])
+        finding = {"id": "dpkg-hold", "severity": "high", "inhibitor": True, "title": "a Synnefo package is held", "summary": "", "remediation": {"hint": "", "commands": []}}
+        armed = dict(finding, id="already-armed", title="the node is armed")
+        svc2["status"]["last_check"]["findings"] = [finding, armed]
+        _, _, out = run({"nodes": [svc2]})
+        self.assertIn("| inhibitors: dpkg-hold |", out)
+        self.assertIn("- svc2 (checked %s): inhibitor `dpkg-hold`: a Synnefo package is held" % svc2["status"]["last_check"]["checked_at"], out)
+        self.assertNotIn("already-armed", out)
+        svc2["status"]["phase"] = "not-armed"
+        _, _, out = run({"nodes": [svc2]})
+        self.assertIn("| inhibitors: dpkg-hold, already-armed |", out)
+        # No check kept on the node.
+        svc2["status"]["last_check"] = None
+        _, _, out = run({"nodes": [svc2]})
+        self.assertIn("| none kept |", out)
+
+    def test_a_service_node_without_downtime_does_not_spoil_the_clusters_figure(self):
+        # svc4 stopped nothing (none of its services ran): no downtime recorded.
+        done = [n for n in self.nodes if n["host"] != "svc3"]
+        svc4 = copy.deepcopy(self.nodes[3])
+        svc4["host"], svc4["status"]["downtime"] = "svc4", None
+        _, d, out = run({"nodes": done + [svc4]})
+        with open(os.path.join(d, "fleet-report.json"), encoding="utf-8") as f:
+            c = json.load(f)["cluster_service_downtime"]
+        svc = [n["status"]["downtime"] for n in done if "service_nodes" in n["groups"]]
+        start = fleet_report.parse_time(min(x["stopped_at"] for x in svc))
+        end = fleet_report.parse_time(max(x["restored_at"] for x in svc))
+        self.assertEqual(c["seconds"], end - start)
+        self.assertIn("Cluster service downtime (first service node stopped to last one restored): %d s" % (end - start), out)
+        self.assertNotIn("down since", out)
+
     def test_forecast_beside_measured_per_node_and_for_the_cluster(self):
-        # The rate: the Ganeti nodes' downtime per MiB unpacked (282 s each for 600 MiB).
-        rate = (282 + 282) / 1200.0
+        # The rate: the Ganeti nodes' downtime per MiB unpacked (600 MiB each).
+        rate = (self.rows["ganeti2"]["downtime"]["seconds"] + self.rows["ganeti1"]["downtime"]["seconds"]) / 1200.0
         f = self.report["cluster_service_downtime_forecast"]
         self.assertAlmostEqual(f["seconds_per_mib"], round(rate, 3))
         self.assertEqual(f["measured_on"], ["ganeti2", "ganeti1"])
@@ -165,7 +209,9 @@ class FleetReport(unittest.TestCase):
             md = fh.read()
         svc1_line = [line for line in md.splitlines() if line.startswith("| svc1 ")][0]
         # Measured, then the forecast, side by side.
-        self.assertIn("| 342 s (22:13:32 to 22:19:14) | ≈ %d s (450 pkgs, 720.0 MiB; db 64.0 MiB) |" % svc1["seconds"], svc1_line)
+        d = self.rows["svc1"]["downtime"]
+        measured = "%d s (%s to %s)" % (d["seconds"], d["stopped_at"][11:19], d["restored_at"][11:19])
+        self.assertIn("| %s | ≈ %d s (450 pkgs, 720.0 MiB; db 64.0 MiB) |" % (measured, svc1["seconds"]), svc1_line)
         self.assertIn("Cluster service downtime forecast: ≈ %d s" % f["seconds"], md)
 
     def test_forecast_unknown_without_measurements_and_kept_across_runs(self):

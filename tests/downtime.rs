@@ -1,7 +1,7 @@
 //! The node's service downtime in the state file and `status --json`: prepare's
 //! stop step records when the running services stop, finish's verify step when
 //! they are all active again. The fleet report's sample status documents
-//! (contrib/ansible/files/tests/) must have the shape of the real output.
+//! (contrib/ansible/tests/unit/plugins/modules/) must have the shape of the real output.
 
 mod common;
 
@@ -106,7 +106,7 @@ fn shape(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The fleet report's samples (contrib/ansible/files/tests/samples/*.json) keep
+/// The fleet report's samples (contrib/ansible/tests/unit/plugins/modules/samples/*.json) keep
 /// the real document's keys: an armed, a done and a failed node's `status --json`.
 /// SYNNEFO_UPGRADE_WRITE_SAMPLES=DIR writes this run's documents there.
 #[test]
@@ -137,7 +137,7 @@ fn fleet_report_samples_have_the_real_shape() {
     shape(&armed, "", &mut real);
     shape(&done, "", &mut real);
     shape(&failed, "", &mut real);
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/ansible/files/tests/samples");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/ansible/tests/unit/plugins/modules/samples");
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir(&samples).unwrap() {
         let path = entry.unwrap().path();

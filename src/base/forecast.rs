@@ -6,7 +6,7 @@
 //! dumps before migrating and their size from PostgreSQL
 //! (`pg_database_size`, through the node's `psql`, as the guard reads it).
 //! The fleet report turns these into seconds with the figures measured on
-//! the nodes already upgraded (`contrib/ansible/files/fleet_report.py`).
+//! the nodes already upgraded (`contrib/ansible/plugins/modules/fleet_report.py`).
 
 use serde::Serialize;
 use std::sync::Mutex;

@@ -2,7 +2,7 @@
 """Derives the sample cluster (samples/*.json) from real `status --json` output.
 
     SYNNEFO_UPGRADE_WRITE_SAMPLES=/tmp/s cargo test --test downtime
-    python3 contrib/ansible/files/tests/make_samples.py /tmp/s
+    python3 contrib/ansible/tests/unit/plugins/modules/make_samples.py /tmp/s
 
 The binary's documents (armed, done, failed: fixture-root runs in
 tests/downtime.rs) are kept as they are except for the times, which are laid

@@ -1,6 +1,6 @@
 """Unit tests of fleet_report.py over sample status documents (offline, stdlib).
 
-    python3 -m unittest discover -s contrib/ansible/files/tests
+    python3 -m unittest discover -s contrib/ansible/tests/unit/plugins/modules
 
 samples/ holds a five-node roll-out derived from real `status --json` output
 (make_samples.py; tests/downtime.rs keeps their keys those of the binary).
@@ -18,7 +18,8 @@ import xml.etree.ElementTree as ET
 from contextlib import redirect_stderr, redirect_stdout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+COLLECTION = os.path.join(HERE, "..", "..", "..", "..")
+sys.path.insert(0, os.path.join(COLLECTION, "plugins", "modules"))
 import fleet_report  # noqa: E402
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -132,7 +133,7 @@ class FleetReport(unittest.TestCase):
         self.assertEqual(len(root.findall(".//" + SVG + "circle")), 1, "the failed step is marked once")
 
     def test_the_operator_guide_shows_this_report(self):
-        docs = os.path.join(HERE, "..", "..", "..", "..", "docs")
+        docs = os.path.join(COLLECTION, "..", "..", "docs")
         with open(os.path.join(self.dir, "fleet-timeline.svg"), encoding="utf-8") as f:
             svg = f.read()
         with open(os.path.join(docs, "fleet-timeline-example.svg"), encoding="utf-8") as f:

@@ -1,18 +1,22 @@
-#!/usr/bin/env python3
-"""Fleet report of a synnefo-upgrade-0.19 roll-out (Python 3 stdlib only).
+#!/usr/bin/python
+# Copyright: synnefo-upgrade-0.19 developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fleet report of a synnefo-upgrade-0.19 roll-out (an Ansible module; its
+logic is Python 3 stdlib only, so that its unit tests need no Ansible).
 
-Reads one JSON document (stdin, or --input FILE):
+The playbook gives it one entry per node:
 
-    {"nodes": [{"host": "svc1", "groups": ["service_nodes"], "migrates": true,
-                "status": {... `synnefo-upgrade status --json` ...} or null,
-                "forecast": {... `synnefo-upgrade check --json`'s forecast ...} or null,
-                "error": "why there is no status" or null}]}
+    {"host": "svc1", "groups": ["service_nodes"], "migrates": true,
+     "status": {... `synnefo-upgrade status --json` ...} or null,
+     "forecast": {... `synnefo-upgrade check --json`'s forecast ...} or null,
+     "error": "why there is no status" or null}
 
-and writes into --out DIR:
+and it writes into `dest`:
 
-    fleet-report.json     one row per node, and the cluster's service downtime,
-                          forecast and measured
-    fleet-report.md       the same as a Markdown table (also printed on stdout)
+    fleet-report.json     one row per node (phase, downtime, forecast, the last
+                          check's inhibitors and warnings, failed step), and
+                          the cluster's service downtime, forecast and measured
+    fleet-report.md       the same as a Markdown table (also returned as `text`)
     fleet-timeline.svg    one row per node: its phases from arming to done (from
                           the step records), the service-down span shaded
     fleet-forecast.json   each node's forecast as the preflight gave it, kept
@@ -23,17 +27,88 @@ The forecast in seconds: a node's megabytes to unpack times the seconds per
 megabyte its downtime took on the nodes already measured in this roll-out
 (the Ganeti nodes, upgraded before any service node stops; all measured
 nodes when none is); the cluster's, the largest of the service nodes' (they
-are upgraded in one wave).
-
-The site.yml's last play runs it on the controller.  Times are RFC 3339 UTC.
+are upgraded in one wave).  Times are RFC 3339 UTC.
 """
 
-import argparse
+DOCUMENTATION = r"""
+---
+module: fleet_report
+short_description: Writes the fleet report of a synnefo-upgrade-0.19 roll-out
+description:
+  - Turns every node's C(synnefo-upgrade status --json) and preflight forecast
+    into one report on the controller, C(fleet-report.json), C(fleet-report.md)
+    and C(fleet-timeline.svg), and keeps the forecasts in C(fleet-forecast.json)
+    for later runs.
+  - Each node's row has its phase, service downtime, forecast, the inhibitors
+    and warnings of its last C(synnefo-upgrade check), its failed step and the
+    C(.dpkg-dist) files to review; the cluster's service downtime spans the
+    service nodes that recorded one.
+  - Runs on the controller (with C(delegate_to=localhost)). Never reports a change;
+    in check mode it writes nothing and returns the report.
+version_added: 1.0.0
+author: synnefo-upgrade-0.19 developers
+options:
+  nodes:
+    description:
+      - One entry per node, in the order of the rows. Keys C(host),
+        C(groups) (its inventory groups), C(migrates) (bool, service nodes),
+        C(status) (the C(status --json) document, or null), C(forecast)
+        (C(check --json)'s C(forecast), or null), C(error) (why there is no
+        status, or null).
+    type: list
+    elements: dict
+    required: true
+  dest:
+    description: The directory the report is written into (created when missing).
+    type: path
+    required: true
+  generated_at:
+    description: When the report was made (RFC 3339 UTC), recorded in C(fleet-report.json).
+    type: str
+  keep_forecasts:
+    description:
+      - Only keep the nodes' forecasts in C(fleet-forecast.json), no report
+        (the preflight play, so that a run that fails before its report keeps them).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Write the fleet report on the controller
+  synnefo.upgrade.fleet_report:
+    dest: "{{ inventory_dir }}/fleet-report"
+    generated_at: "{{ now(utc=true, fmt='%Y-%m-%dT%H:%M:%SZ') }}"
+    nodes:
+      - host: svc1
+        groups: [service_nodes]
+        migrates: true
+        status: "{{ svc1_status }}"
+        forecast: null
+        error: null
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+text:
+  description: The Markdown report (or, with keep_forecasts, what was kept).
+  returned: always
+  type: str
+files:
+  description: The files written (none in check mode).
+  returned: always
+  type: list
+  elements: str
+report:
+  description: The content of fleet-report.json (null with keep_forecasts).
+  returned: always
+  type: dict
+"""
+
 import datetime
 import html
 import json
 import os
-import sys
 
 PHASE_COLOURS = {
     "prepare": "#4e79a7",
@@ -409,27 +484,11 @@ def write(path, text):
     os.replace(tmp, path)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", help="the nodes document (default: stdin)")
-    parser.add_argument("--out", required=True, help="directory for fleet-report.{json,md} and fleet-timeline.svg")
-    parser.add_argument(
-        "--keep-forecasts",
-        action="store_true",
-        help="only keep the nodes' forecasts in fleet-forecast.json (the preflight play: a run that fails before the report keeps them)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.input:
-            with open(args.input, encoding="utf-8") as f:
-                doc = json.load(f)
-        else:
-            doc = json.load(sys.stdin)
-    except (OSError, ValueError) as e:
-        sys.stderr.write("fleet_report: cannot read the nodes document (%s): %s\n" % (args.input or "stdin", e))
-        return 2
-    os.makedirs(args.out, exist_ok=True)
-    kept_path = os.path.join(args.out, "fleet-forecast.json")
+def produce(doc, out, keep_forecasts=False, check_mode=False):
+    """The report of `doc` ({"generated_at", "nodes"}) into directory `out`:
+    {"text", "files", "report"}.  The forecasts kept in `out` by earlier runs
+    fill in the nodes that have none now.  In check mode nothing is written."""
+    kept_path = os.path.join(out, "fleet-forecast.json")
     try:
         with open(kept_path, encoding="utf-8") as f:
             kept = json.load(f)
@@ -440,21 +499,52 @@ def main(argv=None):
             kept[n["host"]] = n["forecast"]
         elif n.get("host") in kept:
             n["forecast"] = kept[n["host"]]
-    if args.keep_forecasts:
-        write(kept_path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
-        sys.stdout.write("kept: %s (%d node(s))\n" % (kept_path, len(kept)))
-        return 0
-    report = build(doc)
-    statuses = [n.get("status") for n in doc.get("nodes") or []]
-    write(kept_path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
-    md = markdown(report)
-    write(os.path.join(args.out, "fleet-report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
-    write(os.path.join(args.out, "fleet-report.md"), md)
-    write(os.path.join(args.out, "fleet-timeline.svg"), svg(report, statuses))
-    sys.stdout.write(md)
-    sys.stdout.write("written: %s/fleet-report.json, fleet-report.md, fleet-timeline.svg, fleet-forecast.json\n" % args.out)
-    return 0
+    files = {kept_path: json.dumps(kept, indent=2, sort_keys=True) + "\n"}
+    if keep_forecasts:
+        report = None
+        text = "kept: %s (%d node(s))\n" % (kept_path, len(kept))
+    else:
+        report = build(doc)
+        statuses = [n.get("status") for n in doc.get("nodes") or []]
+        text = markdown(report)
+        files[os.path.join(out, "fleet-report.json")] = json.dumps(report, indent=2, sort_keys=True) + "\n"
+        files[os.path.join(out, "fleet-report.md")] = text
+        files[os.path.join(out, "fleet-timeline.svg")] = svg(report, statuses)
+    if check_mode:
+        return {"text": text, "files": [], "report": report}
+    os.makedirs(out, exist_ok=True)
+    for path, content in files.items():
+        write(path, content)
+    return {"text": text, "files": sorted(files), "report": report}
+
+
+def main():
+    from ansible.module_utils.basic import AnsibleModule
+
+    module = AnsibleModule(
+        argument_spec=dict(
+            nodes=dict(type="list", elements="dict", required=True),
+            dest=dict(type="path", required=True),
+            generated_at=dict(type="str"),
+            keep_forecasts=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    for i, n in enumerate(p["nodes"]):
+        if not isinstance(n.get("host"), str):
+            module.fail_json(msg="fleet_report: nodes[%d] has no host name: %r" % (i, n))
+    try:
+        result = produce(
+            {"generated_at": p["generated_at"], "nodes": p["nodes"]},
+            p["dest"],
+            keep_forecasts=p["keep_forecasts"],
+            check_mode=module.check_mode,
+        )
+    except OSError as e:
+        module.fail_json(msg="fleet_report: cannot write the report into %s: %s; set synnefo_upgrade_report_dir to a writable directory" % (p["dest"], e))
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

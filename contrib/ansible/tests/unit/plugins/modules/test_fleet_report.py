@@ -1,4 +1,4 @@
-"""Unit tests of fleet_report.py over sample status documents (offline, stdlib).
+"""Unit tests of the fleet_report module (plugins/modules/fleet_report.py) over sample status documents (offline, stdlib).
 
     python3 -m unittest discover -s contrib/ansible/tests/unit/plugins/modules
 
@@ -8,14 +8,12 @@ samples/ holds a five-node roll-out derived from real `status --json` output
 
 import copy
 import glob
-import io
 import json
 import os
 import sys
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
-from contextlib import redirect_stderr, redirect_stdout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLLECTION = os.path.join(HERE, "..", "..", "..", "..")
@@ -41,15 +39,12 @@ def tearDownModule():
     TMP.cleanup()
 
 
-def run(doc):
-    out = tempfile.mkdtemp(dir=TMP.name)
-    src = os.path.join(out, "in.json")
-    with open(src, "w", encoding="utf-8") as f:
-        json.dump(doc, f)
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        rc = fleet_report.main(["--input", src, "--out", os.path.join(out, "report")])
-    return rc, os.path.join(out, "report"), buf.getvalue()
+def run(doc, out=None, **kw):
+    """The module's work on `doc` into a new directory (or `out`): (0, the
+    directory, the report's text)."""
+    out = out or os.path.join(tempfile.mkdtemp(dir=TMP.name), "report")
+    result = fleet_report.produce(copy.deepcopy(doc), out, **kw)
+    return 0, out, result["text"]
 
 
 class FleetReport(unittest.TestCase):
@@ -224,10 +219,8 @@ class FleetReport(unittest.TestCase):
         self.assertIn("Cluster service downtime forecast: unknown", out)
         # A later run without forecasts (the nodes no longer checked) keeps them.
         again = [dict(n, forecast=None) for n in self.nodes]
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            self.assertEqual(fleet_report.main(["--input", self._write(again, d), "--out", d]), 0)
-        self.assertIn("≈ ", buf.getvalue())
+        _, _, text = run({"nodes": again}, d)
+        self.assertIn("≈ ", text)
         with open(os.path.join(d, "fleet-forecast.json"), encoding="utf-8") as fh:
             self.assertEqual(sorted(json.load(fh)), sorted(n["host"] for n in self.nodes))
 
@@ -235,33 +228,21 @@ class FleetReport(unittest.TestCase):
         # Play 1 keeps the forecasts; the run fails before its report; the
         # next run no longer checks the nodes (no forecast), yet reports them.
         d = tempfile.mkdtemp(dir=TMP.name)
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            self.assertEqual(fleet_report.main(["--input", self._write(self.nodes, d), "--out", d, "--keep-forecasts"]), 0)
+        run({"nodes": self.nodes}, d, keep_forecasts=True)
         self.assertFalse(os.path.exists(os.path.join(d, "fleet-report.json")))
         later = [dict(n, forecast=None) for n in self.nodes]
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            self.assertEqual(fleet_report.main(["--input", self._write(later, d), "--out", d]), 0)
+        run({"nodes": later}, d)
         report = load(os.path.join(d, "fleet-report.json"))
         self.assertTrue(all(r["forecast"]["unpack_mib"] for r in report["nodes"]), report["nodes"])
         self.assertIsNotNone(report["cluster_service_downtime_forecast"]["seconds"])
 
-    def _write(self, nodes, d):
-        path = os.path.join(d, "again.json")
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"nodes": nodes}, fh)
-        return path
-
-    def test_unreadable_input_exits_2(self):
-        d = tempfile.mkdtemp(dir=TMP.name)
-        bad = os.path.join(d, "bad.json")
-        with open(bad, "w", encoding="utf-8") as f:
-            f.write("{not json")
-        err = io.StringIO()
-        with redirect_stderr(err):
-            self.assertEqual(fleet_report.main(["--input", bad, "--out", d]), 2)
-        self.assertIn("cannot read the nodes document", err.getvalue())
+    def test_check_mode_writes_nothing_and_returns_the_report(self):
+        d = os.path.join(tempfile.mkdtemp(dir=TMP.name), "report")
+        result = fleet_report.produce({"nodes": copy.deepcopy(self.nodes)}, d, check_mode=True)
+        self.assertFalse(os.path.exists(d))
+        self.assertEqual(result["files"], [])
+        self.assertIn("| svc1 | service (migrates) | done |", result["text"])
+        self.assertEqual(result["report"]["nodes"][2]["host"], "svc1")
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ pub fn manual(command: Option<&str>) -> Manual {
                 ),
                 (
                     "Arm (the services stop), upgrade and reboot; the first boot under systemd finishes",
-                    "synnefo-upgrade prepare --download\napt-get update && apt-get dist-upgrade\nreboot",
+                    "synnefo-upgrade prepare --download\nsynnefo-upgrade dist-upgrade --reboot",
                 ),
                 ("Follow it", "synnefo-upgrade status\njournalctl -u synnefo-upgrade-finish"),
             ],
@@ -194,6 +194,35 @@ pub fn manual(command: Option<&str>) -> Manual {
             &[FILE_STATE, FILE_ARMED, FILE_BACKUPS, FILE_POLICY],
             &[("Take back prepare before the dist-upgrade", "synnefo-upgrade abort")],
             &[SEE_MAIN, "synnefo-upgrade-prepare(8)"],
+        ),
+        Some("dist-upgrade") => page(
+            &[
+                FILE_CONFIG,
+                FILE_STATE,
+                (
+                    "/var/lib/synnefo-upgrade/dist-upgrade.json",
+                    "the last dist-upgrade: its process, start, end, outcome and what to do",
+                ),
+                (
+                    "/var/lib/synnefo-upgrade/dist-upgrade.lock",
+                    "held by the running dist-upgrade (a second one follows it)",
+                ),
+                (
+                    "/var/log/synnefo-upgrade-dist-upgrade.log",
+                    "the transaction's output (apt-get, dpkg, the maintainer scripts), appended",
+                ),
+            ],
+            &[
+                (
+                    "After arming: the whole transaction, then the reboot",
+                    "synnefo-upgrade dist-upgrade --reboot",
+                ),
+                (
+                    "The connection dropped: follow the one that runs (or see how it ended)",
+                    "synnefo-upgrade dist-upgrade\nsynnefo-upgrade status",
+                ),
+            ],
+            &[SEE_MAIN, "synnefo-upgrade-prepare(8)", SEE_CONFIG, "apt-get(8)"],
         ),
         Some("guard") => page(
             &[
@@ -257,7 +286,8 @@ pub fn manual(command: Option<&str>) -> Manual {
 /// Upgrade a Synnefo 0.18.1 node on Debian wheezy to Synnefo 0.19 on jessie.
 ///
 /// Installing the synnefo-upgrade-0.19 package runs `prepare` (arming); after
-/// `apt-get dist-upgrade` and a reboot, synnefo-upgrade-finish.service runs
+/// `dist-upgrade` (apt-get dist-upgrade, unattended) and a reboot,
+/// synnefo-upgrade-finish.service runs
 /// `finish` on the first boot under systemd. Every step is logged to the journal
 /// (`journalctl -u synnefo-upgrade-finish`) and recorded for `status`.
 #[derive(Debug, Parser)]
@@ -325,6 +355,27 @@ pub enum Command {
         /// List the steps that would run; change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The operator's step on an armed node: apt-get update and apt-get
+    /// dist-upgrade, unattended, detached from this session.
+    ///
+    /// Runs in a worker of its own session (a lost ssh connection does not
+    /// stop it) and follows its output here; run again, it follows the one
+    /// that runs. The transaction: the debconf answers of [dist_upgrade]
+    /// debconf, apt-get update, apt-get dist-upgrade with the conffiles kept
+    /// (dpkg's --force-confdef --force-confold, UCF_FORCE_CONFFOLD=1,
+    /// DEBIAN_FRONTEND=noninteractive), systemd-sysv installed where the
+    /// release kept sysvinit ([dist_upgrade] switch_to_systemd), then dpkg
+    /// --audit, which must be empty. Its output goes to
+    /// /var/log/synnefo-upgrade-dist-upgrade.log and the journal; status shows
+    /// it. Refused (exit 3) on a node that is not armed. Then reboot.
+    DistUpgrade {
+        /// Reboot once the transaction ended cleanly and dpkg --audit is empty.
+        #[arg(long)]
+        reboot: bool,
+        /// The detached worker itself (started by dist-upgrade).
+        #[arg(long, hide = true)]
+        worker: bool,
     },
     /// Before the dist-upgrade only: take back everything prepare changed (files
     /// byte for byte, masks, policy-rc.d, the finish unit) and start the

@@ -118,7 +118,31 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         Command::Finish { dry_run } => {
             phase(&root, cli.config, false, |ctx| runner::finish(ctx, dry_run))
         }
-        Command::Abort => phase(&root, cli.config, false, runner::abort),
+        Command::DistUpgrade {
+            reboot,
+            worker: false,
+        } => {
+            // Bad configuration is said here (exit 2), not in the worker's log.
+            config::load(&root, cli.config.as_deref())?;
+            crate::phases::distupgrade::run(&root, cli.config.as_deref(), reboot)
+        }
+        Command::DistUpgrade {
+            reboot,
+            worker: true,
+        } => {
+            let config = config::load(&root, cli.config.as_deref())?;
+            crate::phases::distupgrade::worker(&root, &config, reboot)
+        }
+        Command::Abort => {
+            // Not while apt and dpkg run: abort would restore the sources
+            // under the transaction.
+            if let Some(holder) = crate::phases::distupgrade::holder(&root)? {
+                bail!(Fatal::Busy(format!(
+                    "a dist-upgrade runs ({holder}): abort is refused while it runs, and once dpkg changed a package; nothing was changed"
+                )));
+            }
+            phase(&root, cli.config, false, runner::abort)
+        }
         Command::Guard => phase(&root, cli.config, false, runner::guard),
     }
 }

@@ -137,7 +137,8 @@ fn fleet_report_samples_have_the_real_shape() {
     shape(&armed, "", &mut real);
     shape(&done, "", &mut real);
     shape(&failed, "", &mut real);
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/ansible/tests/unit/plugins/modules/samples");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib/ansible/tests/unit/plugins/modules/samples");
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir(&samples).unwrap() {
         let path = entry.unwrap().path();

@@ -58,7 +58,14 @@ const LAYERS: &[(&str, Option<&str>, &[&str])] = &[
     (
         "phases",
         Some("phases"),
-        &["plan", "rearm", "runner", "interrupt", "status"],
+        &[
+            "plan",
+            "rearm",
+            "runner",
+            "interrupt",
+            "status",
+            "distupgrade",
+        ],
     ),
     ("the command line", None, &["cli", "commands"]),
 ];

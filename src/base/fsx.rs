@@ -1256,6 +1256,12 @@ pub fn write_from_command(
 /// symbolic link. The first thing a run that writes does: a state or backup
 /// directory that is a link is refused here, before anything is written.
 pub fn open_lock(root: &Root) -> Result<File> {
+    open_lock_at(root, paths::LOCK_FILE)
+}
+
+/// Opens (creating) lock file `abs` in the state directory (the run lock,
+/// the dist-upgrade's lock), as [`open_lock`] does.
+pub fn open_lock_at(root: &Root, abs: &str) -> Result<File> {
     check_private_dir(root, paths::STATE_DIR)?;
     check_private_dir(root, paths::BACKUP_DIR)?;
     ensure_private_dir(root, paths::STATE_DIR, true)?;
@@ -1266,13 +1272,8 @@ pub fn open_lock(root: &Root) -> Result<File> {
         .truncate(false)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(root.path_nofollow(paths::LOCK_FILE))
-        .with_context(|| {
-            format!(
-                "opening '{}' (it must not be a symbolic link)",
-                paths::LOCK_FILE
-            )
-        })
+        .open(root.path_nofollow(abs))
+        .with_context(|| format!("opening '{abs}' (it must not be a symbolic link)"))
 }
 
 /// Who holds the run lock now (`PID COMMAND`, as the holder wrote it), or
@@ -1280,17 +1281,22 @@ pub fn open_lock(root: &Root) -> Result<File> {
 /// shared lock taken and let go at once, on the file opened read-only:
 /// `status` writes nothing.
 pub fn lock_holder(root: &Root) -> Result<Option<String>> {
+    lock_holder_at(root, paths::LOCK_FILE)
+}
+
+/// Who holds lock file `abs` now, as [`lock_holder`] looks.
+pub fn lock_holder_at(root: &Root, abs: &str) -> Result<Option<String>> {
     use nix::fcntl::{Flock, FlockArg};
     use std::io::Read;
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(root.path_nofollow(paths::LOCK_FILE))
+        .open(root.path_nofollow(abs))
     {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(e).with_context(|| format!("opening '{}'", paths::LOCK_FILE));
+            return Err(e).with_context(|| format!("opening '{abs}'"));
         }
     };
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
@@ -1298,13 +1304,10 @@ pub fn lock_holder(root: &Root) -> Result<Option<String>> {
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
             let mut text = String::new();
             file.read_to_string(&mut text)
-                .with_context(|| format!("reading '{}'", paths::LOCK_FILE))?;
+                .with_context(|| format!("reading '{abs}'"))?;
             Ok(Some(text.trim().to_string()))
         }
-        Err((_, errno)) => Err(anyhow::anyhow!(
-            "looking at the lock '{}': {errno}",
-            paths::LOCK_FILE
-        )),
+        Err((_, errno)) => Err(anyhow::anyhow!("looking at the lock '{abs}': {errno}")),
     }
 }
 

@@ -185,6 +185,17 @@ pub fn command_output(phase: PhaseKind, step: &str, command: &str, line: &str) {
     );
 }
 
+/// A line of a command of `dist-upgrade`'s transaction (apt-get, dpkg and
+/// the maintainer scripts they run), as [`command_output`] logs a step's.
+pub fn dist_upgrade_output(command: &str, line: &str) {
+    log::info!(
+        message_id = message_id::COMMAND_OUTPUT,
+        synnefo_upgrade_phase = "dist-upgrade",
+        synnefo_upgrade_command = command;
+        "{command}: {line}"
+    );
+}
+
 /// A notice (reported, not changed) that a step found: one record each, with
 /// its finding id in `SYNNEFO_UPGRADE_FINDING`, what to do and the commands.
 pub fn notice(phase: PhaseKind, step: &str, finding: &crate::base::finding::Finding) {

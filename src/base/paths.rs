@@ -13,6 +13,13 @@ pub const STATE_DIR: &str = "/var/lib/synnefo-upgrade";
 pub const STATE_FILE: &str = "/var/lib/synnefo-upgrade/state.json";
 /// The last `check`'s report (the `check --json` document), for `status --json`.
 pub const CHECK_REPORT: &str = "/var/lib/synnefo-upgrade/check.json";
+/// Held by `dist-upgrade`'s detached worker while it runs (not the run lock:
+/// the package's own postinst may run `prepare` inside the transaction).
+pub const DIST_UPGRADE_LOCK: &str = "/var/lib/synnefo-upgrade/dist-upgrade.lock";
+/// The last `dist-upgrade`'s record: when, which process, how it ended.
+pub const DIST_UPGRADE_RECORD: &str = "/var/lib/synnefo-upgrade/dist-upgrade.json";
+/// `dist-upgrade`'s output (apt-get's, dpkg's, the maintainer scripts'), appended.
+pub const DIST_UPGRADE_LOG: &str = "/var/log/synnefo-upgrade-dist-upgrade.log";
 /// The lock held for the duration of a run.
 pub const LOCK_FILE: &str = "/var/lib/synnefo-upgrade/lock";
 /// The marker the finish unit's `ConditionPathExists=` checks.

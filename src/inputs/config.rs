@@ -43,6 +43,8 @@ pub struct Config {
     pub cyclades: Cyclades,
     /// Backups taken before migrations.
     pub backups: Backups,
+    /// The operator's step, `synnefo-upgrade dist-upgrade`.
+    pub dist_upgrade: DistUpgrade,
     /// Checks that must pass after the services start (`[[health]]`).
     pub health: Vec<HealthCheck>,
 }
@@ -129,6 +131,36 @@ impl<'de> Deserialize<'de> for NodePath {
         NodePath::new(PathBuf::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
+
+/// `synnefo-upgrade dist-upgrade`: the answers that keep it unattended.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistUpgrade {
+    /// debconf answers given before the transaction, one
+    /// `debconf-set-selections` line each (`OWNER QUESTION TYPE VALUE`).
+    pub debconf: Vec<String>,
+    /// After the dist-upgrade, install `systemd-sysv` when the target release
+    /// did not switch the init system by itself (trixie keeps sysvinit-core).
+    pub switch_to_systemd: bool,
+}
+
+impl Default for DistUpgrade {
+    fn default() -> Self {
+        DistUpgrade {
+            debconf: DEFAULT_DEBCONF.iter().map(|s| s.to_string()).collect(),
+            switch_to_systemd: true,
+        }
+    }
+}
+
+/// The debconf answers `dist-upgrade` gives by default: libc6's and libpam's
+/// "restart services during package upgrades without asking?" (yes: their
+/// restarts of the Synnefo services are denied by policy-rc.d while armed;
+/// the others, ssh and cron, come back at once).
+pub const DEFAULT_DEBCONF: &[&str] = &[
+    "libc6 libraries/restart-without-asking boolean true",
+    "libpam0g libraries/restart-without-asking boolean true",
+];
 
 /// Backups before the point of no return.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -402,6 +434,15 @@ fn dropins(root: &Root) -> Result<Vec<PathBuf>> {
 
 /// Checks what the types cannot say.
 fn validate(config: &Config) -> std::result::Result<(), String> {
+    for line in &config.dist_upgrade.debconf {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 3 || line.contains('\n') {
+            return Err(format!(
+                "[dist_upgrade] debconf: '{line}' is not a debconf-set-selections line ('OWNER QUESTION TYPE VALUE', e.g. '{}')",
+                DEFAULT_DEBCONF[0]
+            ));
+        }
+    }
     for addr in &config.migrations.allow_clients {
         if addr.parse::<std::net::IpAddr>().is_err() {
             return Err(format!(

@@ -8,7 +8,9 @@
 //! - [`runner`]: runs a phase: lock, resume, record, log, failpoints.
 //! - [`interrupt`]: a signal that stops a run is recorded on its running step.
 //! - [`status`]: the `status` report.
+//! - [`distupgrade`]: the operator's dist-upgrade, detached and recorded.
 
+pub mod distupgrade;
 pub mod interrupt;
 pub mod plan;
 pub mod rearm;

@@ -230,7 +230,7 @@ fn prepare_from(ctx: &mut Ctx, state: Option<State>, dry_run: bool) -> Result<()
         ctx.state.save(&ctx.root)?;
         logging::phase_done(
             PhaseKind::Prepare,
-            "armed: run 'apt-get update && apt-get dist-upgrade', then reboot",
+            "armed: run 'synnefo-upgrade dist-upgrade --reboot' (or 'apt-get update && apt-get dist-upgrade', then reboot)",
         );
     }
     Ok(())

@@ -51,6 +51,9 @@ pub struct Report {
     /// `check --json` document, with `checked_at` and `tool_version`);
     /// `null` when none was kept (or it cannot be read: logged).
     pub last_check: Option<serde_json::Value>,
+    /// The last `synnefo-upgrade dist-upgrade`: its process, start, end,
+    /// outcome and message, and whether it runs now; `null` when none ran.
+    pub dist_upgrade: Option<crate::phases::distupgrade::Report>,
     /// The run in progress now (it holds the run lock), `null` when none:
     /// a finish that migrates for hours is followed, not timed out.
     pub running: Option<InProgress>,
@@ -311,6 +314,10 @@ pub fn report(root: &Root) -> Result<Report> {
         },
         services: state.services,
         steps: state.steps,
+        dist_upgrade: crate::phases::distupgrade::report(root)
+            .map_err(|e| log::warn!("status: {e:#}"))
+            .ok()
+            .flatten(),
         last_check: crate::findings::preflight::last(root)
             .map_err(|e| log::warn!("status: {e:#}"))
             .ok()
@@ -339,6 +346,32 @@ fn in_progress(root: &Root, state: &State) -> Option<InProgress> {
             .rfind(|s| s.status == crate::base::state::StepStatus::Started)
             .map(|s| format!("{} {}", s.phase, s.id)),
     })
+}
+
+/// The last dist-upgrade in one line: running, ended unrecorded, or how it ended.
+fn dist_upgrade_line(d: &crate::phases::distupgrade::Report) -> String {
+    use crate::phases::distupgrade::Outcome;
+    let r = &d.record;
+    match (r.outcome, d.running) {
+        (Outcome::Running, true) => format!(
+            "dist-upgrade: RUNNING since {} (pid {}); 'synnefo-upgrade dist-upgrade' follows it; output: {}\n",
+            r.started_at, r.pid, r.log
+        ),
+        (Outcome::Running, false) => format!(
+            "dist-upgrade: started {} (pid {}) and ended without recording how (killed?); see {}, run 'dpkg --audit', then 'synnefo-upgrade dist-upgrade' again\n",
+            r.started_at, r.pid, r.log
+        ),
+        (outcome, _) => format!(
+            "dist-upgrade: {} at {}: {}\n",
+            if outcome == Outcome::Succeeded {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            r.ended_at.as_deref().unwrap_or("?"),
+            r.message.as_deref().unwrap_or("")
+        ),
+    }
 }
 
 /// The last check in one line: when, by which version, its inhibitors and
@@ -459,6 +492,9 @@ pub fn render(report: &Report) -> String {
             )
         }
     };
+    if let Some(d) = &report.dist_upgrade {
+        out.push_str(&dist_upgrade_line(d));
+    }
     out.push_str(&format!(
         "last check: {}\n",
         last_check_line(report.last_check.as_ref())

@@ -208,7 +208,7 @@ pub(super) fn arm(ctx: &mut Ctx) -> Result<String> {
     // state cannot be read.
     let marker = policy_rcd::marker_text(ctx.state.managed());
     fsx::write_state_file(&ctx.root, paths::ARMED_MARKER, marker.as_bytes())?;
-    Ok("armed: run 'apt-get update && apt-get dist-upgrade', then reboot".into())
+    Ok("armed: run 'synnefo-upgrade dist-upgrade --reboot' (or 'apt-get update && apt-get dist-upgrade', then reboot)".into())
 }
 
 /// Step `disable-boot-start`: the sysvinit start links of every managed

@@ -188,11 +188,19 @@ assert_armed() {
 # replaced by systemd-sysv; the services stay down throughout.
 stage_dist_upgrade() {
     local t0=$SECONDS
-    step "apt-get update && apt-get dist-upgrade (0.19 stack, sysvinit -> systemd-sysv)"
-    evidence_files /root/dist-upgrade.log
-    check "apt-get dist-upgrade" \
-        'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get dist-upgrade -y -q >/root/dist-upgrade.log 2>&1; rc=$?; tail -n 20 /root/dist-upgrade.log; exit $rc'
+    step "synnefo-upgrade dist-upgrade (apt-get update && dist-upgrade: 0.19 stack, sysvinit -> systemd-sysv)"
+    evidence_files /root/dist-upgrade.log /var/log/synnefo-upgrade-dist-upgrade.log
+    check "synnefo-upgrade dist-upgrade (detached worker, followed until it ends)" \
+        'synnefo-upgrade dist-upgrade >/root/dist-upgrade.log 2>&1; rc=$?; tail -n 20 /root/dist-upgrade.log; exit $rc'
     timing dist-upgrade "$((SECONDS - t0))"
+    vm_status_json after-dist-upgrade >/dev/null
+    json_check "status: the dist-upgrade succeeded, no worker left" "$VM_OUT/status-after-dist-upgrade.json" \
+        's["dist_upgrade"]["outcome"] == "succeeded" and not s["dist_upgrade"]["running"] and s["phase"] == "armed"'
+    check "dpkg --audit empty; the log ends with the outcome" \
+        'test -z "$(dpkg --audit)" && grep -q "dist-upgrade: succeeded at" /var/log/synnefo-upgrade-dist-upgrade.log'
+    check "dpkg was asked to keep the conffiles (confdef, confold) and nothing prompted" \
+        'grep -q "dist-upgrade (conffiles kept)" /var/log/synnefo-upgrade-dist-upgrade.log'
+
     check "gunicorn still down after dist-upgrade" "$GUEST_GUNICORN_DOWN"
     check "snf packages are 0.19" \
         'for p in snf-common snf-webproject; do [ "$(dpkg-query -W -f="\${Version}" $p)" = 0.19-1~jessie ] || exit 1; done'

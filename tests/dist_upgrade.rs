@@ -1,0 +1,268 @@
+//! `synnefo-upgrade dist-upgrade` on fixture nodes whose apt-get, dpkg,
+//! debconf-set-selections and reboot are scripts that record what they were
+//! given: the refusals, the transaction's commands and environment, its
+//! record and `status`, a failure and what it says, the worker that survives
+//! its follower, and a second invocation that follows the running one.
+
+mod common;
+
+use common::{spawn, Node};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// An armed node whose apt-get records each call (its arguments and the
+/// environment that matters), and fails on `dist-upgrade` when
+/// /var/lib/fake-apt/fail exists, or waits on it while
+/// /var/lib/fake-apt/hold exists.
+fn armed() -> Node {
+    let node = Node::wheezy();
+    node.ok(&["prepare"]);
+    let root = node.root().display().to_string();
+    node.write(
+        "/usr/bin/apt-get",
+        &format!(
+            "#!/bin/sh\nr='{root}'\n\
+             echo \"$* | DEBIAN_FRONTEND=$DEBIAN_FRONTEND UCF_FORCE_CONFFOLD=$UCF_FORCE_CONFFOLD tty=$(tty -s && echo yes || echo no)\" >> \"$r/var/log/apt-get.calls\"\n\
+             case \"$*\" in *dist-upgrade*)\n\
+               while [ -e \"$r/var/lib/fake-apt/hold\" ]; do sleep 0.1; done\n\
+               echo 'Setting up snf-common (0.19-1~jessie) ...'\n\
+               if [ -e \"$r/var/lib/fake-apt/fail\" ]; then echo 'E: Sub-process /usr/bin/dpkg returned an error code (1)' >&2; exit 100; fi;;\n\
+             esac\nexit 0\n"
+        ),
+        0o755,
+    );
+    node.write(
+        "/usr/bin/dpkg",
+        &format!("#!/bin/sh\necho \"$*\" >> '{root}/var/log/dpkg.calls'\ncat '{root}/var/lib/fake-apt/audit' 2>/dev/null\nexit 0\n"),
+        0o755,
+    );
+    node.write(
+        "/usr/bin/debconf-set-selections",
+        &format!("#!/bin/sh\ncat >> '{root}/var/log/debconf.selections'\n"),
+        0o755,
+    );
+    node.write(
+        "/sbin/reboot",
+        &format!("#!/bin/sh\ntouch '{root}/var/log/rebooted'\n"),
+        0o755,
+    );
+    std::fs::create_dir_all(node.path("/var/lib/fake-apt")).unwrap();
+    node
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn status(node: &Node) -> Value {
+    serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap()
+}
+
+fn read(node: &Node, abs: &str) -> String {
+    std::fs::read_to_string(node.path(abs)).unwrap_or_default()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn refused_unless_armed_and_nothing_written() {
+    let node = Node::wheezy();
+    let before = node.snapshot();
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("this node is not armed")
+            && text(&out.stderr).contains("run 'synnefo-upgrade prepare' first"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(node.snapshot(), before);
+
+    // Done: nothing to run.
+    let node = armed();
+    node.to_jessie();
+    node.ok(&["finish"]);
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("the upgrade of this node is done"));
+    assert!(!node.path("/var/log/apt-get.calls").exists());
+}
+
+#[test]
+fn the_transaction_unattended_with_conffiles_kept_then_audited_and_recorded() {
+    let node = armed();
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The follower printed the worker's output.
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Setting up snf-common (0.19-1~jessie) ..."),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("reboot now ('reboot')"),
+        "{}",
+        text(&out.stderr)
+    );
+    let calls: Vec<String> = read(&node, "/var/log/apt-get.calls")
+        .lines()
+        .map(String::from)
+        .collect();
+    let env = "DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 tty=no";
+    assert_eq!(
+        calls,
+        [
+            format!("-q update | {env}"),
+            format!("-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold dist-upgrade | {env}"),
+            // The fixture has no systemd-sysv: asked for explicitly.
+            format!("-y -q --allow-remove-essential -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install systemd-sysv | {env}"),
+        ]
+    );
+    assert_eq!(
+        read(&node, "/var/log/debconf.selections"),
+        "libc6 libraries/restart-without-asking boolean true\nlibpam0g libraries/restart-without-asking boolean true\n"
+    );
+    assert_eq!(
+        read(&node, "/var/log/dpkg.calls").trim(),
+        format!(
+            "--admindir {} --audit",
+            node.path("/var/lib/dpkg").display()
+        )
+    );
+    // The log has the whole run; the record and status say how it ended.
+    let log = read(&node, "/var/log/synnefo-upgrade-dist-upgrade.log");
+    assert!(log.contains("dist-upgrade: succeeded at"), "{log}");
+    assert_eq!(
+        log.matches("Setting up snf-common (0.19-1~jessie) ...")
+            .count(),
+        1,
+        "each line once, named by its command: {log}"
+    );
+    assert!(log.contains("apt-get: Setting up snf-common"), "{log}");
+    let s = status(&node);
+    assert_eq!(s["dist_upgrade"]["outcome"], "succeeded", "{s:#}");
+    assert_eq!(s["dist_upgrade"]["running"], false);
+    assert!(s["dist_upgrade"]["ended_at"].is_string());
+    assert!(text(&node.ok(&["status"]).stdout).contains("dist-upgrade: succeeded at"));
+    assert!(
+        !node.path("/var/log/rebooted").exists(),
+        "no --reboot, no reboot"
+    );
+    assert_eq!(s["phase"], "armed", "the dist-upgrade changes no phase");
+}
+
+#[test]
+fn configured_answers_and_no_switch_and_reboot_when_clean() {
+    let node = armed();
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        "[dist_upgrade]\ndebconf = [\"openssh-server openssh-server/permit-root-login boolean true\"]\nswitch_to_systemd = false\n",
+        0o644,
+    );
+    node.ok(&["dist-upgrade", "--reboot"]);
+    assert_eq!(
+        read(&node, "/var/log/debconf.selections"),
+        "openssh-server openssh-server/permit-root-login boolean true\n"
+    );
+    assert!(!read(&node, "/var/log/apt-get.calls").contains("systemd-sysv"));
+    assert!(
+        node.path("/var/log/rebooted").exists(),
+        "--reboot after a clean run"
+    );
+
+    // A line that is no debconf-set-selections line: exit 2, naming it.
+    node.write(
+        "/etc/synnefo-upgrade/upgrade.d/50-test.toml",
+        "[dist_upgrade]\ndebconf = [\"libc6 true\"]\n",
+        0o644,
+    );
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("'libc6 true' is not a debconf-set-selections line"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failure_says_what_to_do_and_no_reboot_and_an_unclean_audit_fails() {
+    let node = armed();
+    std::fs::write(node.path("/var/lib/fake-apt/fail"), "").unwrap();
+    let out = node.run(&["dist-upgrade", "--reboot"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("dist-upgrade' failed (exit status: 100)")
+            && stderr.contains("E: Sub-process /usr/bin/dpkg returned an error code (1)")
+            && stderr.contains("run 'dpkg --configure -a' if dpkg was interrupted, then 'synnefo-upgrade dist-upgrade' again"),
+        "{stderr}"
+    );
+    assert!(!node.path("/var/log/rebooted").exists());
+    let s = status(&node);
+    assert_eq!(s["dist_upgrade"]["outcome"], "failed");
+    assert!(text(&node.ok(&["status"]).stdout).contains("dist-upgrade: FAILED at"));
+
+    // The transaction passed, dpkg --audit did not.
+    std::fs::remove_file(node.path("/var/lib/fake-apt/fail")).unwrap();
+    std::fs::write(
+        node.path("/var/lib/fake-apt/audit"),
+        "The following packages are only half configured:\n snf-common\n",
+    )
+    .unwrap();
+    let out = node.run(&["dist-upgrade", "--reboot"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("dpkg --audit reports packages that are not fully installed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!node.path("/var/log/rebooted").exists());
+}
+
+#[test]
+fn the_worker_outlives_its_follower_and_a_second_call_follows_it() {
+    let node = armed();
+    std::fs::write(node.path("/var/lib/fake-apt/hold"), "").unwrap();
+    let mut first = spawn(&node, &["dist-upgrade"]);
+    wait_for("the worker's record", || {
+        status(&node)["dist_upgrade"]["running"] == true
+    });
+    // The operator's session goes: the follower is killed, the worker is not.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let s = status(&node);
+    assert_eq!(s["dist_upgrade"]["outcome"], "running");
+    assert_eq!(s["dist_upgrade"]["running"], true, "{s:#}");
+    assert!(text(&node.ok(&["status"]).stdout).contains("dist-upgrade: RUNNING since"));
+    // abort is refused while apt runs.
+    let out = node.run(&["abort"], &[]);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("a dist-upgrade runs"));
+
+    // Invoked again: it follows the running worker, starts no second one.
+    let second = spawn(&node, &["dist-upgrade"]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(node.path("/var/lib/fake-apt/hold")).unwrap();
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("one runs already"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("Setting up snf-common"),
+        "{}",
+        text(&out.stdout)
+    );
+    let calls = read(&node, "/var/log/apt-get.calls");
+    assert_eq!(calls.matches(" dist-upgrade |").count(), 1, "{calls}");
+    assert_eq!(status(&node)["dist_upgrade"]["outcome"], "succeeded");
+}

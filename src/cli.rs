@@ -324,6 +324,11 @@ pub enum Command {
         /// Print the report as JSON (schema in docs/json.md).
         #[arg(long)]
         json: bool,
+        /// Do not keep this report (a look that must leave the node as it
+        /// was: Ansible's --check, the last look before a reboot); the last
+        /// kept one stays.
+        #[arg(long)]
+        no_save: bool,
     },
     /// Arm the upgrade: stop and mask the Synnefo services, install policy-rc.d,
     /// switch APT to the new release, enable the finish unit.
@@ -376,6 +381,9 @@ pub enum Command {
         /// The detached worker itself (started by dist-upgrade).
         #[arg(long, hide = true)]
         worker: bool,
+        /// The worker's run id (given by the dist-upgrade that starts it).
+        #[arg(long, hide = true, default_value = "")]
+        run_id: String,
     },
     /// Before the dist-upgrade only: take back everything prepare changed (files
     /// byte for byte, masks, policy-rc.d, the finish unit) and start the

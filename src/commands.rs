@@ -56,7 +56,7 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             print!("{}", changelog::check_file(&file)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { json } => {
+        Command::Check { json, no_save } => {
             let config = config::load(&root, cli.config.as_deref())?;
             // The services' current state when the init system answers; "unknown" otherwise.
             let services = services::for_node(&root).ok();
@@ -78,7 +78,9 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             // Kept for `status --json` and the fleet report; a check that
             // cannot keep it (not root, a link in place of the state
             // directory) has still checked: it says so and exits as it would.
-            if let Err(e) = preflight::save(&root, &report) {
+            if no_save {
+                log::debug!("check --no-save: the report is not kept");
+            } else if let Err(e) = preflight::save(&root, &report) {
                 log::warn!(
                     "check: the report above was not kept in {} ({e:#}); 'synnefo-upgrade status --json' shows the one before, if any",
                     crate::base::paths::CHECK_REPORT
@@ -121,6 +123,7 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         Command::DistUpgrade {
             reboot,
             worker: false,
+            ..
         } => {
             // Bad configuration is said here (exit 2), not in the worker's log.
             config::load(&root, cli.config.as_deref())?;
@@ -129,18 +132,15 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
         Command::DistUpgrade {
             reboot,
             worker: true,
+            run_id,
         } => {
             let config = config::load(&root, cli.config.as_deref())?;
-            crate::phases::distupgrade::worker(&root, &config, reboot)
+            crate::phases::distupgrade::worker(&root, &config, reboot, &run_id)
         }
         Command::Abort => {
-            // Not while apt and dpkg run: abort would restore the sources
-            // under the transaction.
-            if let Some(holder) = crate::phases::distupgrade::holder(&root)? {
-                bail!(Fatal::Busy(format!(
-                    "a dist-upgrade runs ({holder}): abort is refused while it runs, and once dpkg changed a package; nothing was changed"
-                )));
-            }
+            // Not while apt and dpkg run (abort would restore the sources
+            // under the transaction), and none starts while abort runs.
+            let _no_dist_upgrade = crate::phases::distupgrade::exclude(&root)?;
             phase(&root, cli.config, false, runner::abort)
         }
         Command::Guard => phase(&root, cli.config, false, runner::guard),

@@ -261,6 +261,26 @@ fn dry_runs_and_check_write_nothing() {
 }
 
 #[test]
+fn check_no_save_keeps_nothing_and_the_last_report_stays() {
+    let node = Node::wheezy();
+    let before = node.snapshot();
+    node.ok(&["check", "--json", "--no-save"]);
+    assert_eq!(node.snapshot(), before, "--no-save writes nothing");
+    node.ok(&["check"]);
+    let kept = fs::read(node.path("/var/lib/synnefo-upgrade/check.json")).unwrap();
+    node.to_jessie();
+    assert_eq!(
+        node.run(&["check", "--no-save"], &[]).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        fs::read(node.path("/var/lib/synnefo-upgrade/check.json")).unwrap(),
+        kept,
+        "the last kept report stays"
+    );
+}
+
+#[test]
 fn status_shows_the_last_check_and_none_before_one() {
     let node = Node::wheezy();
     let status: serde_json::Value =

@@ -103,41 +103,17 @@ pub fn run_logged(
     argv: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Logged> {
-    run_streamed(argv, env, None, &|command, line| {
-        logging::command_output(phase, step, command, line)
-    })
-}
-
-/// Runs `argv` with `env` added (and `input` on its stdin, else
-/// `/dev/null`), handing each line of its stdout and stderr to `sink` as it
-/// comes, with the command's file name. Returns the exit status and the lines.
-pub fn run_streamed(
-    argv: &[&str],
-    env: &[(&str, &str)],
-    input: Option<&[u8]>,
-    sink: &(dyn Fn(&str, &str) + Sync),
-) -> Result<Logged> {
     let (program, args) = argv.split_first().context("empty command")?;
     let shown = argv.join(" ");
     let mut child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting '{shown}'"))?;
     let _tracked = crate::base::children::track(child.id());
-    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-        use std::io::Write;
-        stdin
-            .write_all(bytes)
-            .with_context(|| format!("writing to '{shown}'"))?;
-    }
     let stderr = child.stderr.take().context("no stderr pipe")?;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let name = Path::new(program)
@@ -145,9 +121,9 @@ pub fn run_streamed(
         .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
     let lines = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        let (n, l) = (name.as_str(), &lines);
-        scope.spawn(move || stream(n, stderr, l, sink));
-        stream(&name, stdout, &lines, sink);
+        let (p, s, n, l) = (phase, step, name.as_str(), &lines);
+        scope.spawn(move || stream(p, s, n, stderr, l));
+        stream(phase, step, &name, stdout, &lines);
     });
     let status = child
         .wait()
@@ -157,10 +133,11 @@ pub fn run_streamed(
 }
 
 fn stream(
+    phase: PhaseKind,
+    step: &str,
     command: &str,
     pipe: impl Read,
     lines: &std::sync::Mutex<Vec<String>>,
-    sink: &(dyn Fn(&str, &str) + Sync),
 ) {
     let mut reader = BufReader::new(pipe);
     let mut buf = Vec::new();
@@ -171,7 +148,7 @@ fn stream(
         let line = String::from_utf8_lossy(&buf)
             .trim_end_matches(['\n', '\r'])
             .to_string();
-        sink(command, &line);
+        logging::command_output(phase, step, command, &line);
         if let Ok(mut l) = lines.lock() {
             l.push(line);
         }

@@ -1252,6 +1252,29 @@ pub fn write_from_command(
     Ok(written)
 }
 
+/// How long a second run waits for the lock, by default.
+pub const LOCK_WAIT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The environment variable that sets that wait, in seconds (`0`: do not wait).
+pub const LOCK_WAIT_ENV: &str = "SYNNEFO_UPGRADE_LOCK_WAIT";
+
+/// How long a run waits for a lock held by another ([`LOCK_WAIT_ENV`], else
+/// [`LOCK_WAIT_DEFAULT`]).
+pub fn lock_wait() -> Result<std::time::Duration> {
+    match std::env::var(LOCK_WAIT_ENV) {
+        Err(_) => Ok(LOCK_WAIT_DEFAULT),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| {
+                anyhow::anyhow!(crate::base::error::Fatal::BadInput(format!(
+                    "{LOCK_WAIT_ENV}='{v}' is not a number of seconds"
+                )))
+            }),
+    }
+}
+
 /// Opens (creating) the lock file, for the runner's `flock`; never through a
 /// symbolic link. The first thing a run that writes does: a state or backup
 /// directory that is a link is refused here, before anything is written.
@@ -1327,7 +1350,7 @@ pub fn write_lock_holder(file: &mut File, holder: &str) -> Result<()> {
         .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
         .and_then(|()| writeln!(file, "{holder}"))
         .and_then(|()| file.sync_data())
-        .with_context(|| format!("writing '{}'", paths::LOCK_FILE))
+        .context("writing the lock's holder into the lock file")
 }
 
 /// Makes our private directory `abs` (the state directory, the backups)

@@ -39,6 +39,11 @@ pub mod message_id {
 /// Syslog identifier of our journal entries.
 pub const IDENTIFIER: &str = "synnefo-upgrade";
 
+/// While set, records go to the journal (or the node's log file) only, not to
+/// stderr: `dist-upgrade`'s worker replays into the journal the lines its
+/// commands already wrote to its stderr, the log file.
+static STDERR_PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 struct Logger {
     journal: Option<JournalLog>,
     stderr: bool,
@@ -68,13 +73,18 @@ impl Log for Logger {
         if let Some(journal) = &self.journal {
             journal.log(record);
         }
-        if self.stderr {
+        if self.stderr && !STDERR_PAUSED.load(std::sync::atomic::Ordering::Relaxed) {
             let prefix = match record.level() {
                 Level::Error => "error: ",
                 Level::Warn => "warning: ",
                 _ => "",
             };
-            eprintln!("synnefo-upgrade: {prefix}{}", record.args());
+            // Never a panic: stderr may be a log file on a full disk.
+            let _ = writeln!(
+                std::io::stderr(),
+                "synnefo-upgrade: {prefix}{}",
+                record.args()
+            );
         }
         if let Some(file) = &self.file {
             let mut fields = Fields(Vec::new());
@@ -185,15 +195,22 @@ pub fn command_output(phase: PhaseKind, step: &str, command: &str, line: &str) {
     );
 }
 
-/// A line of a command of `dist-upgrade`'s transaction (apt-get, dpkg and
-/// the maintainer scripts they run), as [`command_output`] logs a step's.
-pub fn dist_upgrade_output(command: &str, line: &str) {
-    log::info!(
-        message_id = message_id::COMMAND_OUTPUT,
-        synnefo_upgrade_phase = "dist-upgrade",
-        synnefo_upgrade_command = command;
-        "{command}: {line}"
-    );
+/// The lines of a command of `dist-upgrade`'s transaction (apt-get, dpkg and
+/// the maintainer scripts they run), which it wrote to the log file itself,
+/// into the journal (or the node's log file), as [`command_output`] logs a
+/// step's; not to stderr, which is that log file.
+pub fn dist_upgrade_output(command: &str, lines: &[String]) {
+    use std::sync::atomic::Ordering;
+    STDERR_PAUSED.store(true, Ordering::Relaxed);
+    for line in lines {
+        log::info!(
+            message_id = message_id::COMMAND_OUTPUT,
+            synnefo_upgrade_phase = "dist-upgrade",
+            synnefo_upgrade_command = command;
+            "{command}: {line}"
+        );
+    }
+    STDERR_PAUSED.store(false, Ordering::Relaxed);
 }
 
 /// A notice (reported, not changed) that a step found: one record each, with

@@ -64,6 +64,11 @@ pub enum Outcome {
 /// The record the worker keeps ([`paths::DIST_UPGRADE_RECORD`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
+    /// This run's id, given by the command that started the worker (a
+    /// record of an earlier run, even of the same pid after a reboot, is
+    /// never taken for this one's).
+    #[serde(default)]
+    pub run_id: String,
     /// The worker's process id.
     pub pid: u32,
     /// When it started (RFC 3339 UTC).
@@ -152,7 +157,14 @@ pub fn run(root: &Root, config_file: Option<&Path>, reboot: bool) -> Result<Exit
             std::path::absolute(file).with_context(|| format!("--config '{}'", file.display()))?;
         command.arg("--config").arg(file);
     }
-    command.args(["dist-upgrade", "--worker"]);
+    let run_id = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    command.args(["dist-upgrade", "--worker", "--run-id", &run_id]);
     if reboot {
         command.arg("--reboot");
     }
@@ -183,7 +195,43 @@ pub fn run(root: &Root, config_file: Option<&Path>, reboot: bool) -> Result<Exit
         child.id(),
         paths::DIST_UPGRADE_LOG
     );
-    follow(root, Some(child), offset)
+    follow(root, Some((child, run_id)), offset)
+}
+
+/// Held by `abort` while it runs: no dist-upgrade starts under it (the
+/// worker then finds the lock taken and its caller says so). `None` on a
+/// node without our state directory (never armed: nothing to keep apart,
+/// and nothing is written).
+pub fn exclude(root: &Root) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    if !fsx::check_private_dir(root, paths::STATE_DIR)? {
+        return Ok(None);
+    }
+    let deadline = std::time::Instant::now() + fsx::lock_wait()?;
+    let mut file = fsx::open_lock_at(root, paths::DIST_UPGRADE_LOCK)?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                let command = std::env::args().collect::<Vec<_>>().join(" ");
+                fsx::write_lock_holder(&mut lock, &format!("{} {command}", std::process::id()))?;
+                return Ok(Some(lock));
+            }
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                let held_by = holder(root)?.unwrap_or_default();
+                // Another abort holds it for as long as it runs: wait as
+                // for the run lock (whose message then says who).
+                if held_by.contains("dist-upgrade") || std::time::Instant::now() >= deadline {
+                    bail!(Fatal::Busy(format!(
+                        "{held_by} holds '{}': abort is refused while a dist-upgrade runs, and once dpkg changed a package; nothing was changed",
+                        paths::DIST_UPGRADE_LOCK
+                    )));
+                }
+                file = back;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err((_, errno)) => bail!("locking '{}': {errno}", paths::DIST_UPGRADE_LOCK),
+        }
+    }
 }
 
 fn ensure_armed(root: &Root) -> Result<()> {
@@ -209,39 +257,40 @@ fn log_size(root: &Root) -> u64 {
     std::fs::metadata(root.path_nofollow(paths::DIST_UPGRADE_LOG)).map_or(0, |m| m.len())
 }
 
-/// Prints the log from `offset` as it grows, until the worker (`child`, or
-/// the lock's holder) has ended; then its outcome.
+/// Prints the log from `offset` as it grows, until the worker (`child`,
+/// started with that run id, or the lock's holder) has ended; then its
+/// outcome.
 fn follow(
     root: &Root,
-    mut child: Option<std::process::Child>,
+    mut child: Option<(std::process::Child, String)>,
     mut offset: u64,
 ) -> Result<ExitCode> {
     let mut out = std::io::stdout();
     let mut started = child.is_none();
+    let mut exit = None;
     loop {
         offset = print_from(root, offset, &mut out)?;
-        let exited = match child.as_mut() {
-            Some(c) => c.try_wait().context("waiting for the worker")?.is_some(),
-            None => false,
-        };
-        if !started {
-            // The worker has taken its lock once the record names it.
-            started = exited
-                || load(root)?.is_some_and(|r| Some(r.pid) == child.as_ref().map(|c| c.id()));
+        if let Some((c, _)) = child.as_mut() {
+            exit = c.try_wait().context("waiting for the worker")?;
         }
-        if started && (exited || holder(root)?.is_none()) {
+        if !started {
+            // The worker has taken its lock once the record names this run.
+            let id = child.as_ref().map(|(_, id)| id.as_str());
+            started = exit.is_some() || load(root)?.is_some_and(|r| Some(r.run_id.as_str()) == id);
+        }
+        if started && (exit.is_some() || holder(root)?.is_none()) {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     print_from(root, offset, &mut out)?;
     let record = load(root)?;
-    let outcome = match (&record, child.as_ref()) {
-        (Some(r), Some(c)) if r.pid != c.id() => None,
-        (Some(r), _) => Some(r),
-        (None, _) => None,
+    let ours = match &child {
+        Some((_, id)) => record.filter(|r| &r.run_id == id),
+        None => record,
     };
-    match outcome {
+    let code = exit.and_then(|e| e.code());
+    match ours {
         Some(r) if r.outcome == Outcome::Succeeded => {
             log::info!("dist-upgrade: {}", r.message.as_deref().unwrap_or("done"));
             Ok(ExitCode::SUCCESS)
@@ -250,13 +299,27 @@ fn follow(
             log::error!("dist-upgrade: {}", r.message.as_deref().unwrap_or("failed"));
             Ok(ExitCode::from(EXIT_STEP_FAILED))
         }
-        _ => {
+        Some(_) => {
             log::error!(
-                "dist-upgrade: the worker ended without recording how (killed? see {}); run 'dpkg --audit', then 'synnefo-upgrade dist-upgrade' again",
+                "dist-upgrade: the worker ended without recording how (killed?); see {}. Run 'dpkg --configure -a', then 'synnefo-upgrade dist-upgrade' again",
                 paths::DIST_UPGRADE_LOG
             );
             Ok(ExitCode::from(EXIT_STEP_FAILED))
         }
+        // Our worker found another holding the lock (two started at once,
+        // or an abort): follow that one, if it is a dist-upgrade.
+        None if code == Some(i32::from(crate::base::error::EXIT_BUSY))
+            && holder(root)?.is_some() =>
+        {
+            let offset = load(root)?.map_or(offset, |r| r.log_offset);
+            log::info!("dist-upgrade: another one started at the same moment; following it");
+            follow(root, None, offset)
+        }
+        // It refused or failed before its record (its message is above).
+        None => Ok(ExitCode::from(
+            code.and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(EXIT_STEP_FAILED),
+        )),
     }
 }
 
@@ -278,7 +341,7 @@ fn print_from(root: &Root, offset: u64, out: &mut impl Write) -> Result<u64> {
 }
 
 /// The detached worker (`dist-upgrade --worker`): the transaction, recorded.
-pub fn worker(root: &Root, config: &Config, reboot: bool) -> Result<ExitCode> {
+pub fn worker(root: &Root, config: &Config, reboot: bool, run_id: &str) -> Result<ExitCode> {
     use nix::fcntl::{Flock, FlockArg};
     let file = fsx::open_lock_at(root, paths::DIST_UPGRADE_LOCK)?;
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -293,6 +356,7 @@ pub fn worker(root: &Root, config: &Config, reboot: bool) -> Result<ExitCode> {
     fsx::write_lock_holder(&mut lock, &format!("{} {command}", std::process::id()))?;
     ensure_armed(root)?;
     let mut record = Record {
+        run_id: run_id.to_string(),
         pid: std::process::id(),
         started_at: rfc3339(now()),
         ended_at: None,
@@ -322,7 +386,7 @@ pub fn worker(root: &Root, config: &Config, reboot: bool) -> Result<ExitCode> {
         Err(e) => {
             record.outcome = Outcome::Failed;
             record.message = Some(format!(
-                "{e:#}; the Synnefo services stay down (policy-rc.d). Fix the cause, run 'dpkg --configure -a' if dpkg was interrupted, then 'synnefo-upgrade dist-upgrade' again; do not reboot before it succeeds"
+                "{e:#}; the Synnefo services stay down (policy-rc.d). Fix the cause, run 'dpkg --configure -a' (dpkg may have been interrupted), then 'synnefo-upgrade dist-upgrade' again; do not reboot before it succeeds"
             ));
             ExitCode::from(EXIT_STEP_FAILED)
         }
@@ -338,15 +402,29 @@ pub fn worker(root: &Root, config: &Config, reboot: bool) -> Result<ExitCode> {
         record.message.as_deref().unwrap_or("")
     ));
     if reboot && record.outcome == Outcome::Succeeded {
-        drop(lock);
-        let program = exec::find(root, "reboot")?;
-        let status = std::process::Command::new(&program)
-            .status()
-            .with_context(|| format!("running '{}'", program.display()))?;
-        if !status.success() {
-            bail!("'{}' failed ({status}): reboot by hand", program.display());
+        // Under the lock: the caller follows until the reboot was asked for.
+        let rebooted = tool(root, "reboot").and_then(|program| {
+            let status = std::process::Command::new(&program)
+                .status()
+                .with_context(|| format!("running '{program}'"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                bail!("'{program}' failed ({status})")
+            }
+        });
+        if let Err(e) = rebooted {
+            record.message = Some(format!(
+                "the dist-upgrade ended cleanly and dpkg --audit is empty, but the reboot failed ({e:#}): reboot by hand ('reboot')"
+            ));
+            save(root, &record)?;
+            say(&format!(
+                "dist-upgrade: {}",
+                record.message.as_deref().unwrap_or("")
+            ));
         }
     }
+    drop(lock);
     Ok(code)
 }
 
@@ -357,36 +435,80 @@ fn say(line: &str) {
     log::info!("{line}");
 }
 
+/// `name` on the node, inside the tree only: under `--root` a fixture's
+/// tool, never the live system's apt-get, dpkg or reboot.
+fn tool(root: &Root, name: &str) -> Result<String> {
+    exec::find_inside(root, name)
+        .map(|p| p.to_string_lossy().into_owned())
+        .with_context(|| {
+            format!(
+                "'{name}' is not installed on the node ({})",
+                root.path("/").display()
+            )
+        })
+}
+
+/// Runs `argv` (with `input` on its stdin) with its output going straight
+/// to the worker's stdout and stderr, the log file: no pipe through the
+/// worker, so neither the worker's end nor a daemon that keeps the
+/// descriptor open can kill or hang the transaction. The lines it added to
+/// the log then go to the journal. Returns its status and those lines.
+fn run_to_log(root: &Root, argv: &[&str], input: Option<&[u8]>) -> Result<exec::Logged> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let shown = argv.join(" ");
+    let _ = std::io::stdout().flush();
+    let before = log_size(root);
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .envs(ENV.iter().copied())
+        .stdin(if input.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .with_context(|| format!("starting '{shown}'"))?;
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(bytes)
+            .with_context(|| format!("writing to '{shown}'"))?;
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for '{shown}'"))?;
+    let mut added = Vec::new();
+    print_from(root, before, &mut added)?;
+    let lines: Vec<String> = String::from_utf8_lossy(&added)
+        .lines()
+        .map(String::from)
+        .collect();
+    let name = Path::new(program)
+        .file_name()
+        .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
+    crate::base::logging::dist_upgrade_output(&name, &lines);
+    Ok(exec::Logged { status, lines })
+}
+
 fn transaction(root: &Root, config: &Config) -> Result<()> {
-    let sink = |command: &str, line: &str| crate::base::logging::dist_upgrade_output(command, line);
-    let apt_get = exec::find(root, "apt-get")?;
-    let apt_get = apt_get.to_string_lossy();
+    let apt_get = tool(root, "apt-get")?;
     let answers = &config.dist_upgrade.debconf;
     if !answers.is_empty() {
-        match exec::find(root, "debconf-set-selections") {
-            Ok(program) => {
-                let program = program.to_string_lossy();
-                let input = answers.join("\n") + "\n";
-                say(&format!(
-                    "dist-upgrade: debconf answers ([dist_upgrade] debconf): {}",
-                    answers.join("; ")
-                ));
-                checked(
-                    exec::run_streamed(&[&program], ENV, Some(input.as_bytes()), &sink)?,
-                    "debconf-set-selections",
-                )?;
-            }
-            Err(e) => log::warn!("dist-upgrade: no debconf answers given ({e:#})"),
-        }
+        let program = tool(root, "debconf-set-selections")?;
+        let input = answers.join("\n") + "\n";
+        say(&format!(
+            "dist-upgrade: debconf answers ([dist_upgrade] debconf): {}",
+            answers.join("; ")
+        ));
+        checked(
+            run_to_log(root, &[&program], Some(input.as_bytes()))?,
+            "debconf-set-selections",
+        )?;
     }
     let run = |args: &[&str], what: &str| -> Result<()> {
         say(&format!("dist-upgrade: {what}"));
-        let mut argv = vec![apt_get.as_ref()];
+        let mut argv = vec![apt_get.as_str()];
         argv.extend_from_slice(args);
-        checked(
-            exec::run_streamed(&argv, ENV, None, &sink)?,
-            &argv.join(" "),
-        )
+        checked(run_to_log(root, &argv, None)?, &argv.join(" "))
     };
     run(&["-q", "update"], "apt-get update")?;
     let mut upgrade = vec!["-y", "-q"];
@@ -405,17 +527,11 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
             )?;
         }
     }
-    let dpkg = exec::find(root, "dpkg")?;
+    let dpkg = tool(root, "dpkg")?;
     let admindir = root.path("/var/lib/dpkg");
     let admindir = admindir.to_string_lossy();
-    let dpkg = dpkg.to_string_lossy();
     say("dist-upgrade: dpkg --audit");
-    let audit = exec::run_streamed(
-        &[&dpkg, "--admindir", &admindir, "--audit"],
-        ENV,
-        None,
-        &sink,
-    )?;
+    let audit = run_to_log(root, &[&dpkg, "--admindir", &admindir, "--audit"], None)?;
     if !audit.status.success() || audit.lines.iter().any(|l| !l.trim().is_empty()) {
         bail!(
             "dpkg --audit reports packages that are not fully installed ({}): {}",

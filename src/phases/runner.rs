@@ -41,26 +41,7 @@ impl Lock {
 /// without it (`FAILPOINTS=before-lock=sleep(MS)` widens that window in tests).
 pub const BEFORE_LOCK: &str = "before-lock";
 
-/// How long a second run waits for the lock, by default.
-pub const LOCK_WAIT_DEFAULT: Duration = Duration::from_secs(30);
-
-/// The environment variable that sets that wait, in seconds (`0`: do not wait).
-pub const LOCK_WAIT_ENV: &str = "SYNNEFO_UPGRADE_LOCK_WAIT";
-
-fn lock_wait() -> Result<Duration> {
-    match std::env::var(LOCK_WAIT_ENV) {
-        Err(_) => Ok(LOCK_WAIT_DEFAULT),
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| {
-                anyhow!(Fatal::BadInput(format!(
-                    "{LOCK_WAIT_ENV}='{v}' is not a number of seconds"
-                )))
-            }),
-    }
-}
+pub use crate::base::fsx::{lock_wait, LOCK_WAIT_DEFAULT, LOCK_WAIT_ENV};
 
 /// Who holds the lock, from what the holder wrote into the lock file
 /// (`PID COMMAND`), and whether that process is alive.

@@ -341,7 +341,7 @@ pub fn step_record(doc: &serde_json::Value, phase: &str, id: &str) -> serde_json
 }
 
 /// Every file, link and directory under `root` with its content, target and mode;
-/// our own records with timestamps (state, ledger, lock) are left out.
+/// our own records with timestamps (state, ledger, the locks) are left out.
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
         for entry in fs::read_dir(dir).unwrap() {
@@ -350,6 +350,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
             if [
                 "var/lib/synnefo-upgrade/state.json",
                 "var/lib/synnefo-upgrade/lock",
+                "var/lib/synnefo-upgrade/dist-upgrade.lock",
                 "var/lib/synnefo-upgrade/denied-actions.log",
             ]
             .iter()

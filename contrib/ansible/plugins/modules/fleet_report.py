@@ -494,6 +494,8 @@ def produce(doc, out, keep_forecasts=False, check_mode=False):
             kept = json.load(f)
     except (OSError, ValueError):
         kept = {}
+    if not isinstance(kept, dict):
+        kept = {}
     for n in doc.get("nodes") or []:
         if n.get("forecast"):
             kept[n["host"]] = n["forecast"]

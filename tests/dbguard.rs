@@ -376,7 +376,7 @@ fn real_postgresql_other_client_then_none() {
 /// Our own reads, and autovacuum's, write no row of a user table.
 #[test]
 fn real_postgresql_a_writer_with_short_lived_connections_is_seen() {
-    let server = Server::start_on(54331);
+    let server = Server::start_on(25431);
     succeeds(server.psql("snf_apps").args([
         "-c",
         "CREATE TABLE stray_writes (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
@@ -428,7 +428,7 @@ fn real_postgresql_a_writer_with_short_lived_connections_is_seen() {
 /// seconds.
 #[test]
 fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
-    let server = Server::start_on(54330);
+    let server = Server::start_on(25430);
     let node = Node::wheezy();
     server.serve(&node, "[migrations]\nrun = false\nwait_seconds = 60\n");
     node.fake_snf_manage("echo im\necho ' [ ] 0001_initial'\n");

@@ -78,7 +78,7 @@ fn migrate_message(node: &Node) -> String {
 
 #[test]
 fn real_postgresql_split_nodes_take_turns_and_keep_services_down_until_the_last() {
-    let server = Server::start_on(54332);
+    let server = Server::start_on(25432);
     // The 0.18.1 schema of both projects in the one database.
     succeeds(server.psql("snf_apps").args([
         "-c",
@@ -189,7 +189,7 @@ fn real_postgresql_split_nodes_take_turns_and_keep_services_down_until_the_last(
 /// `[migrations] wait_seconds` with that name and what to do.
 #[test]
 fn real_postgresql_a_held_lock_names_its_holder() {
-    let server = Server::start_on(54333);
+    let server = Server::start_on(25433);
     let node = Node::with_synnefo(&["snf-cyclades-app"]);
     server.serve(
         &node,

@@ -37,9 +37,12 @@ impl Server {
     }
 
     pub fn start() -> Server {
-        Server::start_on(54329)
+        Server::start_on(25429)
     }
 
+    /// A server on `port`: below Linux's ephemeral range (32768-60999), so
+    /// that no client socket of a test running beside it (a local port the
+    /// kernel picked) can hold it when the server binds.
     pub fn start_on(port: u16) -> Server {
         let bin = fs::read_dir("/usr/lib/postgresql")
             .expect(
@@ -68,14 +71,20 @@ impl Server {
             server.port,
             server.dir.path().display()
         );
-        succeeds(
-            server
-                .as_postgres("pg_ctl")
-                .args(["-w", "-l"])
-                .arg(server.dir.path().join("log"))
-                .args(["-o", &options, "-D"])
-                .arg(&data)
-                .arg("start"),
+        let out = server
+            .as_postgres("pg_ctl")
+            .args(["-w", "-l"])
+            .arg(server.dir.path().join("log"))
+            .args(["-o", &options, "-D"])
+            .arg(&data)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start on port {port}: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            fs::read_to_string(server.dir.path().join("log")).unwrap_or_default()
         );
         for db in ["snf_apps", "snf_pithos"] {
             server.sql(&format!("CREATE DATABASE {db}"));

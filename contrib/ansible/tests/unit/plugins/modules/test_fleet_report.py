@@ -47,6 +47,15 @@ def run(doc, out=None, **kw):
     return 0, out, result["text"]
 
 
+def service_span(nodes):
+    """The service nodes' downtimes, and the first stop and last restore
+    among them (Unix seconds)."""
+    svc = [n["status"]["downtime"] for n in nodes if "service_nodes" in n["groups"]]
+    start = fleet_report.parse_time(min(x["stopped_at"] for x in svc))
+    end = fleet_report.parse_time(max(x["restored_at"] for x in svc))
+    return svc, start, end
+
+
 class FleetReport(unittest.TestCase):
     def setUp(self):
         self.nodes = nodes()
@@ -82,9 +91,7 @@ class FleetReport(unittest.TestCase):
         _, d, _ = run({"nodes": done})
         with open(os.path.join(d, "fleet-report.json"), encoding="utf-8") as f:
             c = json.load(f)["cluster_service_downtime"]
-        svc = [n["status"]["downtime"] for n in done if "service_nodes" in n["groups"]]
-        start = fleet_report.parse_time(min(x["stopped_at"] for x in svc))
-        end = fleet_report.parse_time(max(x["restored_at"] for x in svc))
+        svc, start, end = service_span(done)
         self.assertEqual(c["seconds"], end - start)
         self.assertEqual(c["restored_at"], max(x["restored_at"] for x in svc))
 
@@ -180,9 +187,7 @@ class FleetReport(unittest.TestCase):
         _, d, out = run({"nodes": done + [svc4]})
         with open(os.path.join(d, "fleet-report.json"), encoding="utf-8") as f:
             c = json.load(f)["cluster_service_downtime"]
-        svc = [n["status"]["downtime"] for n in done if "service_nodes" in n["groups"]]
-        start = fleet_report.parse_time(min(x["stopped_at"] for x in svc))
-        end = fleet_report.parse_time(max(x["restored_at"] for x in svc))
+        svc, start, end = service_span(done)
         self.assertEqual(c["seconds"], end - start)
         self.assertIn("Cluster service downtime (first service node stopped to last one restored): %d s" % (end - start), out)
         self.assertNotIn("down since", out)

@@ -9,9 +9,11 @@
 #   vmlinuz, initrd.img  kernel and initramfs copied out of the image's /boot
 #   id_ed25519[.pub]   ssh key whose public half is root's authorized_keys
 #   cluster.raw        the same node with what the `cluster` scenario's guests
-#                      need beyond it: Python 3 and python3-apt (Ansible manages
-#                      the nodes), PostgreSQL 15 and its client (svc1's database;
-#                      psql everywhere), PostgreSQL not started at boot
+#                      need beyond it: Python 2.7 from Debian bullseye and no
+#                      Python 3 (Ansible manages the nodes through a 2.7, as on
+#                      wheezy, with no APT bindings), PostgreSQL 15 and its
+#                      client (svc1's database; psql everywhere), PostgreSQL not
+#                      started at boot
 #   debs/              systemd-sysv, dbus and every dependency either image lacks
 #                      (they become the local repository's `jessie` suite)
 #
@@ -36,6 +38,9 @@ include=linux-image-amd64,sysvinit-core,udev,ifupdown,procps,openssh-server,ipro
 
 # Each hook gets the chroot directory as "$1".  Hooks run in the order given.
 # shellcheck disable=SC2016 # "$1" in single-quoted hooks is expanded by mmdebstrap's shell
+# build_root ROOT INCLUDE [MMDEBSTRAP-OPTION...]: the sources are mmdebstrap's
+# default (bookworm, its updates and security) unless $mirrors names others.
+mirrors=()
 build_root() {
     local root=$1 include=$2
     shift 2
@@ -71,14 +76,22 @@ build_root() {
         echo "deb [trusted=yes] file:/srv/repo wheezy main" > "$1/etc/apt/sources.list"
         mkdir -p "$1/srv/repo"
     ' \
-    "$@" bookworm "$root"
+    "$@" bookworm "$root" "${mirrors[@]}"
 }
 build_root "$root" "$include"
 # The cluster's nodes: PostgreSQL installed (its postinst made the 15/main
 # cluster), started at boot only where the scenario enables it (svc1), both
-# ways (sysvinit links now, the systemd unit after the switch).
+# ways (sysvinit links now, the systemd unit after the switch).  Python: only
+# bullseye's python2.7 (the last Debian release with one; it brings the
+# libraries of its own that bookworm no longer has, libssl1.1 and libffi7,
+# beside bookworm's), so that Ansible's interpreter discovery finds a 2.7 and
+# nothing else, and no APT bindings for it exist.
+mirrors=("deb http://deb.debian.org/debian bookworm main"
+    "deb http://deb.debian.org/debian bookworm-updates main"
+    "deb http://deb.debian.org/debian-security bookworm-security main"
+    "deb http://deb.debian.org/debian bullseye main")
 # shellcheck disable=SC2016 # expanded by mmdebstrap's shell
-build_root "$out/root-cluster" "$include,python3,python3-apt,postgresql,postgresql-client" \
+build_root "$out/root-cluster" "$include,python2.7,postgresql,postgresql-client" \
     --customize-hook='chroot "$1" update-rc.d postgresql disable >/dev/null 2>&1; rm -f "$1/etc/systemd/system/multi-user.target.wants/postgresql.service"'
 
 # Kernel and initramfs for -kernel/-initrd boots.

@@ -78,7 +78,25 @@ build_root() {
     ' \
     "$@" bookworm "$root" "${mirrors[@]}"
 }
-build_root "$root" "$include"
+# The two roots are bootstrapped at once (downloads and dpkg runs overlap: on
+# a fresh machine this is most of the image's time), each into its own log,
+# printed in order when both are done.
+# If this script is stopped, so are they (mmdebstrap's mounts go with it; a
+# root left half-built is removed by the harness, which never caches it).
+# Each bootstrap runs in a process group of its own (set -m), so that the whole
+# of it, mmdebstrap included, gets the signal.
+bootstraps=()
+stop_bootstraps() {
+    local p
+    for p in "${bootstraps[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+    wait
+}
+trap stop_bootstraps EXIT
+trap 'exit 130' INT TERM
+set -m
+build_root "$root" "$include" >"$out/root.log" 2>&1 &
+base_pid=$!
+bootstraps+=("$base_pid")
 # The cluster's nodes: PostgreSQL installed (its postinst made the 15/main
 # cluster), started at boot only where the scenario enables it (svc1), both
 # ways (sysvinit links now, the systemd unit after the switch).  Python: only
@@ -92,7 +110,26 @@ mirrors=("deb http://deb.debian.org/debian bookworm main"
     "deb http://deb.debian.org/debian bullseye main")
 # shellcheck disable=SC2016 # expanded by mmdebstrap's shell
 build_root "$out/root-cluster" "$include,python2.7,postgresql,postgresql-client" \
-    --customize-hook='chroot "$1" update-rc.d postgresql disable >/dev/null 2>&1; rm -f "$1/etc/systemd/system/multi-user.target.wants/postgresql.service"'
+    --customize-hook='chroot "$1" update-rc.d postgresql disable >/dev/null 2>&1; rm -f "$1/etc/systemd/system/multi-user.target.wants/postgresql.service"' \
+    >"$out/root-cluster.log" 2>&1 &
+cluster_pid=$!
+bootstraps+=("$cluster_pid")
+set +m
+rc=0
+wait "$base_pid" || rc=1
+wait "$cluster_pid" || rc=$((rc + 2))
+echo "== the base root (mmdebstrap)"
+cat "$out/root.log"
+echo "== the cluster root (mmdebstrap)"
+cat "$out/root-cluster.log"
+rm -f "$out/root.log" "$out/root-cluster.log"
+bootstraps=()
+case $rc in
+0) ;;
+1) echo "image.sh: the base root's bootstrap failed (its log above)" >&2; exit 1 ;;
+2) echo "image.sh: the cluster root's bootstrap failed (its log above)" >&2; exit 1 ;;
+*) echo "image.sh: both bootstraps failed (their logs above)" >&2; exit 1 ;;
+esac
 
 # Kernel and initramfs for -kernel/-initrd boots.
 newest() { printf '%s\n' "$@" | sort -V | tail -n1; }

@@ -94,6 +94,33 @@ fn refused_unless_armed_and_nothing_written() {
     assert!(!node.path("/var/log/apt-get.calls").exists());
 }
 
+/// jessie's apt (1.0.9) does not know `--allow-remove-essential` (apt 1.1):
+/// the switch to systemd-sysv, when the release kept sysvinit, asks that apt
+/// with `--force-yes`, its way to remove an essential package.
+#[test]
+fn the_switch_to_systemd_speaks_the_installed_apt_s_options() {
+    let node = armed();
+    let status = read(&node, "/var/lib/dpkg/status");
+    node.write(
+        "/var/lib/dpkg/status",
+        &format!(
+            "{}\n\nPackage: apt\nStatus: install ok installed\nPriority: important\nVersion: 1.0.9.8.4\nArchitecture: amd64\n",
+            status.trim_end()
+        ),
+        0o644,
+    );
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let calls = read(&node, "/var/log/apt-get.calls");
+    let switch: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.contains("install systemd-sysv"))
+        .collect();
+    assert_eq!(switch.len(), 1, "{calls}");
+    assert!(switch[0].starts_with("-y -q --force-yes "), "{calls}");
+    assert!(!calls.contains("--allow-remove-essential"), "{calls}");
+}
+
 #[test]
 fn the_transaction_unattended_with_conffiles_kept_then_audited_and_recorded() {
     let node = armed();

@@ -518,7 +518,11 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
     if config.dist_upgrade.switch_to_systemd {
         let packages = crate::base::dpkg::present_packages(root)?;
         if !packages.iter().any(|p| p.name == "systemd-sysv") {
-            let mut switch = vec!["-y", "-q", "--allow-remove-essential"];
+            let apt = packages
+                .iter()
+                .find(|p| p.name == "apt")
+                .map(|p| p.version.as_str());
+            let mut switch = vec!["-y", "-q", removal_of_essentials(apt)];
             switch.extend_from_slice(DPKG_KEEP_CONFFILES);
             switch.extend_from_slice(&["install", "systemd-sysv"]);
             run(
@@ -540,6 +544,20 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The apt-get option that lets a transaction remove an essential package
+/// (the init system it replaces), for the apt that is installed now (after the
+/// dist-upgrade): `--allow-remove-essential` from apt 1.1 on; older apt (jessie
+/// has 1.0.9) does not know it and refuses the command line, and removes an
+/// essential package with `--force-yes`.
+fn removal_of_essentials(apt_version: Option<&str>) -> &'static str {
+    match apt_version {
+        Some(v) if crate::base::dpkg::compare_versions(v, "1.1~") == std::cmp::Ordering::Less => {
+            "--force-yes"
+        }
+        _ => "--allow-remove-essential",
+    }
 }
 
 fn checked(logged: exec::Logged, shown: &str) -> Result<()> {

@@ -84,9 +84,10 @@ pub trait Services: Send + Sync {
     }
     /// Masks every service in `names`.
     fn mask(&self, names: &[String]) -> Result<()>;
-    /// Unmasks every service in `names`, and reloads the init system's view
-    /// when it still sees one masked.
-    fn unmask(&self, names: &[String]) -> Result<()>;
+    /// Unmasks every service in `names` (the masks under `root`, where the
+    /// init system needs none), and reloads the init system's view when it
+    /// still sees one masked.
+    fn unmask(&self, root: &Root, names: &[String]) -> Result<()>;
     /// Has the init system load `names` unmasked now, while their masks stay
     /// on disk, so that [`Services::unmask`] after the migrations needs no
     /// reload (see systemd's). `None`: nothing to do here (no systemd).
@@ -283,7 +284,7 @@ impl Services for Offline {
     fn mask(&self, names: &[String]) -> Result<()> {
         mask_offline(&self.root, names)
     }
-    fn unmask(&self, names: &[String]) -> Result<()> {
+    fn unmask(&self, _root: &Root, names: &[String]) -> Result<()> {
         unmask_offline(&self.root, names)
     }
 }

@@ -38,11 +38,6 @@ trait Manager {
         runtime: bool,
         force: bool,
     ) -> zbus::Result<Vec<(String, String, String)>>;
-    fn unmask_unit_files(
-        &self,
-        files: &[&str],
-        runtime: bool,
-    ) -> zbus::Result<Vec<(String, String, String)>>;
     fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
     fn reload(&self) -> zbus::Result<()>;
     #[zbus(signal)]
@@ -388,20 +383,26 @@ impl Services for Systemd {
         self.manager.reload().context("reloading systemd")
     }
 
-    /// One `UnmaskUnitFiles` for all, then one reload only when systemd
-    /// still has one of them masked (or not found, or changed on disk): after
-    /// [`Services::load_unmasked_ahead`] it has not, and the start can follow
-    /// at once (a reload runs every generator and reads every unit again:
-    /// seconds on a slow node, on the downtime's critical path).
-    fn unmask(&self, names: &[String]) -> Result<()> {
+    /// The mask links removed as `systemctl unmask` removes them (prepare
+    /// made them in the admin directory, as `systemctl mask` does), then one
+    /// reload only when systemd still has one of them masked (or not found,
+    /// or changed on disk): after [`Services::load_unmasked_ahead`] it has
+    /// not, and the start can follow at once (a reload runs every generator
+    /// and reads every unit again: seconds on a slow node, on the downtime's
+    /// critical path). The links go through our file module rather than
+    /// systemd's `UnmaskUnitFiles`, whose lookup of every unit path cost up
+    /// to a second of the downtime on a loaded node; the links are the same.
+    fn unmask(&self, root: &Root, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
         }
+        super::unmask_offline(root, names).with_context(|| {
+            format!(
+                "unmasking {}: remove the masks with 'systemctl unmask', then run 'synnefo-upgrade finish'",
+                names.join(", ")
+            )
+        })?;
         let units: Vec<String> = names.iter().map(|n| unit_name(n)).collect();
-        let refs: Vec<&str> = units.iter().map(String::as_str).collect();
-        self.manager
-            .unmask_unit_files(&refs, false)
-            .with_context(|| format!("unmasking {}", units.join(", ")))?;
         let stale = self.stale(names)?;
         if stale.is_empty() {
             log::info!(

@@ -109,7 +109,7 @@ impl Services for Sysv {
         mask_offline(&self.root, names)
     }
 
-    fn unmask(&self, names: &[String]) -> Result<()> {
+    fn unmask(&self, _root: &Root, names: &[String]) -> Result<()> {
         unmask_offline(&self.root, names)
     }
 }

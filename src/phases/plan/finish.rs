@@ -193,7 +193,7 @@ pub(super) fn restore_boot_state(ctx: &mut Ctx) -> Result<String> {
 
 pub(super) fn unmask_services(ctx: &mut Ctx) -> Result<String> {
     let unmask = names(ctx.state.services.iter().filter(|s| !s.was_masked));
-    ctx.services.unmask(&unmask)?;
+    ctx.services.unmask(&ctx.root, &unmask)?;
     Ok(format!("unmasked: {}", list(&unmask)))
 }
 

@@ -216,6 +216,7 @@ fn phase(
         // Once per run: each command is its own process (finish's, after the dist-upgrade).
         facts: Facts::gather(root),
         findings: None,
+        pg_clusters: Default::default(),
     };
     run(&mut ctx)?;
     Ok(ExitCode::SUCCESS)

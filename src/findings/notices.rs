@@ -317,7 +317,17 @@ fn local_proxy(root: &Root, packages: &[Package]) -> bool {
 
 /// The notices of the node under `root`, at `moment`.
 pub fn findings(root: &Root, packages: &[Package], moment: Moment) -> Vec<Finding> {
-    let mut found = postgresql_findings(&postgresql_clusters(root), packages, moment);
+    findings_with(root, packages, moment, &postgresql_clusters(root))
+}
+
+/// [`findings`], with the PostgreSQL clusters read already ([`postgresql_clusters`]).
+pub fn findings_with(
+    root: &Root,
+    packages: &[Package],
+    moment: Moment,
+    clusters: &[(String, String)],
+) -> Vec<Finding> {
+    let mut found = postgresql_findings(clusters, packages, moment);
     if let Ok(Some(value)) =
         crate::convert::settings::Settings::load(root).and_then(|s| s.literal("AMQP_HOSTS"))
     {

@@ -67,15 +67,22 @@ pub(super) fn backups(ctx: &mut Ctx) -> Result<String> {
     backup::take(&ctx.root, &ctx.config)
 }
 
-/// The migrations (or the wait for them), and meanwhile, in a thread, the
+/// The migrations (or the wait for them), and meanwhile, in threads, the
 /// init system's reload that unmask-services would otherwise need after
-/// them ([`crate::actions::services::Services::load_unmasked_ahead`]): off the
-/// critical path of the downtime, the masks staying on disk.
+/// them ([`crate::actions::services::Services::load_unmasked_ahead`]) and
+/// report-notices' reading of the PostgreSQL clusters: off the critical path
+/// of the downtime (the migrations begin with the guard's quiet window, or
+/// are waited for), the masks staying on disk.
 pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
     let phase = PhaseKind::Finish;
     let ctx = &*ctx;
     let unmask = names(ctx.state.services.iter().filter(|s| !s.was_masked));
     let (migrated, ahead) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = ctx
+                .pg_clusters
+                .set(crate::findings::notices::postgresql_clusters(&ctx.root));
+        });
         let ahead = scope.spawn(|| ctx.services.load_unmasked_ahead(&ctx.root, &unmask));
         let migrated = migrate_in_order(ctx, phase);
         let ahead = ahead
@@ -392,12 +399,19 @@ pub(super) fn report_dpkg_dist(ctx: &mut Ctx) -> Result<String> {
 
 pub(super) fn report_notices(ctx: &mut Ctx) -> Result<String> {
     // Evaluated here, after the dist-upgrade and the reboot, on what the node
-    // is now: jessie's PostgreSQL cluster beside wheezy's exists only now. A
-    // notice is reported, never a failure.
-    let mut found = crate::findings::notices::findings(
+    // is now: jessie's PostgreSQL cluster beside wheezy's exists only now
+    // (migrate read the clusters ahead, after the reboot too). A notice is
+    // reported, never a failure.
+    use crate::findings::notices;
+    let clusters = match ctx.pg_clusters.get() {
+        Some(clusters) => clusters.clone(),
+        None => notices::postgresql_clusters(&ctx.root),
+    };
+    let mut found = notices::findings_with(
         &ctx.root,
         ctx.facts.packages(),
-        crate::findings::notices::Moment::AfterUpgrade,
+        notices::Moment::AfterUpgrade,
+        &clusters,
     );
     // Node files this run (any step) did not read: FIFOs and the like.
     found.extend(crate::base::finding::skipped_files());

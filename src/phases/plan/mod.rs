@@ -133,6 +133,11 @@ pub struct Ctx {
     pub facts: Facts,
     /// The preflight's findings, once evaluated ([`Ctx::preflight`]).
     pub findings: Option<Vec<Finding>>,
+    /// The PostgreSQL clusters (version, name), read by `migrate` while it
+    /// waits for the database (`pg_lsclusters` is a Perl program: about a
+    /// second on a slow node), for `report-notices`, which reads them itself
+    /// where they were not read ahead.
+    pub pg_clusters: std::sync::OnceLock<Vec<(String, String)>>,
 }
 
 impl Ctx {

@@ -286,7 +286,7 @@ fn registered_urls(
 }
 
 /// Re-registers Cyclades on the Astakos node: `component-modify` with the
-/// URLs (configured, or the ones registered now), then
+/// URLs (configured, or else the ones registered now), then
 /// `snf-service-export cyclades URL | snf-manage service-import --json -`,
 /// the pipe made here (no shell).
 pub fn register_cyclades(
@@ -296,17 +296,19 @@ pub fn register_cyclades(
     step: &str,
 ) -> Result<String> {
     let program = snf_manage(root)?;
-    let current = registered_urls(&program, phase, step)?;
-    let base = config
-        .cyclades
-        .base_url
-        .clone()
-        .or_else(|| current.as_ref().map(|c| c.0.clone()));
-    let ui = config
-        .cyclades
-        .ui_url
-        .clone()
-        .or_else(|| current.as_ref().map(|c| c.1.clone()));
+    // The registered URLs only where the configuration leaves one unset:
+    // each snf-manage run starts Django (seconds on a real node).
+    let (base, ui) = match (&config.cyclades.base_url, &config.cyclades.ui_url) {
+        (Some(base), Some(ui)) => (Some(base.clone()), Some(ui.clone())),
+        (base, ui) => {
+            let current = registered_urls(&program, phase, step)?;
+            (
+                base.clone()
+                    .or_else(|| current.as_ref().map(|c| c.0.clone())),
+                ui.clone().or_else(|| current.as_ref().map(|c| c.1.clone())),
+            )
+        }
+    };
     let (Some(base), Some(ui)) = (base, ui) else {
         bail!("Cyclades is not registered and [cyclades] base_url/ui_url are not set: set them and run 'synnefo-upgrade finish'");
     };

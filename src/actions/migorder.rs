@@ -92,7 +92,7 @@ pub const ORDER: [Project; 2] = [
 pub const LOCK: (i32, i32) = (0x736e_6675, 19);
 
 /// How often the database is looked at while waiting.
-pub const POLL: Duration = Duration::from_secs(1);
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// What one look at the database saw.
 #[derive(Debug, Default, PartialEq)]
@@ -324,7 +324,7 @@ impl Order {
                 bail!("{what}: {last_error}");
             }
             if session.is_none() && last_error != said_error {
-                log::info!("{what}: {last_error}; trying again every second");
+                log::info!("{what}: {last_error}; trying again every half second");
                 said_error = last_error.clone();
             }
             if Instant::now() >= deadline {

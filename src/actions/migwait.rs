@@ -1,5 +1,5 @@
 //! How a node that does not migrate (`[migrations] run = false`) waits for
-//! the node that does, and notices the end within about a second.
+//! the node that does, and notices the end within about half a second.
 //!
 //! `snf-manage migrate --list` (Django 1.7: an app label at the margin, then
 //! ` [X] name` or ` [ ] name`) is the truth, but each run starts Django (one
@@ -8,18 +8,18 @@
 //! the database itself is asked: one `psql` session on the default database
 //! of the Synnefo settings (kept open, so no connection per poll reaches the
 //! migrating node's server), `SELECT app, name FROM django_migrations` every
-//! second — the table Django's `migrate --list` reads. Once every missing
+//! half second — the table Django's `migrate --list` reads. Once every missing
 //! migration is there, the wait is over. `--list` runs again every
 //! [`LISTING_EVERY`] all the same (a squashed migration is recorded under the
 //! names it replaces, so its own name never appears in the table), and when
 //! the session cannot be had (the server is rebooting) it is opened again
-//! every second. Without a PostgreSQL default database or a `psql`, the
+//! every half second. Without a PostgreSQL default database or a `psql`, the
 //! listing is polled as before ([`crate::actions::synnefo::pause`] apart).
 //!
 //! Why not LISTEN/NOTIFY: nothing sends a notification when Django's migrate
 //! ends (the migrating node would have to, and a notification sent before
 //! the waiter listens is lost), and `psql` prints notifications only after a
-//! command anyway: a query a second on an open session costs the server as
+//! command anyway: two queries a second on an open session costs the server as
 //! little and needs nothing from the other side.
 //!
 //! The session's application name is [`WATCH_APP`]: the migrating node's
@@ -43,7 +43,7 @@ use crate::inputs::config::Config;
 /// The application name of the waiting node's session (`pg_stat_activity`).
 pub const WATCH_APP: &str = "synnefo-upgrade (waiting for the migrations)";
 /// How often the session asks for the applied migrations.
-pub const POLL: Duration = Duration::from_secs(1);
+pub const POLL: Duration = Duration::from_millis(500);
 /// How often `snf-manage migrate --list` runs again while the session watches.
 pub const LISTING_EVERY: Duration = Duration::from_secs(30);
 /// psql's field separator in our output (ASCII unit separator: in no name).
@@ -316,7 +316,7 @@ pub fn wait_for_migrations(
             }
             // The listing failed (the server still starting, say): soon again.
             (Some(_), false) if !run.status.success() => {
-                std::thread::sleep(crate::actions::synnefo::pause().min(2 * POLL))
+                std::thread::sleep(crate::actions::synnefo::pause().min(Duration::from_secs(2)))
             }
             _ => std::thread::sleep(crate::actions::synnefo::pause()),
         }

@@ -118,6 +118,10 @@ def figures(out):
             )
         )
         lines.append("%s   of which inside its downtime (up to verify-services): %.1f s" % (node, on_path))
+        lines.append(
+            "%s   of which services-settled (the watch of what is left of [services] settle_seconds): %.1f s"
+            % (node, ms.get("services-settled", 0) / 1000)
+        )
     seen = notice(out)
     if seen is not None:
         lines.append(

@@ -403,15 +403,14 @@ pub(super) fn report_notices(ctx: &mut Ctx) -> Result<String> {
     // (migrate read the clusters ahead, after the reboot too). A notice is
     // reported, never a failure.
     use crate::findings::notices;
-    let clusters = match ctx.pg_clusters.get() {
-        Some(clusters) => clusters.clone(),
-        None => notices::postgresql_clusters(&ctx.root),
-    };
+    let clusters = ctx
+        .pg_clusters
+        .get_or_init(|| notices::postgresql_clusters(&ctx.root));
     let mut found = notices::findings_with(
         &ctx.root,
         ctx.facts.packages(),
         notices::Moment::AfterUpgrade,
-        &clusters,
+        clusters,
     );
     // Node files this run (any step) did not read: FIFOs and the like.
     found.extend(crate::base::finding::skipped_files());

@@ -244,6 +244,8 @@ fn backups_and_dpkg_leftovers() {
         "# new default\n",
         0o644,
     );
+    // ucf's own: a file it manages (sshd_config), the admin's version kept.
+    node.write("/etc/ssh/sshd_config.ucf-dist", "# new default\n", 0o644);
     node.ok(&["finish"]);
     let dump = node.path("/var/backups/synnefo-upgrade/database.sqlite");
     assert_eq!(fs::read(&dump).unwrap(), b"SQLite format 3\0fake");
@@ -271,7 +273,7 @@ fn backups_and_dpkg_leftovers() {
     let state = node.state_json();
     assert_eq!(
         common::step_record(&state, "finish", "report-dpkg-dist")["message"],
-        "to review: /etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"
+        "to review: /etc/ssh/sshd_config.ucf-dist, /etc/synnefo/20-snf-cyclades-app-api.conf.dpkg-dist"
     );
 }
 

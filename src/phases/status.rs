@@ -123,7 +123,9 @@ impl DowntimeReport {
 }
 
 /// Conffile versions dpkg left beside the kept ones under /etc
-/// (`*.dpkg-dist`, `*.dpkg-new`), sorted.
+/// (`*.dpkg-dist`, `*.dpkg-new`), and those ucf left beside the files it
+/// manages (`*.ucf-dist`: `sshd_config`, for one, is ucf's, not dpkg's, and
+/// `UCF_FORCE_CONFFOLD` keeps the admin's), sorted.
 pub fn dpkg_leftovers(root: &Root) -> Vec<std::path::PathBuf> {
     fn walk(root: &Root, dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         let Ok(entries) = std::fs::read_dir(root.path(dir)) else {
@@ -136,7 +138,9 @@ pub fn dpkg_leftovers(root: &Root) -> Vec<std::path::PathBuf> {
                 Ok(t) if t.is_dir() => walk(root, &path, out),
                 Ok(t)
                     if t.is_file()
-                        && (name.ends_with(".dpkg-dist") || name.ends_with(".dpkg-new")) =>
+                        && [".dpkg-dist", ".dpkg-new", ".ucf-dist"]
+                            .iter()
+                            .any(|suffix| name.ends_with(suffix)) =>
                 {
                     out.push(path)
                 }

@@ -71,7 +71,7 @@ pub static FINISH: &[StepDef] = &[
     step("health-checks",        f::health_wanted,           f::health_checks,         "run the configured [[health]] checks"),
     REMOVE_APT_CONFIG,
     REMOVE_POLICY_RCD,
-    step("report-dpkg-dist",     always,                     f::report_dpkg_dist,      "list the new conffile versions dpkg left beside kept ones (*.dpkg-dist, *.dpkg-new)"),
+    step("report-dpkg-dist",     always,                     f::report_dpkg_dist,      "list the new conffile versions dpkg and ucf left beside kept ones (*.dpkg-dist, *.dpkg-new, *.ucf-dist)"),
     step("report-notices",       always,                     f::report_notices,        "report what is the operator's to change (PostgreSQL clusters to upgrade, a remote AMQP guest, gunicorn behind a remote proxy)"),
     // Last before done: every step since verify-services counts toward the
     // settle period, so little or none of it is left to wait.

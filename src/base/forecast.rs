@@ -20,6 +20,10 @@ pub struct Forecast {
     pub unpack_installed_kib: Option<u64>,
     /// Of those, how many had no size in the lists (not counted in the size).
     pub unpack_size_unknown: u64,
+    /// What the simulated dist-upgrade does to each package, in APT's order
+    /// (`null`: not simulated): what dpkg is expected to do, to compare with
+    /// `/var/log/apt/history.log` afterwards.
+    pub transaction: Option<Vec<PackageAction>>,
     /// The databases this node dumps before migrating, with their size.
     pub databases: Vec<DatabaseSize>,
     /// Their total size in bytes; `null`: this node dumps none, or a size is unknown.
@@ -39,8 +43,22 @@ pub struct DatabaseSize {
     pub bytes: Option<u64>,
 }
 
+/// One package's part in the simulated dist-upgrade.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PackageAction {
+    /// The package (without `:arch`).
+    pub package: String,
+    /// `install` (not installed before), `upgrade` (another version: a
+    /// downgrade too) or `remove`.
+    pub action: &'static str,
+    /// The version installed before (`null` for `install`, and for `remove`).
+    pub from: Option<String>,
+    /// The version it gets (`null` for `remove`).
+    pub to: Option<String>,
+}
+
 /// What the simulation found to unpack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpack {
     /// Packages unpacked.
     pub packages: u64,
@@ -48,6 +66,8 @@ pub struct Unpack {
     pub kib: u64,
     /// Packages without a known size.
     pub unknown: u64,
+    /// Every package's action.
+    pub actions: Vec<PackageAction>,
 }
 
 /// The unpack figures of this run's simulation, or why there are none.
@@ -60,6 +80,15 @@ pub fn record_unpack(found: Result<Unpack, String>) {
     }
 }
 
+/// The transaction of this run's simulation (`None`: not simulated, or
+/// not yet in this run).
+pub fn last_transaction() -> Option<Vec<PackageAction>> {
+    match LAST.lock().ok()?.as_ref()? {
+        Ok(u) => Some(u.actions.clone()),
+        Err(_) => None,
+    }
+}
+
 /// The forecast from this run's simulation and `databases` (the sizes of
 /// those this node dumps; `None`: it dumps none, with the reason).
 pub fn forecast(databases: Result<Vec<DatabaseSize>, String>) -> Forecast {
@@ -69,6 +98,7 @@ pub fn forecast(databases: Result<Vec<DatabaseSize>, String>) -> Forecast {
             f.packages_to_unpack = Some(u.packages);
             f.unpack_installed_kib = Some(u.kib);
             f.unpack_size_unknown = u.unknown;
+            f.transaction = Some(u.actions);
         }
         Some(Err(why)) => f.notes.push(format!("packages to unpack unknown: {why}")),
         None => f

@@ -491,11 +491,14 @@ pub fn hold_findings(packages: &[Package]) -> Vec<Finding> {
 }
 
 /// The findings of a simulated dist-upgrade (`actions`) of the node with
-/// `packages`; `suite_to`: where gevent/greenlet would come from.
+/// `packages`; `suite_to`: where gevent/greenlet would come from;
+/// `switch_to_systemd`: `dist-upgrade` installs systemd-sysv after a
+/// release that keeps sysvinit (`[dist_upgrade] switch_to_systemd`).
 pub fn simulation_findings(
     actions: &[Action],
     packages: &[Package],
     suite_to: &str,
+    switch_to_systemd: bool,
 ) -> Vec<Finding> {
     let mut found = Vec::new();
     let synnefo: Vec<&Package> = packages
@@ -541,7 +544,20 @@ pub fn simulation_findings(
         );
     }
     let systemd_sysv = final_version(actions, packages, SYSTEMD_SYSV);
-    if systemd_sysv.is_none() {
+    if systemd_sysv.is_none() && switch_to_systemd {
+        // A release that keeps sysvinit (trixie does; jessie switched by
+        // itself): our dist-upgrade asks for the switch; a bare apt-get does not.
+        found.push(
+            Finding::new(
+                "dist-upgrade-keeps-sysvinit",
+                Severity::Low,
+                format!("the release keeps sysvinit: {SYSTEMD_SYSV} comes after the dist-upgrade"),
+                format!("apt-get dist-upgrade leaves sysvinit-core; 'synnefo-upgrade dist-upgrade' then installs {SYSTEMD_SYSV} ([dist_upgrade] switch_to_systemd), which synnefo-upgrade-finish.service needs at the next boot"),
+                format!("run 'synnefo-upgrade dist-upgrade'; after a bare apt-get dist-upgrade, install {SYSTEMD_SYSV} before you reboot"),
+            )
+            .commands([format!("apt-get install {SYSTEMD_SYSV}")]),
+        );
+    } else if systemd_sysv.is_none() {
         found.push(
             Finding::inhibitor(
                 "dist-upgrade-no-systemd",
@@ -684,7 +700,12 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             );
             found.extend(failure_findings(&failures));
             match actions {
-                Ok(actions) => found.extend(simulation_findings(&actions, packages, &release.suite_to)),
+                Ok(actions) => found.extend(simulation_findings(
+                    &actions,
+                    packages,
+                    &release.suite_to,
+                    config.dist_upgrade.switch_to_systemd,
+                )),
                 Err(errors) => found.push(Finding::inhibitor(
                     "dist-upgrade-fails",
                     "apt-get -s dist-upgrade fails with the new sources",
@@ -930,18 +951,35 @@ pub fn unpack(
     actions: &[Action],
     sizes: &HashMap<(String, String), u64>,
 ) -> crate::base::forecast::Unpack {
+    use crate::base::forecast::PackageAction;
     let mut out = crate::base::forecast::Unpack {
         packages: 0,
         kib: 0,
         unknown: 0,
+        actions: Vec::new(),
     };
     for action in actions {
-        if let Action::Inst { package, new, .. } = action {
-            out.packages += 1;
-            match sizes.get(&(package.clone(), new.clone())) {
-                Some(kib) => out.kib += kib,
-                None => out.unknown += 1,
+        match action {
+            Action::Inst { package, old, new } => {
+                out.packages += 1;
+                match sizes.get(&(package.clone(), new.clone())) {
+                    Some(kib) => out.kib += kib,
+                    None => out.unknown += 1,
+                }
+                out.actions.push(PackageAction {
+                    package: package.clone(),
+                    action: if old.is_some() { "upgrade" } else { "install" },
+                    from: old.clone(),
+                    to: Some(new.clone()),
+                });
             }
+            Action::Remv { package } => out.actions.push(PackageAction {
+                package: package.clone(),
+                action: "remove",
+                from: None,
+                to: None,
+            }),
+            Action::Conf { .. } => {}
         }
     }
     out
@@ -1143,13 +1181,35 @@ mod tests {
              Remv sysvinit [2.88]\n",
         );
         let u = unpack(&actions, &parse_installed_sizes(SHOW));
+        assert_eq!((u.packages, u.kib, u.unknown), (4, 11320, 1));
+        // The transaction, as check --json shows it: one entry per Inst and
+        // Remv line, in APT's order; Conf lines are not actions of their own.
+        let listed: Vec<(&str, &str, Option<&str>, Option<&str>)> = u
+            .actions
+            .iter()
+            .map(|a| {
+                (
+                    a.package.as_str(),
+                    a.action,
+                    a.from.as_deref(),
+                    a.to.as_deref(),
+                )
+            })
+            .collect();
         assert_eq!(
-            u,
-            crate::base::forecast::Unpack {
-                packages: 4,
-                kib: 11320,
-                unknown: 1
-            }
+            listed,
+            [
+                (
+                    "snf-common",
+                    "upgrade",
+                    Some("0.18.1-1~wheezy"),
+                    Some("0.19-1~jessie")
+                ),
+                ("systemd-sysv", "install", None, Some("215-17+deb8u7")),
+                ("libc6", "upgrade", Some("2.13-38"), Some("2.19-18")),
+                ("other", "install", None, Some("3")),
+                ("sysvinit", "remove", None, None),
+            ]
         );
         assert_eq!(
             show_args(&actions),
@@ -1297,7 +1357,7 @@ Inst systemd-sysv (215-17+deb8u7 Debian:8.11/oldstable [amd64])
 Inst python-gevent [0.13.6-1+nmu3] (1.1.1-2~bpo8+1 Debian Backports:jessie-backports [amd64])
 Inst python-greenlet [0.3.1-2.5] (0.4.10-1~bpo8+1 Debian Backports:jessie-backports [amd64])
 ";
-        let found = simulation_findings(&parse_simulation(sim), &node, "jessie");
+        let found = simulation_findings(&parse_simulation(sim), &node, "jessie", false);
         assert!(found.is_empty(), "{found:#?}");
     }
 
@@ -1312,7 +1372,7 @@ Inst python-gevent [0.13.6-1+nmu3] (1.0.1-2 Debian:8.11/oldstable [amd64])
 Inst python-greenlet [0.3.1-2.5] (0.4.10-1~bpo8+1 Debian Backports:jessie-backports [amd64])
 Inst sysvinit [2.88dsf-41+deb7u1] (2.88dsf-59 Debian:8.11/oldstable [amd64])
 ";
-        let found = simulation_findings(&parse_simulation(sim), &node, "jessie");
+        let found = simulation_findings(&parse_simulation(sim), &node, "jessie", false);
         let ids: Vec<&str> = found.iter().map(|f| f.id).collect();
         assert_eq!(
             ids,
@@ -1342,11 +1402,47 @@ Inst sysvinit [2.88dsf-41+deb7u1] (2.88dsf-59 Debian:8.11/oldstable [amd64])
         // GRNET's own build qualifies, compared the dpkg way.
         let grnet =
             "Inst python-gevent [0.13.6-1+nmu3] (1.1.1-1~0bpo80~grnet1 grnet:jessie [amd64])\n";
-        let found = simulation_findings(&parse_simulation(grnet), &node, "jessie");
+        let found = simulation_findings(&parse_simulation(grnet), &node, "jessie", false);
         assert!(
             !found.iter().any(|f| f.title.contains("python-gevent")),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn a_release_that_keeps_sysvinit_is_a_notice_where_dist_upgrade_switches() {
+        let node = wheezy_node("");
+        // trixie's dist-upgrade: sysvinit-core upgraded, no systemd-sysv.
+        let sim = "\
+Inst snf-common [0.18.1-1~wheezy] (0.19-1~jessie localhost [all])
+Inst snf-cyclades-app [0.18.1-1~wheezy] (0.19-1~jessie localhost [all])
+Inst sysvinit-core [3.06-4] (3.14-4 Debian:13.8/stable [amd64])
+Inst systemd (257.13-1~deb13u1 Debian:13.8/stable [amd64])
+";
+        let actions = parse_simulation(sim);
+        // `synnefo-upgrade dist-upgrade` asks for the switch: told, not an inhibitor.
+        let found = simulation_findings(&actions, &node, "trixie", true);
+        // (The fixture node's old gevent is told apart: not this test's.)
+        let init: Vec<&Finding> = found
+            .iter()
+            .filter(|f| f.id != "dist-upgrade-gevent")
+            .collect();
+        assert_eq!(init.len(), 1, "{init:#?}");
+        assert_eq!(init[0].id, "dist-upgrade-keeps-sysvinit");
+        assert!(!init[0].inhibitor);
+        assert_eq!(
+            init[0].remediation.commands,
+            ["apt-get install systemd-sysv"]
+        );
+        // Without the switch, the node would boot sysvinit: an inhibitor.
+        let found = simulation_findings(&actions, &node, "trixie", false);
+        let init: Vec<&Finding> = found
+            .iter()
+            .filter(|f| f.id != "dist-upgrade-gevent")
+            .collect();
+        assert_eq!(init.len(), 1, "{init:#?}");
+        assert_eq!(init[0].id, "dist-upgrade-no-systemd");
+        assert!(init[0].inhibitor);
     }
 
     #[test]

@@ -22,6 +22,68 @@ use crate::base::fsx::Root;
 pub const POSTGRESQL_DIR: &str = "/etc/postgresql";
 /// The PostgreSQL version jessie brings.
 pub const JESSIE_POSTGRESQL: &str = "9.4";
+/// The first postgresql-common whose new server packages create their
+/// `main` cluster only where no cluster exists yet (Debian's changelog, 269:
+/// "Create "main" cluster only when no other clusters exist yet"); trixie
+/// has 278, jessie 165, which made an empty `main` of each new version.
+pub const POSTGRESQL_COMMON_MAIN_ONLY_ALONE: &str = "269";
+
+/// What the dist-upgrade brings of PostgreSQL: the newest server version it
+/// installs, and whether that package creates an empty `main` cluster beside
+/// the existing ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    /// The server version (`9.4`, `17`).
+    pub version: String,
+    /// An empty `VERSION/main` appears (postgresql-common before 269).
+    pub creates_main: bool,
+}
+
+impl PgTarget {
+    /// Jessie's: what is told where the dist-upgrade was not simulated.
+    pub fn jessie() -> PgTarget {
+        PgTarget {
+            version: JESSIE_POSTGRESQL.into(),
+            creates_main: true,
+        }
+    }
+
+    /// From the simulated transaction: the newest `postgresql-VERSION` it
+    /// installs or upgrades, and the postgresql-common it leaves (its new
+    /// version, else the installed one); `None` when it brings no server.
+    pub fn from_transaction(
+        actions: &[crate::base::forecast::PackageAction],
+        packages: &[Package],
+    ) -> Option<PgTarget> {
+        let version = actions
+            .iter()
+            .filter(|a| a.action != "remove")
+            .filter_map(|a| a.package.strip_prefix("postgresql-"))
+            .filter(|v| {
+                v.starts_with(|c: char| c.is_ascii_digit())
+                    && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+            })
+            .max_by(|a, b| dpkg::compare_versions(a, b))?
+            .to_string();
+        let common = actions
+            .iter()
+            .find(|a| a.package == "postgresql-common" && a.action != "remove")
+            .and_then(|a| a.to.clone())
+            .or_else(|| {
+                packages
+                    .iter()
+                    .find(|p| p.is_present() && p.name == "postgresql-common")
+                    .map(|p| p.version.clone())
+            });
+        let creates_main = common.is_none_or(|v| {
+            dpkg::compare_versions(&v, POSTGRESQL_COMMON_MAIN_ONLY_ALONE) == Ordering::Less
+        });
+        Some(PgTarget {
+            version,
+            creates_main,
+        })
+    }
+}
 
 /// The clusters (version, name) as `pg_lsclusters` lists them, sorted: its
 /// own answer where postgresql-common is installed on the node (it knows the
@@ -106,12 +168,26 @@ pub enum Moment {
 /// The PostgreSQL notice: with clusters of two versions, the commands that
 /// move the older ones to the newest (`pg_upgradecluster`), after dropping
 /// the empty cluster of the same name that the new version's package
-/// created; before the upgrade, with only pre-9.4 clusters and PostgreSQL
-/// installed, the same said ahead of the dist-upgrade.
+/// created; after the upgrade, with clusters of one version older than an
+/// installed server (a release whose package made no new cluster), the
+/// commands that move them to it; before the upgrade, with PostgreSQL
+/// installed and clusters older than what the dist-upgrade brings
+/// (`target`: from the simulation, else jessie's), the same said ahead,
+/// with the clusters the upgrade leaves (`after the upgrade: clusters ...`).
 pub fn postgresql_findings(
     clusters: &[(String, String)],
     packages: &[Package],
     moment: Moment,
+) -> Vec<Finding> {
+    postgresql_findings_for(clusters, packages, moment, &PgTarget::jessie())
+}
+
+/// [`postgresql_findings`] with what the dist-upgrade brings (`target`).
+pub fn postgresql_findings_for(
+    clusters: &[(String, String)],
+    packages: &[Package],
+    moment: Moment,
+    target: &PgTarget,
 ) -> Vec<Finding> {
     let Some(newest) = clusters
         .iter()
@@ -158,26 +234,76 @@ pub fn postgresql_findings(
         )
         .commands(commands_to(newest, &older, &new_names))];
     }
-    if moment == Moment::AfterUpgrade {
-        return Vec::new();
-    }
     let installed = |name: &str| packages.iter().any(|p| p.is_present() && p.name == name);
+    let listed = |clusters: &[(String, String)]| -> String {
+        clusters
+            .iter()
+            .map(|(v, n)| format!("{v}/{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let old: Vec<&(String, String)> = clusters.iter().collect();
+    if moment == Moment::AfterUpgrade {
+        // One version of clusters, a newer server installed: a release whose
+        // package made no cluster of its own (trixie's).
+        let server = packages
+            .iter()
+            .filter(|p| p.is_present())
+            .filter_map(|p| p.name.strip_prefix("postgresql-"))
+            .filter(|v| {
+                v.starts_with(|c: char| c.is_ascii_digit())
+                    && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+            })
+            .max_by(|a, b| dpkg::compare_versions(a, b));
+        return match server {
+            Some(server) if dpkg::compare_versions(newest, server) == Ordering::Less => {
+                vec![Finding::new(
+                    "postgresql-clusters",
+                    Severity::Low,
+                    format!("PostgreSQL {server} is installed; the clusters still run {newest}: {}", listed(clusters)),
+                    format!("the data stays in the {newest} cluster(s), served by the old release's postgresql-{newest}, which gets no more updates"),
+                    format!("when you choose to: upgrade the cluster(s) to {server} (the package does not: it is your data)"),
+                )
+                .commands(commands_to(server, &old, &[]))]
+            }
+            _ => Vec::new(),
+        };
+    }
     let server_here = clusters
         .iter()
         .any(|c| installed(&format!("postgresql-{}", c.0)));
-    if dpkg::compare_versions(newest, JESSIE_POSTGRESQL) == Ordering::Less
+    let to = target.version.as_str();
+    if dpkg::compare_versions(newest, to) == Ordering::Less
         && (installed("postgresql") || server_here)
     {
-        let old: Vec<&(String, String)> = clusters.iter().collect();
         let names: Vec<&str> = clusters.iter().map(|c| c.1.as_str()).collect();
+        let (made, after, hint, new_names) = if target.creates_main {
+            let mut after = clusters.to_vec();
+            if !clusters.iter().any(|c| c.0 == to && c.1 == "main") {
+                after.push((to.to_string(), "main".to_string()));
+            }
+            (
+                format!("postgresql-{to} creates an empty {to}/main on another port (postgresql-common before {POSTGRESQL_COMMON_MAIN_ONLY_ALONE}, as jessie's)"),
+                after,
+                "after the upgrade, when you choose to: drop the empty new cluster and upgrade the old one (the package leaves both as they are)",
+                names.clone(),
+            )
+        } else {
+            (
+                format!("postgresql-{to} creates no cluster while one exists (postgresql-common {POSTGRESQL_COMMON_MAIN_ONLY_ALONE} and later, as trixie's)"),
+                clusters.to_vec(),
+                "after the upgrade, when you choose to: upgrade the old cluster(s) (the package leaves them as they are)",
+                Vec::new(),
+            )
+        };
         return vec![Finding::new(
             "postgresql-clusters",
             Severity::Low,
-            format!("the dist-upgrade brings PostgreSQL {JESSIE_POSTGRESQL} beside {newest}"),
-            format!("jessie's postgresql-{JESSIE_POSTGRESQL} creates an empty {JESSIE_POSTGRESQL}/main on another port; Synnefo's data stays in the {newest} cluster(s), which keep running until upgraded"),
-            "after the upgrade, when you choose to: drop the empty new cluster and upgrade the old one (the package leaves both as they are)",
+            format!("the dist-upgrade brings PostgreSQL {to} beside {newest}"),
+            format!("{made}; Synnefo's data stays in the {newest} cluster(s), which keep running until upgraded; after the upgrade: clusters {}", listed(&after)),
+            hint,
         )
-        .commands(commands_to(JESSIE_POSTGRESQL, &old, &names))];
+        .commands(commands_to(to, &old, &new_names))];
     }
     Vec::new()
 }
@@ -327,7 +453,17 @@ pub fn findings_with(
     moment: Moment,
     clusters: &[(String, String)],
 ) -> Vec<Finding> {
-    let mut found = postgresql_findings(clusters, packages, moment);
+    // What the dist-upgrade brings, from this run's simulation (check and
+    // prepare simulate before they read the notices); jessie's without one.
+    let target = crate::base::forecast::last_transaction()
+        .map(|actions| PgTarget::from_transaction(&actions, packages))
+        .unwrap_or_else(|| Some(PgTarget::jessie()));
+    let mut found = match target {
+        Some(target) => postgresql_findings_for(clusters, packages, moment, &target),
+        // Simulated, and no server in it: nothing comes beside the clusters.
+        None if moment == Moment::BeforeUpgrade => Vec::new(),
+        None => postgresql_findings(clusters, packages, moment),
+    };
     if let Ok(Some(value)) =
         crate::convert::settings::Settings::load(root).and_then(|s| s.literal("AMQP_HOSTS"))
     {
@@ -442,6 +578,108 @@ mod tests {
         assert!(postgresql_findings(&wheezy, &[package("postgresql-9.1")], after).is_empty());
         let two = [c("9.1", "main"), c("9.4", "main")];
         assert_eq!(postgresql_findings(&two, &[], after).len(), 1);
+    }
+
+    #[test]
+    fn the_release_says_whether_an_empty_cluster_comes_beside_the_old_one() {
+        use crate::base::forecast::PackageAction;
+        let act = |package: &str, action: &'static str, to: &str| PackageAction {
+            package: package.into(),
+            action,
+            from: None,
+            to: (action != "remove").then(|| to.into()),
+        };
+        let bookworm = [c("15", "main")];
+        let installed = [package("postgresql"), package("postgresql-15")];
+        // trixie: postgresql-17 with postgresql-common 278 makes no cluster
+        // while 15/main exists; client and extension packages are not servers.
+        let trixie = PgTarget::from_transaction(
+            &[
+                act("postgresql-client-17", "install", "17.6-0+deb13u1"),
+                act("postgresql-common", "upgrade", "278+deb13u1"),
+                act("postgresql-17", "install", "17.6-0+deb13u1"),
+                act("postgresql-17-postgis-3", "install", "3.5.2"),
+                act("postgresql", "upgrade", "17+278"),
+            ],
+            &installed,
+        );
+        assert_eq!(
+            trixie,
+            Some(PgTarget {
+                version: "17".into(),
+                creates_main: false
+            })
+        );
+        let found = postgresql_findings_for(&bookworm, &installed, B, &trixie.unwrap());
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].title,
+            "the dist-upgrade brings PostgreSQL 17 beside 15"
+        );
+        assert!(
+            found[0].summary.contains("creates no cluster")
+                && found[0]
+                    .summary
+                    .ends_with("after the upgrade: clusters 15/main"),
+            "{}",
+            found[0].summary
+        );
+        assert_eq!(found[0].remediation.commands, ["pg_upgradecluster 15 main"]);
+
+        // jessie: postgresql-9.4 with postgresql-common 165 makes an empty
+        // 9.4/main; the installed postgresql-common counts when it stays.
+        let mut common = package("postgresql-common");
+        common.version = "165+deb8u3".into();
+        let jessie = PgTarget::from_transaction(
+            &[act("postgresql-9.4", "install", "9.4.26-0+deb8u1")],
+            &[package("postgresql-9.1"), common],
+        )
+        .unwrap();
+        assert_eq!(jessie, PgTarget::jessie());
+        let found = postgresql_findings_for(
+            &[c("9.1", "main")],
+            &[package("postgresql-9.1")],
+            B,
+            &jessie,
+        );
+        assert!(
+            found[0]
+                .summary
+                .ends_with("after the upgrade: clusters 9.1/main, 9.4/main"),
+            "{}",
+            found[0].summary
+        );
+        assert_eq!(
+            found[0].remediation.commands,
+            [
+                "pg_dropcluster --stop 9.4 main",
+                "pg_upgradecluster 9.1 main"
+            ]
+        );
+
+        // A transaction with no server in it brings nothing beside.
+        assert_eq!(
+            PgTarget::from_transaction(
+                &[
+                    act("postgresql-client-17", "install", "17"),
+                    act("postgresql-15", "remove", "")
+                ],
+                &installed
+            ),
+            None
+        );
+
+        // After trixie's upgrade: 15/main alone, postgresql-17 installed.
+        let after = [package("postgresql-15"), package("postgresql-17")];
+        let found = postgresql_findings(&bookworm, &after, Moment::AfterUpgrade);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].title,
+            "PostgreSQL 17 is installed; the clusters still run 15: 15/main"
+        );
+        assert_eq!(found[0].remediation.commands, ["pg_upgradecluster 15 main"]);
+        // Already on the newest installed server: nothing to tell.
+        assert!(postgresql_findings(&[c("17", "main")], &after, Moment::AfterUpgrade).is_empty());
     }
 
     #[test]

@@ -272,13 +272,14 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
     notices(root, config, facts, &mut found);
     let packages = facts.packages.as_deref().unwrap_or_default();
     found.extend(crate::findings::boot::findings(root, packages));
+    // The simulation first: the PostgreSQL notice tells what it brings.
+    found.extend(crate::findings::aptsim::findings(root, config, facts));
     found.extend(crate::findings::notices::findings(
         root,
         packages,
         crate::findings::notices::Moment::BeforeUpgrade,
     ));
     found.extend(crate::convert::webserver::access_findings(root));
-    found.extend(crate::findings::aptsim::findings(root, config, facts));
     // Last: the node files skipped by any of the above (and by the facts).
     found.extend(finding::skipped_files());
     found.sort_by_key(|f| (!f.inhibitor, f.severity));

@@ -121,6 +121,36 @@ fn the_switch_to_systemd_speaks_the_installed_apt_s_options() {
     assert!(!calls.contains("--allow-remove-essential"), "{calls}");
 }
 
+/// A release that keeps sysvinit leaves sysvinit-core installed: the switch
+/// names its removal, which trixie's APT 3.0 solver needs (it keeps a
+/// package installed by hand rather than remove it for systemd-sysv's
+/// conflict; found by the `release` VM scenario's real upgrade).
+#[test]
+fn the_switch_to_systemd_names_the_init_it_replaces() {
+    let node = armed();
+    let status = read(&node, "/var/lib/dpkg/status");
+    node.write(
+        "/var/lib/dpkg/status",
+        &format!(
+            "{}\n\nPackage: sysvinit-core\nStatus: install ok installed\nPriority: optional\nVersion: 3.14-4\nArchitecture: amd64\n",
+            status.trim_end()
+        ),
+        0o644,
+    );
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let calls = read(&node, "/var/log/apt-get.calls");
+    let switch: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.contains("install systemd-sysv"))
+        .collect();
+    assert_eq!(switch.len(), 1, "{calls}");
+    assert!(
+        switch[0].contains(" install systemd-sysv sysvinit-core- |"),
+        "{calls}"
+    );
+}
+
 #[test]
 fn the_transaction_unattended_with_conffiles_kept_then_audited_and_recorded() {
     let node = armed();

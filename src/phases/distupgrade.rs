@@ -522,9 +522,9 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
                 .iter()
                 .find(|p| p.name == "apt")
                 .map(|p| p.version.as_str());
-            let mut switch = vec!["-y", "-q", removal_of_essentials(apt)];
-            switch.extend_from_slice(DPKG_KEEP_CONFFILES);
-            switch.extend_from_slice(&["install", "systemd-sysv"]);
+            let installed: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+            let switch = systemd_switch_args(apt, &installed);
+            let switch: Vec<&str> = switch.iter().map(String::as_str).collect();
             run(
                 &switch,
                 "the release kept sysvinit: apt-get install systemd-sysv ([dist_upgrade] switch_to_systemd)",
@@ -544,6 +544,31 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The init packages `systemd-sysv` replaces: their removal is asked for by
+/// name where one is installed. APT 3.0's solver (trixie's) keeps a package
+/// that was installed by hand rather than remove it for a conflict ("Reached
+/// two conflicting decisions ... sysvinit-core Conflicts systemd-sysv"),
+/// where older APT removed it; naming it resolves with both.
+const INITS_REPLACED: &[&str] = &["sysvinit-core"];
+
+/// apt-get's arguments for the switch to systemd-sysv, for the apt installed
+/// now (`apt_version`) and the packages installed now (`installed`).
+fn systemd_switch_args(apt_version: Option<&str>, installed: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-y", "-q", removal_of_essentials(apt_version)]
+        .iter()
+        .chain(DPKG_KEEP_CONFFILES)
+        .chain(&["install", "systemd-sysv"])
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(
+        INITS_REPLACED
+            .iter()
+            .filter(|init| installed.contains(init))
+            .map(|init| format!("{init}-")),
+    );
+    args
 }
 
 /// The apt-get option that lets a transaction remove an essential package

@@ -43,9 +43,11 @@ fn armed() -> Node {
     );
     node.write(
         "/sbin/reboot",
-        &format!("#!/bin/sh\ntouch '{root}/var/log/rebooted'\n"),
+        &format!("#!/bin/sh\necho \"reboot $*\" >> '{root}/var/log/rebooted'\n"),
         0o755,
     );
+    // sysvinit's runlevel script (sysv-rc), as on wheezy and jessie.
+    node.write("/etc/init.d/rc", "#!/bin/sh\nexit 0\n", 0o755);
     std::fs::create_dir_all(node.path("/var/lib/fake-apt")).unwrap();
     node
 }
@@ -211,6 +213,59 @@ fn the_transaction_unattended_with_conffiles_kept_then_audited_and_recorded() {
         "no --reboot, no reboot"
     );
     assert_eq!(s["phase"], "armed", "the dist-upgrade changes no phase");
+}
+
+/// A release whose systemd-sysv removes sysv-rc (trixie's) leaves the
+/// running sysvinit without /etc/init.d/rc: told to reboot, it would stop at
+/// a maintenance shell (seen in the `release` VM scenario). Then the message
+/// says not to use `reboot`, and `--reboot` stops the services by their
+/// init scripts (/etc/rc6.d/K*, in order; dangling links skipped), then
+/// `reboot -f`. With the rc there, `reboot` as before.
+#[test]
+fn a_reboot_where_the_old_init_lost_its_rc_stops_the_services_first() {
+    let node = armed();
+    node.ok(&["dist-upgrade", "--reboot"]);
+    assert_eq!(read(&node, "/var/log/rebooted"), "reboot \n");
+
+    let node = armed();
+    let root = node.root().display().to_string();
+    std::fs::create_dir_all(node.path("/etc/rc6.d")).unwrap();
+    std::fs::remove_file(node.path("/etc/init.d/rc")).unwrap();
+    for (name, body) in [
+        ("K01apache2", "apache2"),
+        ("K01postgresql", "postgresql"),
+        ("K02cron", "cron"),
+    ] {
+        node.write(
+            &format!("/etc/init.d/{body}"),
+            &format!("#!/bin/sh\necho \"{body} $*\" >> '{root}/var/log/rebooted'\n"),
+            0o755,
+        );
+        std::os::unix::fs::symlink(
+            format!("../init.d/{body}"),
+            node.path(&format!("/etc/rc6.d/{name}")),
+        )
+        .unwrap();
+    }
+    // A link left by a removed package (initscripts' umountfs): skipped.
+    std::os::unix::fs::symlink("../init.d/umountfs", node.path("/etc/rc6.d/K05umountfs")).unwrap();
+    let out = node.run(&["dist-upgrade"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("reboot now with 'synnefo-upgrade dist-upgrade --reboot', not 'reboot'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !node.path("/var/log/rebooted").exists(),
+        "no --reboot, no reboot"
+    );
+    node.ok(&["dist-upgrade", "--reboot"]);
+    assert_eq!(
+        read(&node, "/var/log/rebooted"),
+        "apache2 stop\npostgresql stop\ncron stop\nreboot -f\n"
+    );
 }
 
 #[test]

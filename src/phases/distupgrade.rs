@@ -378,6 +378,8 @@ pub fn worker(root: &Root, config: &Config, reboot: bool, run_id: &str) -> Resul
             record.outcome = Outcome::Succeeded;
             record.message = Some(if reboot {
                 "the dist-upgrade ended cleanly and dpkg --audit is empty: rebooting; the first boot under systemd finishes the upgrade".into()
+            } else if old_init_cannot_shut_down(root) {
+                format!("the dist-upgrade ended cleanly and dpkg --audit is empty: reboot now with 'synnefo-upgrade dist-upgrade --reboot', not 'reboot': {OLD_INIT_STRANDED}; the first boot under systemd finishes the upgrade")
             } else {
                 "the dist-upgrade ended cleanly and dpkg --audit is empty: reboot now ('reboot'); the first boot under systemd finishes the upgrade".into()
             });
@@ -403,16 +405,7 @@ pub fn worker(root: &Root, config: &Config, reboot: bool, run_id: &str) -> Resul
     ));
     if reboot && record.outcome == Outcome::Succeeded {
         // Under the lock: the caller follows until the reboot was asked for.
-        let rebooted = tool(root, "reboot").and_then(|program| {
-            let status = std::process::Command::new(&program)
-                .status()
-                .with_context(|| format!("running '{program}'"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                bail!("'{program}' failed ({status})")
-            }
-        });
+        let rebooted = reboot_node(root);
         if let Err(e) = rebooted {
             record.message = Some(format!(
                 "the dist-upgrade ended cleanly and dpkg --audit is empty, but the reboot failed ({e:#}): reboot by hand ('reboot')"
@@ -544,6 +537,71 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Why a plain `reboot` must not be used after the switch on such a node.
+const OLD_INIT_STRANDED: &str = "the running sysvinit lost /etc/init.d/rc with sysv-rc, which this release's systemd-sysv removes, and would stop at a maintenance shell on the console instead of rebooting";
+
+/// The running init is sysvinit (systemd is not PID 1) and its runlevel
+/// script is gone: trixie's systemd-sysv conflicts with sysv-rc,
+/// initscripts, insserv and startpar, so the switch removes them (jessie's
+/// keeps them). Told to reboot, that init finds no `/etc/init.d/rc`, says
+/// "cannot execute", and waits at a maintenance shell on the console: a
+/// remote node never comes back.
+fn old_init_cannot_shut_down(root: &Root) -> bool {
+    !root.path("/run/systemd/system").is_dir() && !root.path("/etc/init.d/rc").exists()
+}
+
+/// Reboots the node. Where the old init can still shut down (systemd is
+/// PID 1, or sysvinit with its rc), through it (`reboot`). Where it cannot
+/// ([`old_init_cannot_shut_down`]), what its rc would have done that
+/// matters: the services stopped by their init scripts (`/etc/rc6.d/K*`, in
+/// rc's order, each bounded by `timeout`), the filesystems synced, then the
+/// kernel asked to reboot at once (`reboot -f`, which does not ask the init).
+fn reboot_node(root: &Root) -> Result<()> {
+    let program = tool(root, "reboot")?;
+    let mut command = std::process::Command::new(&program);
+    if old_init_cannot_shut_down(root) {
+        say(&format!("dist-upgrade: {OLD_INIT_STRANDED}: stopping the services by their init scripts (/etc/rc6.d/K*), then syncing and rebooting with 'reboot -f'"));
+        let dir = root.path("/etc/rc6.d");
+        let mut scripts: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with('K'))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        scripts.sort();
+        let timeout = tool(root, "timeout").ok();
+        for script in scripts.iter().filter(|p| p.is_file()) {
+            let script = script.to_string_lossy().into_owned();
+            let argv: Vec<&str> = match &timeout {
+                Some(t) => vec![t.as_str(), "60", script.as_str(), "stop"],
+                None => vec![script.as_str(), "stop"],
+            };
+            match run_to_log(root, &argv, None) {
+                Ok(logged) if !logged.status.success() => say(&format!(
+                    "dist-upgrade: '{script} stop' failed ({}), rebooting anyway",
+                    logged.status
+                )),
+                Err(e) => say(&format!(
+                    "dist-upgrade: '{script} stop': {e:#}, rebooting anyway"
+                )),
+                Ok(_) => {}
+            }
+        }
+        nix::unistd::sync();
+        command.arg("-f");
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("running '{program}'"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("'{program}' failed ({status})")
+    }
 }
 
 /// The init packages `systemd-sysv` replaces: their removal is asked for by

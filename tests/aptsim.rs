@@ -144,7 +144,7 @@ fn simulate(node: &Node) -> (Vec<aptsim::Failure>, Vec<Action>, Vec<dpkg::Packag
 
 fn ids(node: &Node) -> (Vec<aptsim::Failure>, Vec<&'static str>) {
     let (failures, actions, packages) = simulate(node);
-    let found = aptsim::simulation_findings(&actions, &packages, "jessie");
+    let found = aptsim::simulation_findings(&actions, &packages, "jessie", false);
     (failures, found.iter().map(|f| f.id).collect())
 }
 
@@ -173,7 +173,7 @@ fn real_apt_simulates_the_upgrade_to_0_19_and_systemd() {
         aptsim::final_version(&actions, &packages, "systemd-sysv").as_deref(),
         Some("215-17+deb8u7")
     );
-    let found = aptsim::simulation_findings(&actions, &packages, "jessie");
+    let found = aptsim::simulation_findings(&actions, &packages, "jessie", false);
     assert!(found.is_empty(), "{found:#?}");
 }
 

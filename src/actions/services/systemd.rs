@@ -195,9 +195,7 @@ impl Systemd {
     /// Sends on `tx` whenever a unit of `names` changes (its
     /// `PropertiesChanged`, subscribed before the watch's first look).
     fn watch_changes(&self, names: &[String], tx: &mpsc::Sender<()>) -> Result<()> {
-        self.manager
-            .subscribe()
-            .context("subscribing to systemd signals")?;
+        self.subscribe()?;
         for name in names {
             let unit = unit_name(name);
             let path = self
@@ -227,6 +225,21 @@ impl Systemd {
         Ok(())
     }
 
+    /// Subscribes this connection to the manager's signals. systemd 254 and
+    /// later (trixie's 257) answer a second `Subscribe` on one connection
+    /// with `org.freedesktop.systemd1.AlreadySubscribed` (finish's
+    /// restart-apache after start-services failed so on the `release` VM
+    /// scenario's trixie); older ones (jessie's 215, bookworm's 252) take
+    /// it again. Either way the connection is subscribed.
+    fn subscribe(&self) -> Result<()> {
+        match self.manager.subscribe() {
+            Err(zbus::Error::MethodError(name, _, _)) if is_already_subscribed(name.as_str()) => {
+                Ok(())
+            }
+            other => other.context("subscribing to systemd signals"),
+        }
+    }
+
     fn reload(&self) -> Result<Duration> {
         let t0 = Instant::now();
         self.manager.reload().context("reloading systemd")?;
@@ -252,9 +265,7 @@ impl Systemd {
         if names.is_empty() {
             return Ok(());
         }
-        self.manager
-            .subscribe()
-            .context("subscribing to systemd signals")?;
+        self.subscribe()?;
         // Subscribe to JobRemoved before issuing jobs, so that none is missed.
         let removed = self
             .manager
@@ -492,9 +503,27 @@ impl Services for Systemd {
     }
 }
 
+/// The D-Bus error systemd 254 and later give a second `Subscribe`.
+fn is_already_subscribed(error_name: &str) -> bool {
+    error_name == "org.freedesktop.systemd1.AlreadySubscribed"
+}
+
 #[cfg(test)]
 mod tests {
-    use super::daemon_running;
+    use super::{daemon_running, is_already_subscribed};
+
+    #[test]
+    fn a_second_subscribe_refused_by_a_newer_systemd_is_no_error() {
+        assert!(is_already_subscribed(
+            "org.freedesktop.systemd1.AlreadySubscribed"
+        ));
+        assert!(!is_already_subscribed(
+            "org.freedesktop.DBus.Error.AccessDenied"
+        ));
+        assert!(!is_already_subscribed(
+            "org.freedesktop.systemd1.NoSuchUnit"
+        ));
+    }
 
     #[test]
     fn an_exited_daemon_is_not_running_an_exited_oneshot_is() {

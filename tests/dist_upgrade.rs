@@ -101,26 +101,25 @@ fn refused_unless_armed_and_nothing_written() {
 /// with `--force-yes`, its way to remove an essential package.
 #[test]
 fn the_switch_to_systemd_speaks_the_installed_apt_s_options() {
-    let node = armed();
-    let status = read(&node, "/var/lib/dpkg/status");
-    node.write(
-        "/var/lib/dpkg/status",
-        &format!(
-            "{}\n\nPackage: apt\nStatus: install ok installed\nPriority: important\nVersion: 1.0.9.8.4\nArchitecture: amd64\n",
-            status.trim_end()
-        ),
-        0o644,
-    );
+    let mut node = armed();
+    node.package("apt", "1.0.9.8.4", None);
+    let (switch, calls) = switch_call(&node);
+    assert!(switch.starts_with("-y -q --force-yes "), "{calls}");
+    assert!(!calls.contains("--allow-remove-essential"), "{calls}");
+}
+
+/// Runs `dist-upgrade` on `node`, which must pass: its one apt-get call that
+/// switches to systemd-sysv, and every call it made.
+fn switch_call(node: &Node) -> (String, String) {
     let out = node.run(&["dist-upgrade"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let calls = read(&node, "/var/log/apt-get.calls");
+    let calls = read(node, "/var/log/apt-get.calls");
     let switch: Vec<&str> = calls
         .lines()
         .filter(|l| l.contains("install systemd-sysv"))
         .collect();
     assert_eq!(switch.len(), 1, "{calls}");
-    assert!(switch[0].starts_with("-y -q --force-yes "), "{calls}");
-    assert!(!calls.contains("--allow-remove-essential"), "{calls}");
+    (switch[0].to_string(), calls)
 }
 
 /// A release that keeps sysvinit leaves sysvinit-core installed: the switch
@@ -129,26 +128,11 @@ fn the_switch_to_systemd_speaks_the_installed_apt_s_options() {
 /// conflict; found by the `release` VM scenario's real upgrade).
 #[test]
 fn the_switch_to_systemd_names_the_init_it_replaces() {
-    let node = armed();
-    let status = read(&node, "/var/lib/dpkg/status");
-    node.write(
-        "/var/lib/dpkg/status",
-        &format!(
-            "{}\n\nPackage: sysvinit-core\nStatus: install ok installed\nPriority: optional\nVersion: 3.14-4\nArchitecture: amd64\n",
-            status.trim_end()
-        ),
-        0o644,
-    );
-    let out = node.run(&["dist-upgrade"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let calls = read(&node, "/var/log/apt-get.calls");
-    let switch: Vec<&str> = calls
-        .lines()
-        .filter(|l| l.contains("install systemd-sysv"))
-        .collect();
-    assert_eq!(switch.len(), 1, "{calls}");
+    let mut node = armed();
+    node.package("sysvinit-core", "3.14-4", None);
+    let (switch, calls) = switch_call(&node);
     assert!(
-        switch[0].contains(" install systemd-sysv sysvinit-core- |"),
+        switch.contains(" install systemd-sysv sysvinit-core- |"),
         "{calls}"
     );
 }

@@ -28,6 +28,16 @@ pub const JESSIE_POSTGRESQL: &str = "9.4";
 /// has 278, jessie 165, which made an empty `main` of each new version.
 pub const POSTGRESQL_COMMON_MAIN_ONLY_ALONE: &str = "269";
 
+/// The server version a package name carries: `postgresql-17` -> `17`,
+/// `postgresql-9.4` -> `9.4`; `None` for clients, extensions and the rest
+/// (`postgresql-client-17`, `postgresql-17-postgis-3`, `postgresql-common`).
+fn server_version(package: &str) -> Option<&str> {
+    package.strip_prefix("postgresql-").filter(|v| {
+        v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+    })
+}
+
 /// What the dist-upgrade brings of PostgreSQL: the newest server version it
 /// installs, and whether that package creates an empty `main` cluster beside
 /// the existing ones.
@@ -58,11 +68,7 @@ impl PgTarget {
         let version = actions
             .iter()
             .filter(|a| a.action != "remove")
-            .filter_map(|a| a.package.strip_prefix("postgresql-"))
-            .filter(|v| {
-                v.starts_with(|c: char| c.is_ascii_digit())
-                    && v.chars().all(|c| c.is_ascii_digit() || c == '.')
-            })
+            .filter_map(|a| server_version(&a.package))
             .max_by(|a, b| dpkg::compare_versions(a, b))?
             .to_string();
         let common = actions
@@ -249,11 +255,7 @@ pub fn postgresql_findings_for(
         let server = packages
             .iter()
             .filter(|p| p.is_present())
-            .filter_map(|p| p.name.strip_prefix("postgresql-"))
-            .filter(|v| {
-                v.starts_with(|c: char| c.is_ascii_digit())
-                    && v.chars().all(|c| c.is_ascii_digit() || c == '.')
-            })
+            .filter_map(|p| server_version(&p.name))
             .max_by(|a, b| dpkg::compare_versions(a, b));
         return match server {
             Some(server) if dpkg::compare_versions(newest, server) == Ordering::Less => {

@@ -237,6 +237,47 @@ pub fn rewrite_sources(root: &Root, from: &str, to: &str) -> Result<Vec<(PathBuf
         .collect())
 }
 
+/// The init packages `systemd-sysv` replaces: their removal is asked for by
+/// name where one is installed. APT 3.0's solver (trixie's) keeps a package
+/// that was installed by hand rather than remove it for a conflict ("Reached
+/// two conflicting decisions ... sysvinit-core Conflicts systemd-sysv"),
+/// where older APT removed it; naming it resolves with both.
+const INITS_REPLACED: &[&str] = &["sysvinit-core"];
+
+/// apt-get's arguments for the switch to systemd-sysv (after `options`),
+/// for the apt and the init packages in `packages` (the node's, now).
+pub fn systemd_switch_args(packages: &[dpkg::Package], options: &[&str]) -> Vec<String> {
+    let apt_version = packages
+        .iter()
+        .find(|p| p.name == "apt")
+        .map(|p| p.version.as_str());
+    let mut args: Vec<String> = [removal_of_essentials(apt_version)]
+        .iter()
+        .chain(options)
+        .chain(&["install", "systemd-sysv"])
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(
+        INITS_REPLACED
+            .iter()
+            .filter(|init| packages.iter().any(|p| p.name == **init))
+            .map(|init| format!("{init}-")),
+    );
+    args
+}
+
+/// The apt-get option that lets a transaction remove an essential package
+/// (the init system it replaces), for the apt that is installed now (after the
+/// dist-upgrade): `--allow-remove-essential` from apt 1.1 on; older apt (jessie
+/// has 1.0.9) does not know it and refuses the command line, and removes an
+/// essential package with `--force-yes`.
+fn removal_of_essentials(apt_version: Option<&str>) -> &'static str {
+    match apt_version {
+        Some(v) if dpkg::compare_versions(v, "1.1~") == std::cmp::Ordering::Less => "--force-yes",
+        _ => "--allow-remove-essential",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::base::apt;
 use crate::base::clock::{now, rfc3339};
 use crate::base::error::{Fatal, EXIT_STEP_FAILED};
 use crate::base::exec;
@@ -511,13 +512,11 @@ fn transaction(root: &Root, config: &Config) -> Result<()> {
     if config.dist_upgrade.switch_to_systemd {
         let packages = crate::base::dpkg::present_packages(root)?;
         if !packages.iter().any(|p| p.name == "systemd-sysv") {
-            let apt = packages
-                .iter()
-                .find(|p| p.name == "apt")
-                .map(|p| p.version.as_str());
-            let installed: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
-            let switch = systemd_switch_args(apt, &installed);
-            let switch: Vec<&str> = switch.iter().map(String::as_str).collect();
+            let switch = apt::systemd_switch_args(&packages, DPKG_KEEP_CONFFILES);
+            let switch: Vec<&str> = ["-y", "-q"]
+                .into_iter()
+                .chain(switch.iter().map(String::as_str))
+                .collect();
             run(
                 &switch,
                 "the release kept sysvinit: apt-get install systemd-sysv ([dist_upgrade] switch_to_systemd)",
@@ -601,45 +600,6 @@ fn reboot_node(root: &Root) -> Result<()> {
         Ok(())
     } else {
         bail!("'{program}' failed ({status})")
-    }
-}
-
-/// The init packages `systemd-sysv` replaces: their removal is asked for by
-/// name where one is installed. APT 3.0's solver (trixie's) keeps a package
-/// that was installed by hand rather than remove it for a conflict ("Reached
-/// two conflicting decisions ... sysvinit-core Conflicts systemd-sysv"),
-/// where older APT removed it; naming it resolves with both.
-const INITS_REPLACED: &[&str] = &["sysvinit-core"];
-
-/// apt-get's arguments for the switch to systemd-sysv, for the apt installed
-/// now (`apt_version`) and the packages installed now (`installed`).
-fn systemd_switch_args(apt_version: Option<&str>, installed: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["-y", "-q", removal_of_essentials(apt_version)]
-        .iter()
-        .chain(DPKG_KEEP_CONFFILES)
-        .chain(&["install", "systemd-sysv"])
-        .map(|a| a.to_string())
-        .collect();
-    args.extend(
-        INITS_REPLACED
-            .iter()
-            .filter(|init| installed.contains(init))
-            .map(|init| format!("{init}-")),
-    );
-    args
-}
-
-/// The apt-get option that lets a transaction remove an essential package
-/// (the init system it replaces), for the apt that is installed now (after the
-/// dist-upgrade): `--allow-remove-essential` from apt 1.1 on; older apt (jessie
-/// has 1.0.9) does not know it and refuses the command line, and removes an
-/// essential package with `--force-yes`.
-fn removal_of_essentials(apt_version: Option<&str>) -> &'static str {
-    match apt_version {
-        Some(v) if crate::base::dpkg::compare_versions(v, "1.1~") == std::cmp::Ordering::Less => {
-            "--force-yes"
-        }
-        _ => "--allow-remove-essential",
     }
 }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use synnefo_upgrade::base::dpkg;
+use synnefo_upgrade::base::finding::Finding;
 use synnefo_upgrade::base::fsx::Root;
 use synnefo_upgrade::findings::aptsim::{self, Action, Simulated};
 use synnefo_upgrade::inputs::config::Config;
@@ -127,7 +128,14 @@ fn node(repo: &Path) -> Node {
     node
 }
 
-fn simulate(node: &Node) -> (Vec<aptsim::Failure>, Vec<Action>, Vec<dpkg::Package>) {
+type Simulation = (
+    Vec<aptsim::Failure>,
+    Vec<Action>,
+    Vec<dpkg::Package>,
+    aptsim::Switch,
+);
+
+fn simulate(node: &Node) -> Simulation {
     let root = Root::new(node.root());
     let before = node.snapshot();
     let simulated = aptsim::simulate(&root, &Config::default(), false).unwrap();
@@ -137,14 +145,20 @@ fn simulate(node: &Node) -> (Vec<aptsim::Failure>, Vec<Action>, Vec<dpkg::Packag
         Simulated::Done {
             failures,
             actions: Ok(actions),
-        } => (failures, actions, packages),
+            switch,
+        } => (failures, actions, packages, switch),
         other => panic!("{other:?}"),
     }
 }
 
+fn findings(node: &Node) -> (Vec<aptsim::Failure>, Vec<Finding>) {
+    let (failures, actions, packages, switch) = simulate(node);
+    let found = aptsim::simulation_findings(&actions, &packages, "jessie", &switch);
+    (failures, found)
+}
+
 fn ids(node: &Node) -> (Vec<aptsim::Failure>, Vec<&'static str>) {
-    let (failures, actions, packages) = simulate(node);
-    let found = aptsim::simulation_findings(&actions, &packages, "jessie", false);
+    let (failures, found) = findings(node);
     (failures, found.iter().map(|f| f.id).collect())
 }
 
@@ -159,8 +173,10 @@ fn real_apt_simulates_the_upgrade_to_0_19_and_systemd() {
     // As in our postinst: our own package is half-configured while prepare runs.
     node.package("synnefo-upgrade-0.19", "0.1.0", None);
     node.set_dpkg("synnefo-upgrade-0.19", "install ok half-configured", None);
-    let (failures, actions, packages) = simulate(&node);
+    let (failures, actions, packages, switch) = simulate(&node);
     assert!(failures.is_empty(), "{failures:?}");
+    // The dist-upgrade installs systemd-sysv: no switch to ask for.
+    assert_eq!(switch, aptsim::Switch::NotAsked);
     assert!(
         actions.contains(&Action::Inst {
             package: "snf-common".into(),
@@ -173,7 +189,7 @@ fn real_apt_simulates_the_upgrade_to_0_19_and_systemd() {
         aptsim::final_version(&actions, &packages, "systemd-sysv").as_deref(),
         Some("215-17+deb8u7")
     );
-    let found = aptsim::simulation_findings(&actions, &packages, "jessie", false);
+    let found = aptsim::simulation_findings(&actions, &packages, "jessie", &switch);
     assert!(found.is_empty(), "{found:#?}");
 }
 
@@ -192,15 +208,22 @@ fn real_apt_hold_pin_and_a_failing_source_inhibit() {
     assert_eq!(found, ["dist-upgrade-synnefo-kept"]);
     node.set_dpkg("snf-common", "install ok installed", None);
 
-    // A pin against systemd-sysv: APT takes sysvinit-core, the node would
-    // keep booting sysvinit.
+    // A pin against systemd-sysv: APT takes sysvinit-core, and refuses the
+    // switch that `dist-upgrade` asks for after it: the node would keep
+    // booting sysvinit.
     node.write(
         "/etc/apt/preferences.d/no-systemd",
         "Package: systemd-sysv\nPin: release *\nPin-Priority: -1\n",
         0o644,
     );
-    let (_, found) = ids(&node);
-    assert_eq!(found, ["dist-upgrade-no-systemd"]);
+    let (_, found) = findings(&node);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].id, "dist-upgrade-no-systemd");
+    assert!(found[0].inhibitor);
+    assert!(
+        found[0].summary.contains("systemd-sysv"),
+        "APT's refusal named: {found:#?}"
+    );
     std::fs::remove_file(node.path("/etc/apt/preferences.d/no-systemd")).unwrap();
 
     // A source that does not exist: named, and the rest still simulated.
@@ -220,6 +243,31 @@ fn real_apt_hold_pin_and_a_failing_source_inhibit() {
         "{failures:?}"
     );
     assert!(!failures[0].is_network());
+}
+
+/// A release whose dist-upgrade keeps sysvinit (trixie's does): APT is
+/// asked for the switch `dist-upgrade` runs after it, which it would do, so
+/// the node is told, not inhibited.
+#[test]
+fn real_apt_a_release_that_keeps_sysvinit_is_told_when_the_switch_resolves() {
+    if !tools_present() {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    build_repo(repo.path());
+    let mut node = node(repo.path());
+    // Nothing installed pulls systemd-sysv in: the dist-upgrade keeps the init.
+    node.remove_package("sysvinit");
+    let (_, actions, packages, switch) = simulate(&node);
+    assert_eq!(
+        aptsim::final_version(&actions, &packages, "systemd-sysv"),
+        None
+    );
+    assert_eq!(switch, aptsim::Switch::Possible);
+    let found = aptsim::simulation_findings(&actions, &packages, "jessie", &switch);
+    let ids: Vec<&str> = found.iter().map(|f| f.id).collect();
+    assert_eq!(ids, ["dist-upgrade-keeps-sysvinit"], "{found:#?}");
+    assert!(!found[0].inhibitor);
 }
 
 #[test]
@@ -242,7 +290,7 @@ fn real_apt_without_network_is_offline_not_a_failed_source() {
     build_repo(repo.path());
     let node = node(repo.path());
     node.write("/etc/apt/sources.list.d/mirror.list", unreachable, 0o644);
-    let (failures, _, _) = simulate(&node);
+    let (failures, _, _, _) = simulate(&node);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
         failures[0]

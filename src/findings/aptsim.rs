@@ -492,13 +492,13 @@ pub fn hold_findings(packages: &[Package]) -> Vec<Finding> {
 
 /// The findings of a simulated dist-upgrade (`actions`) of the node with
 /// `packages`; `suite_to`: where gevent/greenlet would come from;
-/// `switch_to_systemd`: `dist-upgrade` installs systemd-sysv after a
-/// release that keeps sysvinit (`[dist_upgrade] switch_to_systemd`).
+/// `switch`: whether `dist-upgrade` installs systemd-sysv after a release
+/// that keeps sysvinit, and whether APT would let it.
 pub fn simulation_findings(
     actions: &[Action],
     packages: &[Package],
     suite_to: &str,
-    switch_to_systemd: bool,
+    switch: &Switch,
 ) -> Vec<Finding> {
     let mut found = Vec::new();
     let synnefo: Vec<&Package> = packages
@@ -544,7 +544,22 @@ pub fn simulation_findings(
         );
     }
     let systemd_sysv = final_version(actions, packages, SYSTEMD_SYSV);
-    if systemd_sysv.is_none() && switch_to_systemd {
+    let no_systemd = |why: String| {
+        Finding::inhibitor(
+            "dist-upgrade-no-systemd",
+            format!("the dist-upgrade would not install {SYSTEMD_SYSV}"),
+            why,
+            "remove what keeps sysvinit (a hold, a pin of sysvinit-core or against systemd-sysv), then check again",
+        )
+        .commands([format!("apt-cache policy {SYSTEMD_SYSV} sysvinit-core sysvinit")])
+    };
+    let booted_sysvinit = "the node would boot sysvinit after the dist-upgrade, and synnefo-upgrade-finish.service (a systemd unit) would never run: the services would stay down";
+    if systemd_sysv.is_some() {
+    } else if let Switch::Fails(error) = switch {
+        found.push(no_systemd(format!(
+            "the release keeps sysvinit, and APT refuses the switch that 'synnefo-upgrade dist-upgrade' asks for after it (apt-get -s install {SYSTEMD_SYSV}: {error}): {booted_sysvinit}"
+        )));
+    } else if *switch == Switch::Possible {
         // A release that keeps sysvinit (trixie does; jessie switched by
         // itself): our dist-upgrade asks for the switch; a bare apt-get does not.
         found.push(
@@ -557,16 +572,8 @@ pub fn simulation_findings(
             )
             .commands([format!("apt-get install {SYSTEMD_SYSV}")]),
         );
-    } else if systemd_sysv.is_none() {
-        found.push(
-            Finding::inhibitor(
-                "dist-upgrade-no-systemd",
-                format!("the dist-upgrade would not install {SYSTEMD_SYSV}"),
-                "the node would boot sysvinit after the dist-upgrade, and synnefo-upgrade-finish.service (a systemd unit) would never run: the services would stay down",
-                "remove what keeps sysvinit (a hold, a pin of sysvinit-core or against systemd-sysv), then check again",
-            )
-            .commands([format!("apt-cache policy {SYSTEMD_SYSV} sysvinit-core sysvinit")]),
-        );
+    } else {
+        found.push(no_systemd(booted_sysvinit.to_string()));
     }
     for requirement in &apt::GEVENT_REQUIREMENTS {
         let name = requirement.package;
@@ -687,7 +694,11 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
             crate::base::forecast::record_unpack(Err(format!("no network: {why}")));
             found.push(not_simulated(format!("no network: {why}")))
         }
-        Ok(Simulated::Done { failures, actions }) => {
+        Ok(Simulated::Done {
+            failures,
+            actions,
+            switch,
+        }) => {
             log::info!(
                 "dist-upgrade simulated: {} package action(s), {} failed source(s){}",
                 actions.as_ref().map_or(0, Vec::len),
@@ -704,7 +715,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                     &actions,
                     packages,
                     &release.suite_to,
-                    config.dist_upgrade.switch_to_systemd,
+                    &switch,
                 )),
                 Err(errors) => found.push(Finding::inhibitor(
                     "dist-upgrade-fails",
@@ -737,7 +748,21 @@ pub enum Simulated {
         failures: Vec<Failure>,
         /// The dist-upgrade's actions, or why it fails.
         actions: std::result::Result<Vec<Action>, String>,
+        /// The switch to systemd-sysv after a dist-upgrade that keeps sysvinit.
+        switch: Switch,
     },
+}
+
+/// The switch to systemd-sysv that `dist-upgrade` asks for after a release
+/// that keeps sysvinit (`[dist_upgrade] switch_to_systemd`), as simulated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Switch {
+    /// Not asked for: switched off, or the dist-upgrade installs systemd-sysv.
+    NotAsked,
+    /// APT would install systemd-sysv.
+    Possible,
+    /// APT refuses it (its error lines, or what it would do instead).
+    Fails(String),
 }
 
 /// The scratch APT state of the sources as prepare will leave them (see the
@@ -896,7 +921,45 @@ pub fn simulate(root: &Root, config: &Config, service_node: bool) -> Result<Simu
         Ok(actions) => Ok(unpack_sizes(root, &apt, actions)),
         Err(e) => Err(format!("apt-get -s dist-upgrade fails: {e}")),
     });
-    Ok(Simulated::Done { failures, actions })
+    let packages = dpkg::present_packages(root)?;
+    let switch = match &actions {
+        Ok(actions)
+            if config.dist_upgrade.switch_to_systemd
+                && final_version(actions, &packages, SYSTEMD_SYSV).is_none() =>
+        {
+            simulate_switch(root, &apt, &packages)?
+        }
+        _ => Switch::NotAsked,
+    };
+    Ok(Simulated::Done {
+        failures,
+        actions,
+        switch,
+    })
+}
+
+/// Asks APT, in the scratch state, for the switch to systemd-sysv that
+/// `dist-upgrade` runs after a release that keeps sysvinit. It is asked of
+/// the node as it is now, before the dist-upgrade: what refuses it then (a
+/// pin against systemd-sysv, a hold of sysvinit-core, no systemd-sysv in the
+/// sources) refuses it after.
+fn simulate_switch(root: &Root, apt: &ScratchApt, packages: &[Package]) -> Result<Switch> {
+    let args = apt::systemd_switch_args(packages, &[]);
+    let mut argv = vec!["-s"];
+    argv.extend(args.iter().map(String::as_str));
+    let sim = apt_get(root, &apt.options, &argv, TIMEOUT_SECS)?;
+    let shown = format!("apt-get {}", args.join(" "));
+    if !sim.status.success() {
+        return Ok(Switch::Fails(error_lines(&sim, &shown)));
+    }
+    let actions = parse_simulation(&String::from_utf8_lossy(&sim.stdout));
+    Ok(
+        if final_version(&actions, packages, SYSTEMD_SYSV).is_some() {
+            Switch::Possible
+        } else {
+            Switch::Fails(format!("{shown} would not install it"))
+        },
+    )
 }
 
 /// The packages `actions` unpack and their size (`apt-cache show` of each
@@ -1357,7 +1420,7 @@ Inst systemd-sysv (215-17+deb8u7 Debian:8.11/oldstable [amd64])
 Inst python-gevent [0.13.6-1+nmu3] (1.1.1-2~bpo8+1 Debian Backports:jessie-backports [amd64])
 Inst python-greenlet [0.3.1-2.5] (0.4.10-1~bpo8+1 Debian Backports:jessie-backports [amd64])
 ";
-        let found = simulation_findings(&parse_simulation(sim), &node, "jessie", false);
+        let found = simulation_findings(&parse_simulation(sim), &node, "jessie", &Switch::NotAsked);
         assert!(found.is_empty(), "{found:#?}");
     }
 
@@ -1372,7 +1435,7 @@ Inst python-gevent [0.13.6-1+nmu3] (1.0.1-2 Debian:8.11/oldstable [amd64])
 Inst python-greenlet [0.3.1-2.5] (0.4.10-1~bpo8+1 Debian Backports:jessie-backports [amd64])
 Inst sysvinit [2.88dsf-41+deb7u1] (2.88dsf-59 Debian:8.11/oldstable [amd64])
 ";
-        let found = simulation_findings(&parse_simulation(sim), &node, "jessie", false);
+        let found = simulation_findings(&parse_simulation(sim), &node, "jessie", &Switch::NotAsked);
         let ids: Vec<&str> = found.iter().map(|f| f.id).collect();
         assert_eq!(
             ids,
@@ -1402,7 +1465,8 @@ Inst sysvinit [2.88dsf-41+deb7u1] (2.88dsf-59 Debian:8.11/oldstable [amd64])
         // GRNET's own build qualifies, compared the dpkg way.
         let grnet =
             "Inst python-gevent [0.13.6-1+nmu3] (1.1.1-1~0bpo80~grnet1 grnet:jessie [amd64])\n";
-        let found = simulation_findings(&parse_simulation(grnet), &node, "jessie", false);
+        let found =
+            simulation_findings(&parse_simulation(grnet), &node, "jessie", &Switch::NotAsked);
         assert!(
             !found.iter().any(|f| f.title.contains("python-gevent")),
             "{found:#?}"
@@ -1420,29 +1484,36 @@ Inst sysvinit-core [3.06-4] (3.14-4 Debian:13.8/stable [amd64])
 Inst systemd (257.13-1~deb13u1 Debian:13.8/stable [amd64])
 ";
         let actions = parse_simulation(sim);
+        // The one init finding (the fixture node's old gevent is told apart:
+        // not this test's).
+        let init = |switch: &Switch| {
+            let found = simulation_findings(&actions, &node, "trixie", switch);
+            let init: Vec<Finding> = found
+                .into_iter()
+                .filter(|f| f.id != "dist-upgrade-gevent")
+                .collect();
+            assert_eq!(init.len(), 1, "{init:#?}");
+            init.into_iter().next().expect("one finding")
+        };
         // `synnefo-upgrade dist-upgrade` asks for the switch: told, not an inhibitor.
-        let found = simulation_findings(&actions, &node, "trixie", true);
-        // (The fixture node's old gevent is told apart: not this test's.)
-        let init: Vec<&Finding> = found
-            .iter()
-            .filter(|f| f.id != "dist-upgrade-gevent")
-            .collect();
-        assert_eq!(init.len(), 1, "{init:#?}");
-        assert_eq!(init[0].id, "dist-upgrade-keeps-sysvinit");
-        assert!(!init[0].inhibitor);
-        assert_eq!(
-            init[0].remediation.commands,
-            ["apt-get install systemd-sysv"]
+        let told = init(&Switch::Possible);
+        assert_eq!(told.id, "dist-upgrade-keeps-sysvinit");
+        assert!(!told.inhibitor);
+        assert_eq!(told.remediation.commands, ["apt-get install systemd-sysv"]);
+        // Where APT refuses the switch, or without it, the node would boot
+        // sysvinit: an inhibitor, which names APT's refusal.
+        let refused = init(&Switch::Fails(
+            "E: Package 'systemd-sysv' has no installation candidate".into(),
+        ));
+        assert_eq!(refused.id, "dist-upgrade-no-systemd");
+        assert!(refused.inhibitor);
+        assert!(
+            refused.summary.contains("has no installation candidate"),
+            "{refused:#?}"
         );
-        // Without the switch, the node would boot sysvinit: an inhibitor.
-        let found = simulation_findings(&actions, &node, "trixie", false);
-        let init: Vec<&Finding> = found
-            .iter()
-            .filter(|f| f.id != "dist-upgrade-gevent")
-            .collect();
-        assert_eq!(init.len(), 1, "{init:#?}");
-        assert_eq!(init[0].id, "dist-upgrade-no-systemd");
-        assert!(init[0].inhibitor);
+        let off = init(&Switch::NotAsked);
+        assert_eq!(off.id, "dist-upgrade-no-systemd");
+        assert!(off.inhibitor);
     }
 
     #[test]

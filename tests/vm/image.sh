@@ -14,11 +14,15 @@
 #                      wheezy, with no APT bindings), PostgreSQL 15 and its
 #                      client (svc1's database; psql everywhere), PostgreSQL not
 #                      started at boot
+#   ganeti.raw         the cluster's Ganeti nodes: the cluster root's Python 2.7
+#                      and psql, plus Debian's Ganeti 3.0 (with the Python 3 it
+#                      needs: Ansible is told to use the 2.7 there), drbd-utils,
+#                      LVM and ganeti-os-noop; no PostgreSQL server
 #   debs/              systemd-sysv, dbus and every dependency either image lacks
 #                      (they become the local repository's `jessie` suite)
 #
-# Both roots come from one run, a minute apart, so that they hold the same
-# versions (the jessie debs must fit both).
+# The roots come from one run, minutes apart, so that they hold the same
+# versions (the jessie debs must fit all of them).
 #
 # The harness caches OUTDIR keyed by the hash of this file: any change here
 # rebuilds the image on the next run.
@@ -114,22 +118,34 @@ build_root "$out/root-cluster" "$include,python2.7,postgresql,postgresql-client"
     >"$out/root-cluster.log" 2>&1 &
 cluster_pid=$!
 bootstraps+=("$cluster_pid")
+# The Ganeti nodes: Ganeti from the init script (Debian ships no native unit:
+# under systemd it runs through the sysv generator), recommends left out
+# (mmdebstrap's default: ganeti's would pull in systemd-sysv and exim4).
+build_root "$out/root-ganeti" "$include,python2.7,postgresql-client,ganeti,drbd-utils,lvm2,ganeti-os-noop" \
+    >"$out/root-ganeti.log" 2>&1 &
+ganeti_pid=$!
+bootstraps+=("$ganeti_pid")
 set +m
 rc=0
 wait "$base_pid" || rc=1
-wait "$cluster_pid" || rc=$((rc + 2))
+wait "$cluster_pid" || rc=$((rc | 2))
+wait "$ganeti_pid" || rc=$((rc | 4))
 echo "== the base root (mmdebstrap)"
 cat "$out/root.log"
 echo "== the cluster root (mmdebstrap)"
 cat "$out/root-cluster.log"
-rm -f "$out/root.log" "$out/root-cluster.log"
+echo "== the Ganeti root (mmdebstrap)"
+cat "$out/root-ganeti.log"
+rm -f "$out/root.log" "$out/root-cluster.log" "$out/root-ganeti.log"
 bootstraps=()
-case $rc in
-0) ;;
-1) echo "image.sh: the base root's bootstrap failed (its log above)" >&2; exit 1 ;;
-2) echo "image.sh: the cluster root's bootstrap failed (its log above)" >&2; exit 1 ;;
-*) echo "image.sh: both bootstraps failed (their logs above)" >&2; exit 1 ;;
-esac
+failed=()
+[ $((rc & 1)) = 0 ] || failed+=(base)
+[ $((rc & 2)) = 0 ] || failed+=(cluster)
+[ $((rc & 4)) = 0 ] || failed+=(Ganeti)
+if [ "${#failed[@]}" != 0 ]; then
+    echo "image.sh: the bootstrap of the ${failed[*]} root(s) failed (the logs above)" >&2
+    exit 1
+fi
 
 # Kernel and initramfs for -kernel/-initrd boots.
 newest() { printf '%s\n' "$@" | sort -V | tail -n1; }
@@ -138,4 +154,5 @@ cp "$(newest "$root"/boot/initrd.img-*)" "$out/initrd.img"
 
 mkfs.ext4 -q -F -L snf-root -d "$root" "$out/disk.raw" 3G
 mkfs.ext4 -q -F -L snf-root -d "$out/root-cluster" "$out/cluster.raw" 3G
-rm -rf "$root" "$out/root-cluster"
+mkfs.ext4 -q -F -L snf-root -d "$out/root-ganeti" "$out/ganeti.raw" 3G
+rm -rf "$root" "$out/root-cluster" "$out/root-ganeti"

@@ -5,7 +5,9 @@
 
 Reads DIR/heartbeats.csv (source,node,version,time), DIR/migrations.csv
 (node,service,event,time), DIR/NODE/state.json for ganeti1, ganeti2, svc1 and
-svc2, DIR/NODE/journal.json, DIR/fleet-report/fleet-report.json.  Prints one
+svc2, DIR/NODE/journal.json, DIR/fleet-report/fleet-report.json, and Ganeti's
+own record from both Ganeti nodes: DIR/NODE/ganeti/queue/ (the job files, also
+archived ones) and DIR/NODE/ganeti/commands.log (master failovers).  Prints one
 `ok:` line per invariant that holds, the figures an operator plans around
 (each node's service downtime, the cluster's, the instances' largest
 heartbeat gap), and one `FAIL:` line per broken invariant; exits 1 on any.
@@ -14,6 +16,7 @@ heartbeat gap), and one `FAIL:` line per broken invariant; exits 1 on any.
 import csv
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +25,8 @@ SERVICE = ["svc1", "svc2"]
 MIGRATING, WAITING = "svc1", "svc2"
 SERVICES = ["astakos", "cyclades", "pithos"]
 MAX_GAP = 5.0
+DOMAIN = ".example.org"
+HOME = {"inst1": "ganeti1", "inst2": "ganeti2"}  # primaries before the roll-out
 
 failed = []
 
@@ -126,6 +131,8 @@ def main(out):
     if not any(r["source"] == "instance" for r in beats):
         bad("no instance heartbeat at all")
 
+    ganeti(out, step, steps, span, first_service)
+
     # 3. Exactly one migrate per service, on the migrating node.
     for svc in SERVICES:
         rows = [r for r in migrations if r["service"] == svc]
@@ -192,6 +199,136 @@ def main(out):
         print(f"figure: no gunicorn heartbeat anywhere from {last_old['node']} {last_old['time']} (last 0.18.1) "
               f"to {first_new['node']} {first_new['time']} (first 0.19): {(first_new['t'] - last_old['t']).total_seconds():.1f} s")
     print(f"figure: instances' largest heartbeat gap {largest:.2f} s")
+
+
+def short(name):
+    return (name or "").removesuffix(DOMAIN)
+
+
+def jobs_of(out):
+    """Every job in both Ganeti nodes' queues (union by id: the queue lives on
+    the master and the master candidates of each moment), as dicts with the
+    first opcode's input, its status, result, and the job's start and end."""
+    jobs = {}
+    for f in sorted(out.glob("ganeti*/ganeti/queue/**/job-*")):
+        try:
+            job = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue
+        for i, op in enumerate(job.get("ops") or []):
+            inp = op.get("input") or {}
+            ts = [op.get("start_timestamp") or job.get("start_timestamp"), op.get("end_timestamp") or job.get("end_timestamp")]
+            if not ts[0] or not ts[1]:
+                continue
+            jobs[(int(job["id"]), i)] = {
+                "id": int(job["id"]), "op": inp.get("OP_ID"), "input": inp, "status": op.get("status"),
+                "result": op.get("result"), "start": ts[0][0] + ts[0][1] / 1e6, "end": ts[1][0] + ts[1][1] / 1e6,
+            }
+    return sorted(jobs.values(), key=lambda j: j["start"])
+
+
+def failovers_of(out):
+    """(time, new master, old master) of every master failover, from the
+    commands.log of the node it ran on (Ganeti logs it there)."""
+    found = []
+    pat = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+): .* INFO Setting master to (\S+), old master: (\S+)")
+    for f in sorted(out.glob("ganeti*/ganeti/commands.log")):
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = pat.match(line)
+            if m:
+                t = dt.datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp() + int(m[2]) / 1000
+                found.append((t, short(m[3]), short(m[4])))
+    return sorted(found)
+
+
+def ganeti(out, step, steps, span, first_service):
+    """Issue 22: what Ganeti itself recorded of the roll-out."""
+    t_from = min(span[n][0] for n in GANETI) - 600
+    jobs = [j for j in jobs_of(out) if j["start"] >= t_from]
+    if not jobs:
+        bad("no Ganeti job of the roll-out found in either node's queue (NODE/ganeti/queue)")
+        return
+
+    def fmt(j):
+        return f"job {j['id']} {j['op']} {utc(j['start'])}-{utc(j['end'])} {j['status']}"
+
+    for j in jobs:
+        print(f"ganeti: {fmt(j)} {json.dumps({k: v for k, v in j['input'].items() if k in ('node_name', 'instance_name', 'drained', 'target_node', 'mode')})}")
+    failed_jobs = [j for j in jobs if j["status"] != "success"]
+    if failed_jobs:
+        bad("Ganeti jobs that did not succeed: " + "; ".join(fmt(j) for j in failed_jobs))
+    failovers = failovers_of(out)
+    for t, new, old in failovers:
+        print(f"ganeti: master failover at {utc(t)}: {old} -> {new}")
+
+    # The primary of each instance over time: a migration moves it to the
+    # other node of its DRBD pair when it ends.
+    primary = {i: [(0.0, n)] for i, n in HOME.items()}
+    for j in jobs:
+        if j["op"] == "OP_INSTANCE_MIGRATE" and j["status"] == "success":
+            inst = j["input"].get("instance_name")
+            if inst in primary:
+                other = [n for n in HOME.values() if n != primary[inst][-1][1]][0]
+                primary[inst].append((j["end"], other))
+
+    def primaries_on(node, a, b):
+        """Instances whose primary was `node` at some time in [a, b]."""
+        hits = []
+        for inst, hist in primary.items():
+            for k, (t, n) in enumerate(hist):
+                t_next = hist[k + 1][0] if k + 1 < len(hist) else float("inf")
+                if n == node and t < b and t_next > a:
+                    hits.append(inst)
+        return hits
+
+    for k, node in enumerate(GANETI):
+        def is_node(j):
+            return short(j["input"].get("node_name")) == node
+        drain = [j for j in jobs if j["op"] == "OP_NODE_SET_PARAMS" and is_node(j) and j["input"].get("drained") is True]
+        undrain = [j for j in jobs if j["op"] == "OP_NODE_SET_PARAMS" and is_node(j) and j["input"].get("drained") is False]
+        evac = [j for j in jobs if j["op"] == "OP_NODE_MIGRATE" and is_node(j)]
+        arm = (step(node, "prepare", "arm") or {}).get("started")
+        booted = steps(node, "finish")[0]["started"] if steps(node, "finish") else None
+        if not (drain and evac and undrain and arm and booted):
+            bad(f"{node}: drain {bool(drain)}, evacuation {bool(evac)}, undrain {bool(undrain)}, arm {arm}, first systemd boot {booted}: a step is missing")
+            continue
+        d, e, u = drain[0], evac[0], undrain[-1]
+        if d["end"] <= e["start"] and e["end"] <= arm and u["start"] >= booted:
+            ok(f"{node}: drained ({utc(d['end'])}) before its evacuation ({utc(e['start'])}-{utc(e['end'])}), armed after it ({utc(arm)}), undrained ({utc(u['start'])}) after its reboot ({utc(booted)})")
+        else:
+            bad(f"{node}: out of order: {fmt(d)}, {fmt(e)}, armed {utc(arm)}, rebooted by {utc(booted)}, {fmt(u)}")
+        on = primaries_on(node, arm, booted)
+        if on:
+            bad(f"{node}: primary of {on} between its arming ({utc(arm)}) and its first systemd boot ({utc(booted)})")
+        else:
+            ok(f"{node}: primary of no instance from its arming ({utc(arm)}) through its reboot ({utc(booted)}), by Ganeti's migrations")
+        # Clean verify (disks and cluster) after its reboot, before the next
+        # node was touched (or the service nodes armed).
+        nxt = GANETI[k + 1] if k + 1 < len(GANETI) else None
+        limit = min((j["start"] for j in jobs if j["op"] == "OP_NODE_SET_PARAMS" and nxt and short(j["input"].get("node_name")) == nxt and j["input"].get("drained") is True), default=first_service)
+        if nxt:
+            limit = min([limit] + [t for t, new, old in failovers if old == nxt and t > booted])
+        window = [j for j in jobs if booted <= j["start"] and j["end"] <= limit]
+        vdisks = [j for j in window if j["op"] == "OP_CLUSTER_VERIFY_DISKS"]
+        vgroups = [j for j in window if j["op"] == "OP_CLUSTER_VERIFY_GROUP"]
+        if vdisks and vgroups and vgroups[-1]["result"] is True and vdisks[-1]["status"] == "success":
+            ok(f"{node}: gnt-cluster verify-disks and verify clean after its reboot ({fmt(vdisks[-1])}; {fmt(vgroups[-1])}: {vgroups[-1]['result']}) before the next node was touched ({utc(limit)})")
+        else:
+            bad(f"{node}: no clean verify-disks and verify between its reboot ({utc(booted)}) and the next node ({utc(limit)}): {[fmt(j) for j in vdisks + vgroups]}")
+
+    # The master: failed over to the other candidate before its own upgrade
+    # (before its drain and arming), back after its reboot.
+    master = GANETI[-1]
+    other = GANETI[0]
+    arm = (step(master, "prepare", "arm") or {}).get("started") or 0
+    booted = steps(master, "finish")[0]["started"] if steps(master, "finish") else float("inf")
+    drain = min((j["start"] for j in jobs if j["op"] == "OP_NODE_SET_PARAMS" and short(j["input"].get("node_name")) == master and j["input"].get("drained") is True), default=0)
+    away = [t for t, new, old in failovers if old == master and new == other and t <= min(drain, arm)]
+    back = [t for t, new, old in failovers if old == other and new == master and t >= booted]
+    if away and back:
+        ok(f"the master role went from {master} to {other} ({utc(away[-1])}) before {master}'s drain ({utc(drain)}) and arming ({utc(arm)}), and came back ({utc(back[0])}) after its reboot ({utc(booted)})")
+    else:
+        bad(f"master failover: away before {master}'s drain/arm {away}, back after its reboot {back} (failovers: {failovers})")
 
 
 if __name__ == "__main__":

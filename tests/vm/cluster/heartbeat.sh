@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Heartbeats of the `cluster` VM scenario, sourced by the writers (the fake
-# gunicorn of tests/vm/packages, the stand-in Ganeti instance fake-instance)
+# gunicorn of tests/vm/packages; instance-beats writes the Ganeti instances' own)
 # and by ship-spool.  Installed by the harness as
 # /usr/local/lib/fake-cluster/heartbeat.sh on every cluster guest (outside any
 # package: the dist-upgrade leaves it alone).

@@ -16,13 +16,19 @@ vm_start() {
 
 # vm_launch: start qemu on a fresh overlay without waiting for the guest (the
 # cluster boots its guests at once, then waits for each).  Knobs, all optional:
-# VM_DISK (an image of vm_base_dir: disk.raw, or cluster.raw), VM_SMP and
-# VM_QEMU_EXTRA (an array of further qemu arguments: the cluster's network).
+# VM_DISK (an image of vm_base_dir: disk.raw, cluster.raw or ganeti.raw),
+# VM_DISK_QCOW2 (instead: a qcow2 root disk to overlay, the cached Ganeti
+# nodes'), VM_SMP and VM_QEMU_EXTRA (an array of further qemu arguments: the
+# cluster's network, a Ganeti node's volume group disk).
 vm_launch() {
     local base
     base=$(vm_base_dir)
     VM_KEY=$base/id_ed25519
-    qemu-img create -q -f qcow2 -b "$base/${VM_DISK:-disk.raw}" -F raw "$VM_OUT/overlay.qcow2"
+    if [ -n "${VM_DISK_QCOW2:-}" ]; then
+        qemu-img create -q -f qcow2 -b "$VM_DISK_QCOW2" -F qcow2 "$VM_OUT/overlay.qcow2"
+    else
+        qemu-img create -q -f qcow2 -b "$base/${VM_DISK:-disk.raw}" -F raw "$VM_OUT/overlay.qcow2"
+    fi
     VM_PORT=$(vm_free_port)
     VM_MONITOR=$VM_OUT/monitor.sock
     rm -f "$VM_MONITOR"

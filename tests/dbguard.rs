@@ -471,3 +471,45 @@ fn real_postgresql_waiting_session_is_not_a_client_and_sees_the_migrations() {
     );
     assert_eq!(node.state_json()["phase"], "done");
 }
+
+/// A database server of its own that reboots inside the outage (upgraded in
+/// the same wave as the service nodes): down when the migrating node's
+/// finish reaches the database. With the defaults (`[migrations]
+/// retry_seconds = 0`) the step waits as long as the server cannot be
+/// reached, saying so, and goes on by itself once it answers: the guard, then
+/// the migrations. Any fixed bound would end such a wait (here `wait_seconds
+/// = 2`, which ended it before); this one ends with the server.
+#[test]
+fn real_postgresql_a_database_server_that_reboots_is_waited_for() {
+    let server = Server::start_on(25433);
+    // wait_seconds bounds the waits for other nodes; the time the server
+    // cannot be reached does not count against it.
+    let node = node_on(
+        &server,
+        "quiet_period_secs = 1\nquiet_window_secs = 1\nwait_seconds = 2\n",
+    );
+    server.stop();
+    let child = common::spawn_env(
+        &node,
+        &["finish"],
+        &[("SYNNEFO_UPGRADE_RETRY_PAUSE_MS", "200")],
+    );
+    // Twenty tries and more: still waiting, nothing migrated.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let migrate = node.step("finish", "migrate");
+    assert_eq!(migrate["status"], "started", "{migrate}");
+    assert!(!read(&node, "/var/log/snf-manage.calls").contains("migrate"));
+    server.start_again();
+    let (out, _) = common::reap(child, 120);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the database server cannot be reached")
+            && stderr.contains("waiting as long as it takes"),
+        "{stderr}"
+    );
+    finishes_after(
+        &node,
+        "no other client of snf_apps, snf_pithos, and no row written to them in 1s; ",
+    );
+}

@@ -446,12 +446,18 @@ pub fn take(root: &Root, config: &Config) -> Result<String> {
                 if let Some(password) = password {
                     command.env("PGPASSWORD", password);
                 }
-                write_backup(
-                    root,
-                    &dest,
-                    &mut command,
-                    &format!("dumping the database into '{}'", dest.display()),
-                )?;
+                // A database server that reboots inside the outage (a node
+                // of its own) is waited for, as migrate does.
+                let what = format!("dumping the database into '{}'", dest.display());
+                let mut wait = crate::actions::synnefo::ServerWait::new(config);
+                loop {
+                    match write_backup(root, &dest, &mut command, &what) {
+                        Err(err) if crate::actions::synnefo::unreachable(&format!("{err:#}")) => {
+                            wait.again(&what, &format!("{err:#}"))?
+                        }
+                        other => break other?,
+                    }
+                }
             }
             Dump::Copy(file) => {
                 // cat would wait forever on a FIFO.

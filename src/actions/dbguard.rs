@@ -29,12 +29,13 @@
 //! counted: PostgreSQL's per-database transaction counters cannot tell a
 //! 0.18.1 reader from the guard's own reads and the waiting nodes' watch.
 //!
-//! A server not reachable yet is retried like `migrate` (`retry_seconds`);
-//! any other `psql` failure fails the step (fail closed). SQLite databases
+//! A server not reachable yet is waited for like `migrate`
+//! ([`synnefo::ServerWait`]); any other `psql` failure fails the step (fail
+//! closed). SQLite databases
 //! and a node without `psql` are skipped with the reason in the outcome.
 
 use anyhow::{bail, Context, Result};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::actions::backup::{self, Postgres, Target, OUR_APP};
 use crate::actions::synnefo;
@@ -461,18 +462,16 @@ pub fn ensure_quiet(root: &Root, config: &Config) -> Result<String> {
         return Ok(notice);
     };
     let program = program.to_string_lossy().into_owned();
-    // First contact: retried while the server is not reachable yet (as migrate is).
-    let deadline = Instant::now() + Duration::from_secs(config.migrations.retry_seconds);
+    // First contact: waited for while the server is not reachable yet (as
+    // migrate does).
     let mut sqls = Vec::new();
     for server in &servers {
+        let mut wait = synnefo::ServerWait::new(config);
         let version = loop {
             let sql = "SELECT current_setting('server_version_num')";
             match psql(&program, &server.conn, sql) {
-                Err(err)
-                    if Instant::now() < deadline && synnefo::unreachable(&format!("{err:#}")) =>
-                {
-                    log::warn!("database guard: {err:#}; retrying");
-                    std::thread::sleep(synnefo::pause());
+                Err(err) if synnefo::unreachable(&format!("{err:#}")) => {
+                    wait.again("database guard", &format!("{err:#}"))?
                 }
                 other => break other?,
             }

@@ -185,6 +185,9 @@ pub struct Order {
     /// This node's name in the lock holder's application name.
     host: String,
     wait: Duration,
+    /// `[migrations] retry_seconds`: the bound on a server that cannot be
+    /// reached (0: none).
+    retry: u64,
 }
 
 /// The lock held: the migrations are this node's until it is dropped.
@@ -217,7 +220,12 @@ impl Waited {
 impl Order {
     /// The order on the node under `root` serving `roles`; `None` without a
     /// PostgreSQL Django database or a `psql` (nothing to agree through).
-    pub fn for_node(root: &Root, roles: &[Role], wait: Duration) -> Result<Option<Order>> {
+    pub fn for_node(
+        root: &Root,
+        roles: &[Role],
+        wait: Duration,
+        retry: u64,
+    ) -> Result<Option<Order>> {
         let Some(Target::Postgres(conn)) = backup::databases(root)?.into_iter().next() else {
             return Ok(None);
         };
@@ -240,6 +248,7 @@ impl Order {
             others,
             host: crate::inputs::node::hostname(root).unwrap_or_else(|| "a node".into()),
             wait,
+            retry,
         }))
     }
 
@@ -282,6 +291,12 @@ impl Order {
         let mut whom: Vec<String> = Vec::new();
         let mut last_error = String::new();
         let mut said_error = String::new();
+        // A server that cannot be reached (a database node rebooting inside
+        // the outage) does not use up `wait_seconds`: that time is bounded by
+        // `[migrations] retry_seconds` only (0: as long as it takes).
+        let retry = crate::actions::synnefo::ServerWait::limit(self.retry);
+        let mut down_since: Option<Instant> = None;
+        let mut down_for = Duration::ZERO;
         loop {
             let poll = Instant::now();
             if session.is_none() {
@@ -324,10 +339,30 @@ impl Order {
                 bail!("{what}: {last_error}");
             }
             if session.is_none() && last_error != said_error {
-                log::info!("{what}: {last_error}; trying again every half second");
+                log::warn!(
+                    "{what}: the database server cannot be reached ({}; trying again every half second): {last_error}",
+                    crate::actions::synnefo::ServerWait::bound(retry)
+                );
                 said_error = last_error.clone();
             }
-            if Instant::now() >= deadline {
+            match (session.is_none(), down_since) {
+                (true, None) => down_since = Some(poll),
+                (true, Some(since)) => {
+                    if retry.is_some_and(|limit| since.elapsed() >= limit) {
+                        bail!(
+                            "{what}: the database stayed unreachable for {}s ([migrations] retry_seconds): {last_error}",
+                            since.elapsed().as_secs()
+                        );
+                    }
+                }
+                (false, Some(since)) => {
+                    down_for += poll.saturating_duration_since(since);
+                    down_since = None;
+                }
+                (false, None) => {}
+            }
+            let unreachable_now = down_since.map_or(Duration::ZERO, |s| s.elapsed());
+            if Instant::now() >= deadline + down_for + unreachable_now {
                 let why = match (whom.last(), session.is_some()) {
                     (Some(why), true) => why.clone(),
                     _ => format!("the database (last error: {last_error})"),

@@ -259,7 +259,10 @@ fn watch(target: &(String, Postgres), missing: &BTreeSet<Migration>, until: Inst
 }
 
 /// On a node that does not migrate: waits until another node has applied
-/// every migration, for up to `[migrations] wait_seconds` (see the module doc).
+/// every migration, for up to `[migrations] wait_seconds` (see the module doc);
+/// while the database server cannot be reached (a database node rebooting
+/// inside the outage), the time does not count, bounded by `[migrations]
+/// retry_seconds` alone (0: as long as it takes).
 pub fn wait_for_migrations(
     root: &Root,
     config: &Config,
@@ -271,9 +274,30 @@ pub fn wait_for_migrations(
     let deadline = started + Duration::from_secs(config.migrations.wait_seconds);
     let target = watch_target(root);
     let mut listings = 0;
+    let mut server = crate::actions::synnefo::ServerWait::new(config);
+    let mut down_since: Option<Instant> = None;
+    let mut down_for = Duration::ZERO;
     loop {
+        let listed_at = Instant::now();
         let run = exec::run_logged(phase, step, &[&program, "migrate", "--list"], &[])?;
         listings += 1;
+        let unreachable = !run.status.success()
+            && crate::actions::synnefo::UNREACHABLE
+                .iter()
+                .any(|u| run.said(u));
+        if unreachable {
+            down_since.get_or_insert(listed_at);
+            server.again(
+                "waiting for the migrations ('snf-manage migrate --list')",
+                "could not connect to the database",
+            )?;
+            continue;
+        }
+        if let Some(since) = down_since.take() {
+            down_for += listed_at.saturating_duration_since(since);
+            server = crate::actions::synnefo::ServerWait::new(config);
+        }
+        let deadline = deadline + down_for;
         let listed = parse_django_list(&run.lines);
         let missing: BTreeSet<Migration> = listed
             .iter()

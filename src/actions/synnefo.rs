@@ -57,31 +57,109 @@ pub fn pause() -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Runs `snf-manage migrate --noinput`, retried for up to `retry_seconds`
-/// while the database is unreachable; any other failure stops at once.
+/// The wait for a database server that cannot be reached, shared by the
+/// steps that need one (the backups' dump, the guard's first look, `migrate`):
+/// a server that reboots inside the outage (a database node of its own,
+/// upgraded in the same wave) is waited for as long as it takes, unless
+/// `[migrations] retry_seconds` sets a bound. Only [`UNREACHABLE`] failures
+/// wait; any other one is the caller's to report at once.
+pub struct ServerWait {
+    started: Instant,
+    limit: Option<Duration>,
+    said: Option<Instant>,
+    /// Attempts so far (1 before the first wait).
+    pub attempt: u32,
+}
+
+/// How often a wait says it still waits (a warning in the journal).
+const SAY_EVERY: Duration = Duration::from_secs(60);
+
+impl ServerWait {
+    /// A wait that starts now, bounded as `config` says.
+    pub fn new(config: &Config) -> ServerWait {
+        ServerWait {
+            started: Instant::now(),
+            limit: ServerWait::limit(config.migrations.retry_seconds),
+            said: None,
+            attempt: 1,
+        }
+    }
+
+    /// How long a wait lasts, for messages.
+    pub fn bound(limit: Option<Duration>) -> String {
+        match limit {
+            Some(limit) => format!("waiting up to {}s, [migrations] retry_seconds", limit.as_secs()),
+            None => "waiting as long as it takes: a database server that reboots inside the outage comes back"
+                .into(),
+        }
+    }
+
+    /// The bound `[migrations] retry_seconds` sets (0: none).
+    pub fn limit(retry_seconds: u64) -> Option<Duration> {
+        (retry_seconds > 0).then(|| Duration::from_secs(retry_seconds))
+    }
+
+    /// After an attempt at `what` that could not reach the database (`why`):
+    /// pauses and returns Ok to try again, or, past the bound, Err saying so.
+    pub fn again(&mut self, what: &str, why: &str) -> Result<()> {
+        let waited = self.started.elapsed().as_secs();
+        if self
+            .limit
+            .is_some_and(|limit| self.started.elapsed() >= limit)
+        {
+            bail!(
+                "{what}: the database stayed unreachable for {waited}s ([migrations] retry_seconds): {why}"
+            );
+        }
+        if self.said.is_none_or(|t| t.elapsed() >= SAY_EVERY) {
+            log::warn!(
+                "{what}: the database server cannot be reached (attempt {}, {waited}s so far; {}): {why}",
+                self.attempt,
+                ServerWait::bound(self.limit)
+            );
+            self.said = Some(Instant::now());
+        }
+        std::thread::sleep(pause());
+        self.attempt += 1;
+        Ok(())
+    }
+}
+
+/// Runs `snf-manage migrate --noinput`, again while the database is
+/// unreachable ([`ServerWait`]); any other failure stops at once.
 pub fn migrate(root: &Root, config: &Config, phase: PhaseKind, step: &str) -> Result<String> {
     let program = snf_manage(root)?;
-    let deadline = Instant::now() + Duration::from_secs(config.migrations.retry_seconds);
-    let mut attempt = 1;
+    let mut wait = ServerWait::new(config);
     loop {
         let run = exec::run_logged(phase, step, &[&program, "migrate", "--noinput"], &[])?;
         if run.status.success() {
-            return Ok(format!("database migrations applied (attempt {attempt})"));
+            return Ok(format!(
+                "database migrations applied (attempt {})",
+                wait.attempt
+            ));
         }
         let unreachable = UNREACHABLE.iter().any(|u| run.said(u));
-        if !unreachable || Instant::now() >= deadline {
-            bail!(
-                "'snf-manage migrate' failed ({}{}); its output is in 'journalctl SYNNEFO_UPGRADE_STEP={step}'; \
-                 fix the cause, then run 'synnefo-upgrade finish' (or restart synnefo-upgrade-finish.service)",
-                run.status,
-                if unreachable { ", the database stayed unreachable" } else { "" }
-            );
-        }
-        log::warn!(
-            "the database is not reachable yet; retrying 'snf-manage migrate' (attempt {attempt})"
+        let gave_up = if unreachable {
+            match wait.again("'snf-manage migrate'", "could not connect to the database") {
+                Ok(()) => continue,
+                Err(_) => true,
+            }
+        } else {
+            false
+        };
+        bail!(
+            "'snf-manage migrate' failed ({}{}); its output is in 'journalctl SYNNEFO_UPGRADE_STEP={step}'; \
+             fix the cause, then run 'synnefo-upgrade finish' (or restart synnefo-upgrade-finish.service)",
+            run.status,
+            if gave_up {
+                format!(
+                    ", the database stayed unreachable for {}s, [migrations] retry_seconds",
+                    config.migrations.retry_seconds
+                )
+            } else {
+                String::new()
+            }
         );
-        std::thread::sleep(pause());
-        attempt += 1;
     }
 }
 

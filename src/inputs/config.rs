@@ -250,7 +250,9 @@ impl Default for Services {
 pub struct Migrations {
     /// Run `snf-manage migrate` on this node (one node per service).
     pub run: bool,
-    /// How long `migrate` is retried while the database cannot be reached.
+    /// How long the steps that need the database (the dump, the guard,
+    /// `migrate`) wait for a server that cannot be reached; 0: as long as it
+    /// takes (a database node that reboots inside the outage comes back).
     pub retry_seconds: u64,
     /// On a node that does not migrate: how long to wait for the designated
     /// node to apply every migration (`snf-manage migrate --list`); on a
@@ -276,7 +278,7 @@ impl Default for Migrations {
     fn default() -> Self {
         Migrations {
             run: true,
-            retry_seconds: 300,
+            retry_seconds: 0,
             wait_seconds: 1800,
             require_quiet_database: true,
             quiet_period_secs: 60,

@@ -389,11 +389,17 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
 
 /// Starts the binary with `--root` on `node` in the background (output piped).
 pub fn spawn(node: &Node, args: &[&str]) -> std::process::Child {
+    spawn_env(node, args, &[])
+}
+
+/// [`spawn`] with `env` set for the binary.
+pub fn spawn_env(node: &Node, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     Command::new(BIN)
         .arg("--root")
         .arg(node.root())
         .args(args)
         .env_remove("FAILPOINTS")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -66,30 +66,47 @@ impl Server {
                 .args(["-A", "trust", "-U", "postgres", "-D"])
                 .arg(&data),
         );
+        server.start_again();
+        for db in ["snf_apps", "snf_pithos"] {
+            server.sql(&format!("CREATE DATABASE {db}"));
+        }
+        server
+    }
+
+    /// Starts the server (again, after [`Server::stop`]), waiting until it
+    /// accepts connections.
+    pub fn start_again(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
-            server.port,
-            server.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let out = server
+        let out = self
             .as_postgres("pg_ctl")
             .args(["-w", "-l"])
-            .arg(server.dir.path().join("log"))
+            .arg(self.dir.path().join("log"))
             .args(["-o", &options, "-D"])
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("start")
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "pg_ctl start on port {port}: {}\nserver log:\n{}",
+            "pg_ctl start on port {}: {}\nserver log:\n{}",
+            self.port,
             String::from_utf8_lossy(&out.stderr),
-            fs::read_to_string(server.dir.path().join("log")).unwrap_or_default()
+            fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
         );
-        for db in ["snf_apps", "snf_pithos"] {
-            server.sql(&format!("CREATE DATABASE {db}"));
-        }
-        server
+    }
+
+    /// Stops the server (a database node going down for its reboot).
+    pub fn stop(&self) {
+        succeeds(
+            self.as_postgres("pg_ctl")
+                .args(["-w", "-m", "fast", "-D"])
+                .arg(self.dir.path().join("data"))
+                .arg("stop"),
+        );
     }
 
     pub fn psql(&self, db: &str) -> std::process::Command {

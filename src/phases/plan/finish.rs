@@ -104,7 +104,12 @@ pub(super) fn migrate(ctx: &mut Ctx) -> Result<String> {
 fn migrate_in_order(ctx: &Ctx, phase: PhaseKind) -> Result<String> {
     use crate::actions::{dbguard, migorder, migwait};
     let wait = std::time::Duration::from_secs(ctx.config.migrations.wait_seconds);
-    let order = migorder::Order::for_node(&ctx.root, &ctx.facts.roles, wait)?;
+    let order = migorder::Order::for_node(
+        &ctx.root,
+        &ctx.facts.roles,
+        wait,
+        ctx.config.migrations.retry_seconds,
+    )?;
     let mut said = Vec::new();
     if ctx.config.migrations.run {
         let turn = order.as_ref().map(migorder::Order::wait_turn).transpose()?;

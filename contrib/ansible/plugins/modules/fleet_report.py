@@ -144,6 +144,8 @@ def roles(node):
         out.append("ganeti")
     if "service_nodes" in groups:
         out.append("service (migrates)" if node.get("migrates") else "service (waits)")
+    if "database_nodes" in groups:
+        out.append("database")
     return out or ["other"]
 
 

@@ -72,6 +72,8 @@ pub fn run(cli: Cli, root: Root) -> Result<ExitCode> {
             report.forecast = crate::base::forecast::forecast(
                 crate::actions::dbguard::database_sizes(&root, dumps),
             );
+            report.forecast.postgresql_clusters =
+                crate::findings::notices::postgresql_cluster_sizes(&root);
             print(json, &report, || {
                 preflight::render(&report) + &crate::base::forecast::render(&report.forecast)
             })?;

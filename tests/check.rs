@@ -1220,3 +1220,38 @@ fn a_report_that_cannot_be_kept_is_said_and_the_check_still_answers() {
     assert_eq!(node.snapshot(), before, "nothing written through the link");
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 }
+
+/// A database server of its own (PostgreSQL, no Synnefo service): its
+/// forecast names the clusters the dist-upgrade restarts inside the outage,
+/// with their data, beside the notice that says what to do about the major
+/// version.
+#[test]
+fn a_database_server_forecasts_its_postgresql_clusters() {
+    let mut node = Node::with_synnefo(&[]);
+    node.package("postgresql-9.1", "9.1.24lts2-0+deb7u1", None);
+    node.write(
+        "/etc/postgresql/9.1/main/postgresql.conf",
+        "port = 5432\n",
+        0o644,
+    );
+    node.write("/var/lib/postgresql/9.1/main/PG_VERSION", "9.1\n", 0o600);
+    node.write(
+        "/var/lib/postgresql/9.1/main/base/1/12345",
+        &"x".repeat(3000),
+        0o600,
+    );
+    let (_, json) = check(&node);
+    assert_eq!(
+        json["forecast"]["postgresql_clusters"],
+        serde_json::json!([{"version": "9.1", "name": "main", "data_bytes": 3004}]),
+        "{json:#}"
+    );
+    assert_eq!(finding(&json, "postgresql-clusters")["inhibitor"], false);
+    let text = String::from_utf8_lossy(&node.run(&["check"], &[]).stdout).to_string();
+    assert!(
+        text.contains(
+            "PostgreSQL cluster 9.1/main (0.0 MiB of data): restarted by the dist-upgrade"
+        ),
+        "{text}"
+    );
+}

@@ -327,7 +327,7 @@ pub fn dump_plan(root: &Root, config: &Config) -> Result<Vec<Database>> {
 }
 
 /// Bytes in regular files under host directory `dir` (links not followed).
-fn tree_size(dir: &Path) -> u64 {
+pub fn tree_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

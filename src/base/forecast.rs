@@ -4,7 +4,10 @@
 //! dist-upgrade (`aptsim` counts its `Inst` lines and their sizes from
 //! `apt-cache show` in the same scratch APT state); the databases this node
 //! dumps before migrating and their size from PostgreSQL
-//! (`pg_database_size`, through the node's `psql`, as the guard reads it).
+//! (`pg_database_size`, through the node's `psql`, as the guard reads it);
+//! on a database server, the PostgreSQL clusters it runs and their data (the
+//! dist-upgrade installs the new release's PostgreSQL beside them and
+//! restarts the server inside the outage).
 //! The fleet report turns these into seconds with the figures measured on
 //! the nodes already upgraded (`contrib/ansible/plugins/modules/fleet_report.py`).
 
@@ -28,8 +31,24 @@ pub struct Forecast {
     pub databases: Vec<DatabaseSize>,
     /// Their total size in bytes; `null`: this node dumps none, or a size is unknown.
     pub database_bytes: Option<u64>,
+    /// The PostgreSQL clusters this node runs (a database server): the
+    /// dist-upgrade restarts them inside the outage and installs the new
+    /// release's PostgreSQL beside them; they stay on their version.
+    pub postgresql_clusters: Vec<PostgresCluster>,
     /// Why a figure is missing (not simulated, no `psql`, ...).
     pub notes: Vec<String>,
+}
+
+/// One PostgreSQL cluster of the node.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PostgresCluster {
+    /// Its major version (`9.1`).
+    pub version: String,
+    /// Its name (`main`).
+    pub name: String,
+    /// The size of its data directory (`/var/lib/postgresql/VERSION/NAME`),
+    /// bytes; `null`: not there (another data directory).
+    pub data_bytes: Option<u64>,
 }
 
 /// One database to dump.
@@ -146,6 +165,18 @@ pub fn render(f: &Forecast) -> String {
                 "{:.1} MiB",
                 b as f64 / (1024.0 * 1024.0)
             ))
+        ));
+    }
+    for c in &f.postgresql_clusters {
+        out.push_str(&format!(
+            "  PostgreSQL cluster {}/{} ({}): restarted by the dist-upgrade and the reboot; it stays on {}, the new release's PostgreSQL is installed beside it (pg_upgradecluster after the roll-out)\n",
+            c.version,
+            c.name,
+            c.data_bytes.map_or("data size unknown".to_string(), |b| format!(
+                "{:.1} MiB of data",
+                b as f64 / (1024.0 * 1024.0)
+            )),
+            c.version
         ));
     }
     for note in &f.notes {

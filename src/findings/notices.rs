@@ -119,6 +119,25 @@ pub fn postgresql_clusters(root: &Root) -> Vec<(String, String)> {
     clusters
 }
 
+/// The node's PostgreSQL clusters ([`postgresql_clusters`]) with the size of
+/// their data directory where Debian puts it (`/var/lib/postgresql/VERSION/NAME`),
+/// for the downtime forecast of a database server.
+pub fn postgresql_cluster_sizes(root: &Root) -> Vec<crate::base::forecast::PostgresCluster> {
+    postgresql_clusters(root)
+        .into_iter()
+        .map(|(version, name)| {
+            let data = root.path(format!("/var/lib/postgresql/{version}/{name}"));
+            crate::base::forecast::PostgresCluster {
+                data_bytes: data
+                    .is_dir()
+                    .then(|| crate::actions::backup::tree_size(&data)),
+                version,
+                name,
+            }
+        })
+        .collect()
+}
+
 /// The (version, name) of each cluster `pg_lsclusters` lists (`Ver Cluster
 /// Port Status Owner Data-directory Log-file`), with or without its header line.
 pub fn parse_lsclusters(text: &str) -> Vec<(String, String)> {

@@ -244,7 +244,8 @@ def failovers_of(out):
 def ganeti(out, step, steps, span, first_service):
     """Issue 22: what Ganeti itself recorded of the roll-out."""
     t_from = min(span[n][0] for n in GANETI) - 600
-    jobs = [j for j in jobs_of(out) if j["start"] >= t_from]
+    every_job = jobs_of(out)
+    jobs = [j for j in every_job if j["start"] >= t_from]
     if not jobs:
         bad("no Ganeti job of the roll-out found in either node's queue (NODE/ganeti/queue)")
         return
@@ -315,6 +316,17 @@ def ganeti(out, step, steps, span, first_service):
             ok(f"{node}: gnt-cluster verify-disks and verify clean after its reboot ({fmt(vdisks[-1])}; {fmt(vgroups[-1])}: {vgroups[-1]['result']}) before the next node was touched ({utc(limit)})")
         else:
             bad(f"{node}: no clean verify-disks and verify between its reboot ({utc(booted)}) and the next node ({utc(limit)}): {[fmt(j) for j in vdisks + vgroups]}")
+
+    # The check play's gnt-cluster verify, before any node was touched: the
+    # unclean one (--check with ganeti2's DRBD helper wrong) stopped the
+    # roll-out; the last before the first drain is clean.
+    first_drain = min((j["start"] for j in every_job if j["op"] == "OP_NODE_SET_PARAMS" and j["input"].get("drained") is True), default=float("inf"))
+    before = [j for j in every_job if j["op"] == "OP_CLUSTER_VERIFY_GROUP" and j["end"] <= first_drain]
+    unclean = [j for j in before if j["result"] is False]
+    if unclean and before[-1]["result"] is True and before[-1]["start"] >= unclean[-1]["end"]:
+        ok(f"gnt-cluster verify before any node was touched: unclean ({fmt(unclean[-1])}: False) in the run it stopped, clean ({fmt(before[-1])}: True) before the first drain ({utc(first_drain)})")
+    else:
+        bad(f"no unclean then clean gnt-cluster verify before the first drain ({utc(first_drain) if first_drain < float('inf') else 'none'}): {[(fmt(j), j['result']) for j in before[-4:]]}")
 
     # The master: failed over to the other candidate before its own upgrade
     # (before its drain and arming), back after its reboot.

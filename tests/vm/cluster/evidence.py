@@ -227,6 +227,26 @@ def jobs_of(out):
     return sorted(jobs.values(), key=lambda j: j["start"])
 
 
+def resyncs_of(journal, after, before):
+    """(time, seconds) of each DRBD 'Resync done (total N sec; ...)' in a
+    node's journal.json between `after` and `before`, in order."""
+    found = []
+    pat = re.compile(r"Resync done \(total (\d+) sec")
+    if not journal.exists():
+        return found
+    for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        msg = entry.get("MESSAGE")
+        m = pat.search(msg) if isinstance(msg, str) else None
+        t = int(entry.get("__REALTIME_TIMESTAMP", "0")) / 1e6
+        if m and after <= t <= before:
+            found.append((t, int(m[1])))
+    return sorted(found)
+
+
 def failovers_of(out):
     """(time, new master, old master) of every master failover, from the
     commands.log of the node it ran on (Ganeti logs it there)."""
@@ -282,6 +302,13 @@ def ganeti(out, step, steps, span, first_service):
                     hits.append(inst)
         return hits
 
+    dirtied = []
+    for f in sorted(out.glob("ganeti*/ganeti/drbd-dirty.log")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            if len(fields) >= 2:
+                dirtied.append((float(fields[0]), fields[1]))
+
     for k, node in enumerate(GANETI):
         def is_node(j):
             return short(j["input"].get("node_name")) == node
@@ -316,6 +343,24 @@ def ganeti(out, step, steps, span, first_service):
             ok(f"{node}: gnt-cluster verify-disks and verify clean after its reboot ({fmt(vdisks[-1])}; {fmt(vgroups[-1])}: {vgroups[-1]['result']}) before the next node was touched ({utc(limit)})")
         else:
             bad(f"{node}: no clean verify-disks and verify between its reboot ({utc(booted)}) and the next node ({utc(limit)}): {[fmt(j) for j in vdisks + vgroups]}")
+        # Its disks written to while it was away (drbd-dirty on the other
+        # node): the gate's last verify, the one that let the roll-out go on,
+        # began after the resync ended (Ganeti reports a disk that still
+        # resyncs as a warning only).
+        written = [(t, dev) for t, dev in dirtied if arm <= t <= booted]
+        if written:
+            # (A migration's reconnect resyncs nothing: "total 1 sec".)
+            resyncs = [r for r in resyncs_of(out / node / "journal.json", booted, limit) if r[1] >= 5]
+            if not resyncs:
+                bad(f"{node}: its disks were written to while it was away ({written}) but its journal has no 'Resync done' of 5 s or more between its boot and the next node")
+            elif max(secs for _, secs in resyncs) < 30:
+                bad(f"{node}: the resync after its reboot took {max(secs for _, secs in resyncs)} s: too short to tell a gate that waits for it from one that does not ({resyncs})")
+            elif vgroups and vgroups[-1]["start"] >= resyncs[-1][0] - 3:
+                ok(f"{node}: its disks, written to while it was away ({', '.join(dev for _, dev in written)}), resynced until {utc(resyncs[-1][0])} (longest {max(secs for _, secs in resyncs)} s); the gate's last verify began after that ({fmt(vgroups[-1])})")
+            else:
+                bad(f"{node}: the gate let the roll-out go on ({[fmt(j) for j in vgroups[-1:]]}) before its DRBD resync ended ({utc(resyncs[-1][0])})")
+        elif node == GANETI[0]:
+            bad(f"{node}: drbd-dirty wrote nothing while it was away (NODE/ganeti/drbd-dirty.log: {dirtied})")
 
     # The check play's gnt-cluster verify, before any node was touched: the
     # unclean one (--check with ganeti2's DRBD helper wrong) stopped the

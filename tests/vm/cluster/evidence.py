@@ -26,7 +26,9 @@ MIGRATING, WAITING = "svc1", "svc2"
 SERVICES = ["astakos", "cyclades", "pithos"]
 MAX_GAP = 5.0
 DOMAIN = ".example.org"
-HOME = {"inst1": "ganeti1", "inst2": "ganeti2"}  # primaries before the roll-out
+# Primaries before the roll-out; inst3 is stopped (ADMIN_down) throughout:
+# the evacuation fails it over rather than migrating it.
+HOME = {"inst1": "ganeti1", "inst2": "ganeti2", "inst3": "ganeti2"}
 
 failed = []
 
@@ -314,15 +316,19 @@ def ganeti(out, step, steps, span, first_service):
             return short(j["input"].get("node_name")) == node
         drain = [j for j in jobs if j["op"] == "OP_NODE_SET_PARAMS" and is_node(j) and j["input"].get("drained") is True]
         undrain = [j for j in jobs if j["op"] == "OP_NODE_SET_PARAMS" and is_node(j) and j["input"].get("drained") is False]
-        evac = [j for j in jobs if j["op"] == "OP_NODE_MIGRATE" and is_node(j)]
         arm = (step(node, "prepare", "arm") or {}).get("started")
+        # Its evacuation: the instance migrations (failovers for a stopped
+        # one) that began after its drain began, before its arming.
+        evac = [j for j in jobs if j["op"] == "OP_INSTANCE_MIGRATE" and drain and arm
+                and drain[0]["start"] <= j["start"] <= arm]
         booted = steps(node, "finish")[0]["started"] if steps(node, "finish") else None
         if not (drain and evac and undrain and arm and booted):
             bad(f"{node}: drain {bool(drain)}, evacuation {bool(evac)}, undrain {bool(undrain)}, arm {arm}, first systemd boot {booted}: a step is missing")
             continue
         d, e, u = drain[0], evac[0], undrain[-1]
-        if d["end"] <= e["start"] and e["end"] <= arm and u["start"] >= booted:
-            ok(f"{node}: drained ({utc(d['end'])}) before its evacuation ({utc(e['start'])}-{utc(e['end'])}), armed after it ({utc(arm)}), undrained ({utc(u['start'])}) after its reboot ({utc(booted)})")
+        if d["end"] <= e["start"] and evac[-1]["end"] <= arm and u["start"] >= booted:
+            moved = ", ".join(j["input"].get("instance_name", "?") for j in evac)
+            ok(f"{node}: drained ({utc(d['end'])}) before its evacuation ({moved}: {utc(e['start'])}-{utc(evac[-1]['end'])}), armed after it ({utc(arm)}), undrained ({utc(u['start'])}) after its reboot ({utc(booted)})")
         else:
             bad(f"{node}: out of order: {fmt(d)}, {fmt(e)}, armed {utc(arm)}, rebooted by {utc(booted)}, {fmt(u)}")
         on = primaries_on(node, arm, booted)

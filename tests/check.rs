@@ -274,9 +274,14 @@ fn inhibitor_ganeti_instances_running() {
         .iter()
         .find(|f| f["id"] == "ganeti-instances")
         .unwrap();
+    // Drained, then each running instance by name: not gnt-node migrate,
+    // which fails on a stopped instance of the node.
     assert_eq!(
-        finding["remediation"]["commands"][0],
-        "gnt-node migrate -f node1"
+        finding["remediation"]["commands"],
+        serde_json::json!([
+            "gnt-node modify --drained=yes node1",
+            "gnt-instance migrate -f vm1.example.org"
+        ])
     );
     assert!(finding["summary"]
         .as_str()

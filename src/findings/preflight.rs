@@ -191,12 +191,19 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                     instances.len()
                 ),
                 format!("running: {}", instances.join(", ")),
-                "evacuate the node first (live-migrate its instances away), on the Ganeti master",
+                format!(
+                    "evacuate the node first, on the Ganeti master: drain it, then live-migrate each running instance away (not 'gnt-node migrate {}': it fails on a stopped instance of the node, which 'gnt-instance migrate -f --allow-failover' fails over)",
+                    shell_word(&me)
+                ),
             )
-            .commands([
-                format!("gnt-node migrate -f {}", shell_word(&me)),
-                format!("gnt-node evacuate -s {}", shell_word(&me)),
-            ]),
+            .commands(
+                std::iter::once(format!("gnt-node modify --drained=yes {}", shell_word(&me))).chain(
+                    instances
+                        .iter()
+                        .map(|i| i.rsplit_once(" (").map_or(i.as_str(), |(name, _)| name))
+                        .map(|name| format!("gnt-instance migrate -f {}", shell_word(name))),
+                ),
+            ),
         );
     }
     if let Some(crate::inputs::node::ganeti::Drain::Open) = facts.drain {

@@ -190,7 +190,14 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                     "{} Ganeti instance(s) still run on this node",
                     instances.len()
                 ),
-                format!("running: {}", instances.join(", ")),
+                format!(
+                    "running: {}",
+                    instances
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 format!(
                     "evacuate the node first, on the Ganeti master: drain it, then live-migrate each running instance away (not 'gnt-node migrate {}': it fails on a stopped instance of the node, which 'gnt-instance migrate -f --allow-failover' fails over)",
                     shell_word(&me)
@@ -200,8 +207,7 @@ pub fn findings(root: &Root, config: &Config, facts: &Facts) -> Vec<Finding> {
                 std::iter::once(format!("gnt-node modify --drained=yes {}", shell_word(&me))).chain(
                     instances
                         .iter()
-                        .map(|i| i.rsplit_once(" (").map_or(i.as_str(), |(name, _)| name))
-                        .map(|name| format!("gnt-instance migrate -f {}", shell_word(name))),
+                        .map(|i| format!("gnt-instance migrate -f {}", shell_word(&i.name))),
                 ),
             ),
         );

@@ -45,8 +45,8 @@ pub struct Facts {
     pub installed_services: Vec<String>,
     /// The `/etc/default` enable flags of the services that have one (installed or not).
     pub default_flags: BTreeMap<String, Option<String>>,
-    /// Ganeti instances running here, `NAME (HYPERVISOR)` ([`super::ganeti`]).
-    pub running_instances: Vec<String>,
+    /// Ganeti instances running here ([`super::ganeti`]).
+    pub running_instances: Vec<super::ganeti::RunningInstance>,
     /// On a Ganeti node: whether the cluster keeps new instances off it.
     pub drain: Option<super::ganeti::Drain>,
     /// Whether the run is live and not as root.

@@ -34,13 +34,31 @@ pub const KVM_PID_DIR: &str = "/var/run/ganeti/kvm-hypervisor/pid";
 /// The cluster configuration (on the master and the master candidates).
 pub const CONFIG_DATA: &str = "/var/lib/ganeti/config.data";
 
-/// The instances running on this node, `NAME (HYPERVISOR)`, sorted. Under
-/// `--root` every runtime file counts (no process or mount can be checked)
-/// and no tool is asked.
-pub fn running_instances(root: &Root) -> Vec<String> {
+/// An instance running on this node, shown `NAME (HYPERVISOR)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunningInstance {
+    /// Its name, as Ganeti knows it.
+    pub name: String,
+    /// The hypervisor whose runtime state shows it.
+    pub hypervisor: &'static str,
+}
+
+impl std::fmt::Display for RunningInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.hypervisor)
+    }
+}
+
+/// The instances running on this node, sorted. Under `--root` every runtime
+/// file counts (no process or mount can be checked) and no tool is asked.
+pub fn running_instances(root: &Root) -> Vec<RunningInstance> {
     let mut found = Vec::new();
-    let mut add = |names: Vec<String>, hv: &str| {
-        found.extend(names.into_iter().map(|n| format!("{n} ({hv})")));
+    let mut add = |names: Vec<String>, hypervisor: &'static str| {
+        found.extend(
+            names
+                .into_iter()
+                .map(|name| RunningInstance { name, hypervisor }),
+        );
     };
     let live = root.is_live();
     add(

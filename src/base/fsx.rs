@@ -1201,6 +1201,12 @@ pub fn written_before_full(err: &anyhow::Error) -> Option<u64> {
 /// ([`PartialWrite`]), not a guess from the command's exit status. Used for
 /// backups (database dumps, tarballs); the parent directory is private
 /// (see [`ensure_private_dir`]). Returns the bytes written.
+///
+/// What the command says on stderr is read (its last [`STDERR_KEPT`] bytes)
+/// and ends the error of a failure, so that the caller can tell a database
+/// server that is not up yet ("Connection refused") from any other failure;
+/// on success it is logged as a warning. The command is named by program and
+/// arguments only: its environment (`PGPASSWORD`) never reaches a message.
 pub fn write_from_command(
     root: &Root,
     abs: &Path,
@@ -1211,15 +1217,19 @@ pub fn write_from_command(
     if let Some(parent) = abs.parent() {
         ensure_private_dir(root, &parent.to_string_lossy(), false)?;
     }
+    let name = command_line(command);
     let mut written = 0u64;
     replace_atomically(&host, |file| {
         let mut child = command
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .stdin(std::process::Stdio::null())
             .spawn()
-            .with_context(|| format!("running {command:?}"))?;
+            .with_context(|| format!("running {name}"))?;
         let _tracked = crate::base::children::track(child.id());
         let mut out = child.stdout.take().context("no stdout pipe")?;
+        let err = child.stderr.take().context("no stderr pipe")?;
+        let said = std::thread::spawn(move || read_tail(err, STDERR_KEPT));
         let mut buf = vec![0u8; 64 * 1024];
         let copied = loop {
             let n = match out.read(&mut buf) {
@@ -1239,10 +1249,18 @@ pub fn write_from_command(
         drop(out);
         let status = child
             .wait()
-            .with_context(|| format!("waiting for {command:?}"))?;
+            .with_context(|| format!("waiting for {name}"))?;
+        let said = said.join().unwrap_or_default();
+        let said = said.trim();
         copied?;
         if !status.success() {
-            anyhow::bail!("{command:?} failed ({status})");
+            if said.is_empty() {
+                anyhow::bail!("{name} failed ({status})");
+            }
+            anyhow::bail!("{name} failed ({status}): {said}");
+        }
+        if !said.is_empty() {
+            log::warn!("{name}: {said}");
         }
         file.sync_all()
             .map_err(|source| PartialWrite { written, source })?;
@@ -1250,6 +1268,39 @@ pub fn write_from_command(
     })
     .with_context(|| format!("writing '{}'", abs.display()))?;
     Ok(written)
+}
+
+/// How much of a command's stderr [`write_from_command`] keeps (the end).
+pub const STDERR_KEPT: usize = 8 * 1024;
+
+/// Reads `from` to its end, keeping its last `keep` bytes (lossy UTF-8).
+fn read_tail(mut from: impl std::io::Read, keep: usize) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > keep {
+                    kept.drain(..kept.len() - keep);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// A command as a message names it: program and arguments, each quoted,
+/// never its environment (which may hold a password).
+pub fn command_line(command: &std::process::Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| format!("{:?}", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// How long a second run waits for the lock, by default.
@@ -1434,6 +1485,42 @@ mod tests {
         assert!(!root.is_live());
         assert!(Root::new("/").is_live());
         assert_eq!(Root::new("/").path("/etc/x"), Path::new("/etc/x"));
+    }
+
+    #[test]
+    fn write_from_command_failure_says_what_the_command_said_but_not_its_environment() {
+        // A database server not up yet: pg_dump says so on stderr only, and
+        // the backups step waits on that wording (actions::synnefo's list).
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let abs = Path::new("/var/backups/synnefo-upgrade/database.dump");
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("printf partial; echo 'pg_dump: error: connection to server at \"10.0.0.1\", port 5432 failed: Connection refused' >&2; exit 1")
+            .env("PGPASSWORD", "s3cret-passw0rd");
+        let err = format!(
+            "{:#}",
+            write_from_command(&root, abs, &mut command).unwrap_err()
+        );
+        assert!(err.contains("failed: Connection refused"), "{err}");
+        assert!(err.contains("\"sh\" \"-c\""), "{err}");
+        assert!(!err.contains("s3cret-passw0rd"), "{err}");
+        assert!(!root.path(abs).exists(), "a failed dump left a file");
+
+        // Success: stdout is the file, what stderr said does not fail it.
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c").arg("printf dump; echo 'a warning' >&2");
+        assert_eq!(write_from_command(&root, abs, &mut command).unwrap(), 4);
+        assert_eq!(fs::read(root.path(abs)).unwrap(), b"dump");
+    }
+
+    #[test]
+    fn read_tail_keeps_the_end() {
+        let text = "a".repeat(10_000) + "the end";
+        let kept = read_tail(text.as_bytes(), 100);
+        assert_eq!(kept.len(), 100);
+        assert!(kept.ends_with("the end"));
     }
 
     #[test]

@@ -1271,7 +1271,7 @@ pub fn write_from_command(
 }
 
 /// How much of a command's stderr [`write_from_command`] keeps (the end).
-pub const STDERR_KEPT: usize = 8 * 1024;
+const STDERR_KEPT: usize = 8 * 1024;
 
 /// Reads `from` to its end, keeping its last `keep` bytes (lossy UTF-8).
 fn read_tail(mut from: impl std::io::Read, keep: usize) -> String {

@@ -20,13 +20,13 @@ from pathlib import Path
 from evidence import bad, failed, ok, utc, when
 
 DB = "db"
-# The service nodes; each migrating one migrates its own project, the worker waits.
-MIGRATES = {"astakos": "astakos", "cyclades": "cyclades", "pithos": "pithos", "worker": None}
+# The service nodes: each but the worker migrates its own project; the worker waits.
+SERVICE = ["astakos", "cyclades", "pithos", "worker"]
 # The projects with migrations of their own, in migorder's order on the one
 # snf_apps (Pithos' Django project has none: Astakos' migrate applies the
 # contenttypes and sites it shares, and the pithos node finds nothing left).
 ORDER = ["astakos", "cyclades"]
-NODES = [DB] + list(MIGRATES)
+NODES = [DB] + SERVICE
 
 
 def main(out):
@@ -93,7 +93,7 @@ def main(out):
 
     # 3. The database node rebooted inside the outage: after every service
     # node's services were stopped, before the first migration began.
-    stopped = {n: (state[n].get("downtime") or {}).get("stopped_at") for n in MIGRATES}
+    stopped = {n: (state[n].get("downtime") or {}).get("stopped_at") for n in SERVICE}
     db_boot = min((s["started"] for s in steps(DB, "finish")), default=None)
     if None in stopped.values() or db_boot is None:
         bad(f"no stop time on a service node ({stopped}) or no finish on {DB}")
@@ -116,7 +116,7 @@ def main(out):
     else:
         bad(f"0.18.1 heartbeats after the first migration began: {len(late)} of {len(old)}")
     nodes_new = sorted({r["node"] for r in new})
-    if nodes_new == sorted(MIGRATES) and not early:
+    if nodes_new == sorted(SERVICE) and not early:
         first = min(new, key=lambda r: r["t"])
         ok(f"no 0.19 service anywhere before the last migration ended ({utc(last_end)}); the first: "
            f"{first['node']} {first['time']}; every service node beats 0.19")
@@ -137,7 +137,7 @@ def main(out):
         ok(f"the fleet report lists the five nodes, {DB} as the database node")
     else:
         bad(f"the fleet report lists {sorted(hosts)}, {DB}'s roles {hosts.get(DB, {}).get('roles')}")
-    for n in MIGRATES:
+    for n in SERVICE:
         d = state[n].get("downtime") or {}
         secs = None if d.get("restored_at") is None else d["restored_at"] - d["stopped_at"]
         print(f"figure: {n} service downtime {secs} s (stopped {utc(d['stopped_at']) if d.get('stopped_at') else '-'}, "

@@ -10,15 +10,20 @@
 # microsecond, taken when the writer was alive).  The beats come from a bash
 # child (beat, beside this file) that forks nothing per beat: under TCG a fork
 # and exec costs a tenth of a second of the guest's CPU, and a psql start two
-# seconds, which four guests on two host cores cannot spare.  Rows are spooled
-# under /var/spool/fake-cluster/SOURCE-PID.rows (PID: the writer's, this
-# shell's) and shipped every HB_SHIP_EVERY beats by a background `psql \copy`
-# into the database on svc1 (connection in /etc/fake-cluster/evidence.env); a
-# batch the database does not take (svc1 is rebooting) stays spooled and goes
+# seconds, which eight guests on two host cores cannot spare.  Rows are
+# spooled under /var/spool/fake-cluster/SOURCE-PID.rows (PID: the writer's,
+# this shell's) and shipped every HB_SHIP_EVERY beats by a background `psql
+# \copy` into the evidence database on db (connection in
+# /etc/fake-cluster/evidence.env); a
+# batch the database does not take (db is rebooting) stays spooled and goes
 # with the next shipment, so a pause of the database is not a pause of the
 # writer.  On TERM the writer ships what it has (bounded) and exits 0.
 HB_SPOOL=/var/spool/fake-cluster
-HB_SHIP_EVERY=30
+# Every 120 beats, and once after the first HB_SHIP_FIRST (so that the
+# harness sees every writer early): a psql start costs one to two seconds of
+# the guest's CPU under TCG, and eight guests share two host cores.
+HB_SHIP_EVERY=120
+HB_SHIP_FIRST=10
 
 hb_env() {
     # shellcheck source=/dev/null

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2016 # guest commands are single-quoted on purpose: they expand in the guest
 # shellcheck disable=SC2034 # VM_* knobs set here are read by lib/qemu.sh
-# The harness of the multi-guest scenarios (scenarios/cluster, long/production):
+# The harness of the multi-guest scenario (scenarios/cluster):
 # sourced by them, after they have set
 #   NODES      the guests, in boot order (also /etc/hosts' order)
 #   CL_IP      NODE -> its address on the cluster network (10.10.0.0/24)
@@ -14,7 +14,8 @@
 #   parallel FUNCTION            FUNCTION NODE on every node at once
 #   db SQL                       a query of the evidence database, from the host
 #   cluster_boot                 every guest of NODES launched on one qemu-only network
-#   setup_common NODE            name, eth1, /etc/hosts, the tools, the repository
+#   setup_network NODE           name, eth1, /etc/hosts, the tools
+#   setup_common NODE            setup_network, the repository, the drop-in
 #   setup_postgres               CL_DBNODE's PostgreSQL and databases
 #   setup_service NODE SVC...    the 0.18.1 stack of those services, pointing at CL_DBNODE
 #   cluster_wait_heartbeats N    until N nodes' heartbeats reach the evidence database
@@ -145,13 +146,12 @@ cluster_hosts() {
     done
 }
 
-# Every node: the heartbeat tools, its name, the cluster network (eth1, by
-# its MAC), the names of the others, the evidence database's address, the
-# Synnefo repository named as a Debian mirror (prepare derives
-# jessie-backports from that line).
-setup_common() {
+# Every node: the tools of tests/vm/cluster/, its name, the cluster network
+# (eth1, by its MAC), the names of the others.  All a node left out of the
+# roll-out needs.
+setup_network() {
     local n=$1
-    tar -C "$CL_FILES" -cf - heartbeat.sh beat ship-spool instance-beats ganeti-init clock drbd-dirty |
+    tar -C "$CL_FILES" -cf - heartbeat.sh beat ship-spool instance-beats ganeti-init clock drbd-dirty stray-writer |
         on "$n" vm_ssh 'mkdir -p /usr/local/lib/fake-cluster && tar -C /usr/local/lib/fake-cluster --no-same-owner -xf -' ||
         fail "$n: could not copy tests/vm/cluster into the guest"
     cluster_hosts | vm_write /etc/hosts 0644
@@ -161,7 +161,20 @@ setup_common() {
         { grep -q '^iface eth1 ' /etc/network/interfaces ||
           printf '\nauto eth1\niface eth1 inet static\n    address ${CL_IP[$n]}/24\n' >>/etc/network/interfaces; } &&
         { ip -4 addr show eth1 | grep -q 'inet ${CL_IP[$n]}/' || ifup eth1; }"
+}
+
+# Every node of the roll-out: setup_network, the test drop-in, wheezy's
+# /usr/bin/python, the evidence database's address, the Synnefo repository
+# named as a Debian mirror (prepare derives jessie-backports from that line).
+setup_common() {
+    local n=$1
+    setup_network "$n"
     vm_write_test_dropin
+    # As on wheezy, where the `python` package links /usr/bin/python to 2.7:
+    # Ansible's discovery finds python2.7 first, and falls back to
+    # /usr/bin/python when a discovery fails (seen once on a guest stalled
+    # under TCG, with no such link: the task failed).
+    check "/usr/bin/python is Python 2.7, as on wheezy" 'test -e /usr/bin/python || ln -s python2.7 /usr/bin/python'
     printf 'PGHOST=%s\nPGPORT=5432\nPGUSER=synnefo\nPGPASSWORD=%s\nPGDATABASE=cluster_evidence\n' \
         "${CL_IP[$CL_DBNODE]}" "$CL_DB_PASSWORD" | vm_write /etc/fake-cluster/evidence.env 0600
     check "the repository disk mounted at every boot (the roll-out reboots the nodes)" \

@@ -3,14 +3,18 @@
 
     evidence.py DIR        (DIR = target/vm/cluster)
 
-Reads DIR/heartbeats.csv (source,node,version,time), DIR/migrations.csv
-(node,service,event,time), DIR/NODE/state.json for ganeti1, ganeti2, svc1 and
-svc2, DIR/NODE/journal.json, DIR/fleet-report/fleet-report.json, and Ganeti's
-own record from both Ganeti nodes: DIR/NODE/ganeti/queue/ (the job files, also
-archived ones) and DIR/NODE/ganeti/commands.log (master failovers).  Prints one
-`ok:` line per invariant that holds, the figures an operator plans around
-(each node's service downtime, the cluster's, the instances' largest
-heartbeat gap), and one `FAIL:` line per broken invariant; exits 1 on any.
+Reads DIR/heartbeats.csv (source,node,version,time: each gunicorn's and each
+Ganeti instance's heartbeat a second), DIR/migrations.csv
+(node,service,event,time: the fake snf-manage's start and end rows, written by
+each node with its own clock), DIR/NODE/state.json and DIR/NODE/journal.json
+of every node of the roll-out (ganeti1, ganeti2, db, astakos, cyclades,
+pithos, worker), DIR/fleet-report/fleet-report.json, and Ganeti's own record
+from both Ganeti nodes: DIR/NODE/ganeti/queue/ (the job files, also archived
+ones) and DIR/NODE/ganeti/commands.log (master failovers).  Prints one `ok:`
+line per invariant that holds, the figures an operator plans around (each
+node's service downtime, the cluster's, the migrations' span, the instances'
+largest heartbeat gap), and one `FAIL:` line per broken invariant; exits 1 on
+any.
 """
 
 import csv
@@ -21,9 +25,15 @@ import sys
 from pathlib import Path
 
 GANETI = ["ganeti2", "ganeti1"]  # in the roll-out's (inventory's) order
-SERVICE = ["svc1", "svc2"]
-MIGRATING, WAITING = "svc1", "svc2"
-SERVICES = ["astakos", "cyclades", "pithos"]
+DB = "db"
+# The service nodes: each but the worker migrates its own project; the worker waits.
+SERVICE = ["astakos", "cyclades", "pithos", "worker"]
+WAITING = "worker"
+# The projects with migrations of their own, in migorder's order on the one
+# snf_apps (Pithos' Django project has none: Astakos' migrate applies the
+# contenttypes and sites it shares, and the pithos node finds nothing left).
+ORDER = ["astakos", "cyclades"]
+NODES = GANETI + [DB] + SERVICE
 MAX_GAP = 5.0
 DOMAIN = ".example.org"
 # Primaries before the roll-out; inst3 is stopped (ADMIN_down) throughout:
@@ -54,8 +64,8 @@ def main(out):
     beats = list(csv.DictReader(open(out / "heartbeats.csv", encoding="utf-8")))
     migrations = list(csv.DictReader(open(out / "migrations.csv", encoding="utf-8")))
     for r in beats + migrations:
-        r["t"] = when(r["time"])
-    state = {n: json.load(open(out / n / "state.json", encoding="utf-8")) for n in GANETI + SERVICE}
+        r["t"] = when(r["time"]).timestamp()
+    state = {n: json.load(open(out / n / "state.json", encoding="utf-8")) for n in NODES}
 
     def steps(node, phase):
         return [s for s in state[node]["steps"] if s["phase"] == phase]
@@ -68,49 +78,51 @@ def main(out):
         return s["started"] + s.get("duration_ms", 0) / 1000
 
     # Every node done; the figures.
-    for n in GANETI + SERVICE:
+    for n in NODES:
         if state[n]["phase"] != "done":
             bad(f"{n} is {state[n]['phase']}, not done")
     span = {n: (min(s["started"] for s in steps(n, "prepare")), max(end(s) for s in steps(n, "finish")))
-            for n in GANETI + SERVICE if steps(n, "prepare") and steps(n, "finish")}
-    if len(span) == 4:
-        ok("all four nodes done: " + ", ".join(f"{n} {utc(a)}-{utc(b)}" for n, (a, b) in span.items()))
+            for n in NODES if steps(n, "prepare") and steps(n, "finish")}
+    if len(span) == len(NODES):
+        ok(f"all {len(NODES)} nodes done: " + ", ".join(f"{n} {utc(a)}-{utc(b)}" for n, (a, b) in span.items()))
     else:
         bad(f"prepare and finish steps are not recorded on every node: {sorted(span)}")
         return
 
     # The packages were fetched before each node's services stopped.
-    no_download = [n for n in GANETI + SERVICE if (step(n, "prepare", "download") or {}).get("status") != "done"]
+    no_download = [n for n in NODES if (step(n, "prepare", "download") or {}).get("status") != "done"]
     if no_download:
         bad(f"prepare --download did not run on {no_download}")
     else:
         ok("prepare --download ran on every node (the playbook's default)")
 
-    # 1. The Ganeti nodes one at a time, all done before any service node is armed.
+    # 1. The Ganeti nodes one at a time, all done before any node of the
+    # service wave (the database node with the service nodes) is armed.
+    wave = [DB] + SERVICE
     g1, g2 = span[GANETI[0]], span[GANETI[1]]
     if g1[1] <= g2[0]:
         ok(f"Ganeti nodes one at a time: {GANETI[0]} done ({utc(g1[1])}) before {GANETI[1]} was touched ({utc(g2[0])})")
     else:
         bad(f"Ganeti nodes overlap: {GANETI[0]} {g1}, {GANETI[1]} {g2}")
-    first_service = min(span[n][0] for n in SERVICE)
+    first_service = min(span[n][0] for n in wave)
     if max(g1[1], g2[1]) <= first_service:
-        ok(f"every Ganeti node done before any service node was armed ({utc(first_service)})")
+        ok(f"every Ganeti node done before any node of the service wave was armed ({utc(first_service)})")
     else:
-        bad("a service node was armed before the Ganeti nodes were done")
-    # Every service node armed before any is dist-upgraded: the first finish step
-    # anywhere (after that node's reboot) comes after the last arm.
-    last_arm = max(step(n, "prepare", "arm")["started"] for n in SERVICE)
-    first_finish = min(steps(n, "finish")[0]["started"] for n in SERVICE)
+        bad("a node of the service wave was armed before the Ganeti nodes were done")
+    # Every node of the wave armed before any is dist-upgraded: the first
+    # finish step anywhere (after that node's reboot) comes after the last arm.
+    last_arm = max(step(n, "prepare", "arm")["started"] for n in wave)
+    first_finish = min(steps(n, "finish")[0]["started"] for n in wave)
     if last_arm <= first_finish:
-        ok(f"every service node armed ({utc(last_arm)}) before the first one finished its reboot ({utc(first_finish)})")
+        ok(f"every node of the service wave armed ({utc(last_arm)}) before the first one finished its reboot ({utc(first_finish)})")
     else:
-        bad("a service node rebooted into finish before every service node was armed")
+        bad("a node of the service wave rebooted into finish before every one was armed")
 
     # 2. The instances never stopped: no heartbeat gap over MAX_GAP, and each moved.
     largest = 0.0
     for inst in sorted({r["version"] for r in beats if r["source"] == "instance"}):
         rows = sorted((r for r in beats if r["source"] == "instance" and r["version"] == inst), key=lambda r: r["t"])
-        gaps = [((b["t"] - a["t"]).total_seconds(), a, b) for a, b in zip(rows, rows[1:])]
+        gaps = [(b["t"] - a["t"], a, b) for a, b in zip(rows, rows[1:])]
         gap, a, b = max(gaps, key=lambda g: g[0])
         largest = max(largest, gap)
         # Where it ran: a live migration overlaps the two processes for a few
@@ -135,57 +147,111 @@ def main(out):
 
     ganeti(out, step, steps, span, first_service)
 
-    # 3. Exactly one migrate per service, on the migrating node.
-    for svc in SERVICES:
-        rows = [r for r in migrations if r["service"] == svc]
-        events = sorted((r["event"], r["node"]) for r in rows)
-        if events == [("end", MIGRATING), ("start", MIGRATING)]:
-            ok(f"{svc}: migrated exactly once, on {MIGRATING}")
+    # 3. One migration per project, on its own node, one after the other in
+    # migorder's order: never two at once on the one server.
+    spans = {}
+    for svc in ORDER:
+        rows = sorted((r for r in migrations if r["service"] == svc), key=lambda r: r["t"])
+        events = [(r["event"], r["node"]) for r in rows]
+        if events == [("start", svc), ("end", svc)]:
+            spans[svc] = (rows[0]["t"], rows[1]["t"])
+            ok(f"{svc}: migrated exactly once, on the {svc} node")
         else:
-            bad(f"{svc}: migrations {events}, want one start and one end on {MIGRATING}")
-    starts = [r["t"] for r in migrations if r["event"] == "start"]
-    ends = [r["t"] for r in migrations if r["event"] == "end"]
-    if not starts or not ends:
+            bad(f"{svc}: migrations {events}, want one start and one end on the {svc} node")
+    others = sorted({r["node"] for r in migrations} - set(ORDER))
+    if others:
+        bad(f"migrations recorded on nodes that do not migrate: {others}")
+    if len(spans) == len(ORDER):
+        line = ", ".join(f"{s} {utc(a)}-{utc(b)} ({b - a:.1f} s)" for s, (a, b) in spans.items())
+        pairs = list(zip(ORDER, ORDER[1:]))
+        if all(spans[a][1] <= spans[b][0] for a, b in pairs):
+            gaps = ", ".join(f"{a}->{b} {spans[b][0] - spans[a][1]:.1f} s" for a, b in pairs)
+            ok(f"the migrations on the one database server never overlapped, in order: {line}; hand-overs {gaps}")
+        else:
+            bad(f"migrations overlapped or came out of order: {line}")
+    if not spans:
         bad("no migration recorded")
         return
-    first_start, last_end = min(starts), max(ends)
+    first_start = min(a for a, _ in spans.values())
+    last_end = max(b for _, b in spans.values())
 
-    # 4. No 0.18.1 heartbeat after the first migrate start.
+    # The pithos node waited for both turns, then found nothing to migrate.
+    pj = (out / "pithos" / "journal.json").read_text(encoding="utf-8", errors="replace")
+    pm = step("pithos", "finish", "migrate")
+    if "nothing left to migrate" in pj and pm and end(pm) >= spans.get("cyclades", (0, 0))[1]:
+        ok("pithos: nothing left to migrate, found after cyclades' migration ended")
+    else:
+        bad(f"pithos: no 'nothing left to migrate' in its journal, or its migrate step ended before cyclades' migration ({pm})")
+
+    # cyclades' first migration was stopped in the middle (systemctl stop)
+    # and recorded so; its rerun migrated.
+    journal = (out / "cyclades" / "journal.json").read_text(encoding="utf-8", errors="replace")
+    if "interrupted by SIGTERM" in journal and (step("cyclades", "finish", "migrate") or {}).get("status") == "done":
+        ok("cyclades: its migration was interrupted by SIGTERM (journal), the next start migrated (migrate done)")
+    else:
+        bad("cyclades: no interrupted migration in its journal, or its migrate step is not done")
+
+    # The database node rebooted inside the outage: after every service
+    # node's services were stopped, before the first migration began.
+    stopped = {n: (state[n].get("downtime") or {}).get("stopped_at") for n in SERVICE}
+    db_boot = min((s["started"] for s in steps(DB, "finish")), default=None)
+    if None in stopped.values() or db_boot is None:
+        bad(f"no stop time on a service node ({stopped}) or no finish on {DB}")
+    elif max(stopped.values()) <= db_boot <= first_start:
+        ok(f"{DB} rebooted inside the outage: its first systemd boot's finish at {utc(db_boot)}, after the last "
+           f"service stop ({utc(max(stopped.values()))}), before the first migration ({utc(first_start)})")
+    else:
+        bad(f"{DB}'s finish began at {utc(db_boot)}: not between the last service stop "
+            f"({utc(max(stopped.values()))}) and the first migration ({utc(first_start)})")
+
+    # 4. No 0.18.1 gunicorn after the first migration began; no 0.19 one
+    # anywhere before the last migration on the server ended.
     old = [r for r in beats if r["source"] == "gunicorn" and r["version"] == "0.18.1"]
+    new = [r for r in beats if r["source"] == "gunicorn" and r["version"] == "0.19"]
     last_old = max(old, key=lambda r: r["t"]) if old else None
     late = [r for r in old if r["t"] >= first_start]
+    early = [r for r in new if r["t"] <= last_end]
     if old and not late:
-        ok(f"no 0.18.1 heartbeat after the first migrate start ({first_start:%H:%M:%S.%f}); the last one: {last_old['node']} {last_old['time']}")
+        ok(f"no 0.18.1 heartbeat after the first migration began ({utc(first_start)}); the last: {last_old['node']} {last_old['time']}")
     else:
-        bad(f"0.18.1 heartbeats after the first migrate start: {len(late)} (of {len(old)})")
+        bad(f"0.18.1 heartbeats after the first migration began: {len(late)} of {len(old)}")
+    nodes_new = sorted({r["node"] for r in new})
+    if nodes_new == sorted(SERVICE) and not early:
+        first = min(new, key=lambda r: r["t"])
+        ok(f"no 0.19 service anywhere before the last migration ended ({utc(last_end)}); the first: "
+           f"{first['node']} {first['time']}; every service node beats 0.19")
+    else:
+        bad(f"0.19 heartbeats before the last migration ended: {len(early)}; nodes beating 0.19: {nodes_new}")
 
     # 5. The waiting node started its services only after the migrations ended.
     start = step(WAITING, "finish", "start-services")
-    new = sorted(r["t"] for r in beats if r["source"] == "gunicorn" and r["version"] == "0.19" and r["node"] == WAITING)
-    if start and start["started"] >= int(last_end.timestamp()) and new and new[0] > last_end:
-        ok(f"{WAITING} started its services ({utc(start['started'])}, first 0.19 heartbeat {new[0]:%H:%M:%S.%f}) after the last migration ended ({last_end:%H:%M:%S.%f})")
+    mine = sorted(r["t"] for r in new if r["node"] == WAITING)
+    if start and start["started"] >= int(last_end) and mine and mine[0] > last_end:
+        ok(f"{WAITING} started its services ({utc(start['started'])}, first 0.19 heartbeat {utc(mine[0])}) after the last migration ended ({utc(last_end)})")
     else:
-        bad(f"{WAITING} started its services before the migrations ended (start-services {start}, first 0.19 heartbeat {new[:1]}, last end {last_end})")
+        bad(f"{WAITING} started its services before the migrations ended (start-services {start}, first 0.19 heartbeat {mine[:1]}, last end {utc(last_end)})")
 
-    # 6. The guard's refusal is in svc1's journal, naming the writer (its
+    # 6. The guard's refusal is in astakos' journal, naming the writer (its
     # address and application when a look saw its short connection, else the
     # table it wrote to), before any migration.
-    journal = (out / MIGRATING / "journal.json").read_text(encoding="utf-8", errors="replace")
+    journal = (out / ORDER[0] / "journal.json").read_text(encoding="utf-8", errors="replace")
     if "snf-dispatcher (0.18.1, left out of the roll-out)" in journal:
-        ok(f"{MIGRATING}'s journal has the database guard's refusal naming the writer left running (seen connected)")
+        ok(f"{ORDER[0]}'s journal has the database guard's refusal naming the writer left running (seen connected)")
     elif "not migrating: snf_apps.public.stray_writes" in journal:
-        ok(f"{MIGRATING}'s journal has the database guard's refusal naming the table the writer left running wrote to")
+        ok(f"{ORDER[0]}'s journal has the database guard's refusal naming the table the writer left running wrote to")
     else:
-        bad(f"{MIGRATING}'s journal does not name the writer the guard refused")
+        bad(f"{ORDER[0]}'s journal does not name the writer the guard refused")
 
     # The figures: downtime per node (status/state), the cluster's (fleet report,
     # and from the heartbeats: last 0.18.1 to the first 0.19 gunicorn anywhere).
     report = json.load(open(out / "fleet-report" / "fleet-report.json", encoding="utf-8"))
     hosts = {r["host"]: r for r in report["nodes"]}
-    if sorted(hosts) == sorted(GANETI + SERVICE) and all(h["phase"] == "done" for h in hosts.values()):
-        ok("the fleet report lists the four nodes, all done")
+    if sorted(hosts) == sorted(NODES) and all(h["phase"] == "done" for h in hosts.values()) \
+            and "database" in hosts.get(DB, {}).get("roles", []):
+        ok(f"the fleet report lists the {len(NODES)} nodes, all done, {DB} as the database node")
     else:
-        bad(f"the fleet report lists {sorted(hosts)}")
+        bad(f"the fleet report lists {sorted(hosts)}, {DB}'s roles {hosts.get(DB, {}).get('roles')}")
+    # (The database node manages no Synnefo service: no downtime of its own.)
     for n in GANETI + SERVICE:
         d = state[n].get("downtime") or {}
         r = (hosts.get(n) or {}).get("downtime") or {}
@@ -195,11 +261,14 @@ def main(out):
         if secs is None or r.get("seconds") != secs:
             bad(f"{n}: downtime not recorded, or the fleet report disagrees ({secs} vs {r.get('seconds')})")
     cluster = report.get("cluster_service_downtime") or {}
-    print(f"figure: cluster service downtime (fleet report) {cluster.get('seconds')} s, {cluster.get('stopped_at')} -> {cluster.get('restored_at')}")
-    first_new = min((r for r in beats if r["source"] == "gunicorn" and r["version"] == "0.19"), key=lambda r: r["t"], default=None)
+    print(f"figure: cluster service downtime (fleet report) {cluster.get('seconds')} s, {cluster.get('stopped_at')} -> {cluster.get('restored_at')} "
+          f"(includes the run-1 refusal and the stopped migration, both waited on by hand)")
+    first_new = min(new, key=lambda r: r["t"], default=None)
     if last_old and first_new:
         print(f"figure: no gunicorn heartbeat anywhere from {last_old['node']} {last_old['time']} (last 0.18.1) "
-              f"to {first_new['node']} {first_new['time']} (first 0.19): {(first_new['t'] - last_old['t']).total_seconds():.1f} s")
+              f"to {first_new['node']} {first_new['time']} (first 0.19): {first_new['t'] - last_old['t']:.1f} s")
+    print(f"figure: migrations {utc(first_start)}-{utc(last_end)}: {last_end - first_start:.1f} s from the first "
+          f"start to the last end, {sum(b - a for a, b in spans.values()):.1f} s of them migrating")
     print(f"figure: instances' largest heartbeat gap {largest:.2f} s")
 
 

@@ -21,10 +21,11 @@ import os
 import sys
 import time
 
+HZ = os.sysconf("SC_CLK_TCK")
+
 
 def guest_cpu(out):
     """NODE -> qemu's CPU seconds, for each guest of OUT whose qemu runs."""
-    hz = os.sysconf("SC_CLK_TCK")
     cpu = {}
     for node in sorted(os.listdir(out)):
         try:
@@ -36,17 +37,16 @@ def guest_cpu(out):
         except (OSError, ValueError):
             continue
         # utime and stime are fields 14 and 15; fields[0] is field 3.
-        cpu[node] = (int(fields[11]) + int(fields[12])) / hz
+        cpu[node] = (int(fields[11]) + int(fields[12])) / HZ
     return cpu
 
 
 def host_cpu():
     """(busy, idle) CPU seconds of the host since its boot."""
-    hz = os.sysconf("SC_CLK_TCK")
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + v[4]
-    return (sum(v[:8]) - idle) / hz, idle / hz
+    return (sum(v[:8]) - idle) / HZ, idle / HZ
 
 
 def main():
@@ -76,7 +76,11 @@ def main():
                 last = sample
             elif last is not None and now - last[0] >= args.rows:
                 wall = now - last[0]
-                shares = [100 * (sample[1].get(n, 0) - last[1].get(n, 0)) / wall for n in names]
+                # A guest whose qemu is gone (or not yet up) at either end: 0, not a negative share.
+                shares = [
+                    100 * (sample[1][n] - last[1][n]) / wall if n in sample[1] and n in last[1] else 0
+                    for n in names
+                ]
                 busy = 100 * (sample[2][0] - last[2][0]) / wall
                 idle = 100 * (sample[2][1] - last[2][1]) / wall
                 print(time.strftime("%H:%M:%S"), " ".join(f"{s:8.0f}" for s in shares), f"  {busy:5.0f}  {idle:5.0f}", flush=True)

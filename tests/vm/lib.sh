@@ -34,6 +34,9 @@ VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-420}
 VM_CMD_TIMEOUT=${VM_CMD_TIMEOUT:-1200}
 
 VM_T0=${VM_T0:-$SECONDS}
+# The shared ssh connections' sockets (lib/qemu.sh's vm_ssh_opts): short
+# paths (a unix socket's is at most 107 bytes), private to this run.
+VM_SSH_CTL=${VM_SSH_CTL:-$(mktemp -d "${TMPDIR:-/tmp}/synnefo-vm-ssh.XXXXXX")}
 
 # ---------------------------------------------------------------- reporting
 

@@ -74,11 +74,30 @@ vm_kill() {
     rm -f "$VM_OUT/qemu.pid"
 }
 
+# One ssh connection per guest, shared by the harness's commands: the first
+# one leaves a master behind (ControlPersist: it goes 60 s after the last
+# command, or with its connection); the others open a session over it.  A new
+# connection costs a TCG guest about a second of CPU (sshd's fork and re-exec,
+# the key exchange: 1.25 s against 0.16 s over the master, one idle guest),
+# and the harness runs hundreds of commands per scenario.  The sockets live
+# in VM_SSH_CTL (one directory per run, removed by `run` at its end); a
+# master whose guest went away without closing the connection (a power loss,
+# a `reboot -f`) is sent away by vm_wait_ssh before it looks for the new boot.
 vm_ssh_opts() {
     VM_SSH_OPTS=(-i "$VM_KEY" -p "$VM_PORT"
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
         -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=10
-        -o ServerAliveInterval=10 -o ServerAliveCountMax=6)
+        -o ServerAliveInterval=10 -o ServerAliveCountMax=6
+        -o ControlMaster=auto -o "ControlPath=$VM_SSH_CTL/%C" -o ControlPersist=60)
+}
+
+# vm_ssh_drop_master: the guest's shared connection closed, if there is one
+# (a power loss leaves one that would hold every command until its keepalives
+# ran out, 60 s).
+vm_ssh_drop_master() {
+    local VM_SSH_OPTS
+    vm_ssh_opts
+    ssh "${VM_SSH_OPTS[@]}" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
 }
 
 # vm_ssh CMD: run CMD in the guest (bounded by VM_CMD_TIMEOUT).
@@ -94,6 +113,8 @@ vm_wait_ssh() {
     local old=${1:-} deadline=$((SECONDS + VM_BOOT_TIMEOUT)) id
     while :; do
         vm_alive || fail "qemu exited (see $VM_OUT/qemu.log, console.log)"
+        # (A master from the boot before would answer for a guest that is gone.)
+        vm_ssh_drop_master
         if id=$(VM_CMD_TIMEOUT=30 vm_ssh 'cat /proc/sys/kernel/random/boot_id' 2>/dev/null) &&
             [ -n "$id" ] && [ "$id" != "$old" ]; then
             VM_BOOT_ID=$id

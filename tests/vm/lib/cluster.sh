@@ -15,7 +15,8 @@
 #   db SQL                       a query of the evidence database, from the host
 #   cluster_boot                 every guest of NODES launched on one qemu-only network
 #   setup_network NODE           name, eth1, /etc/hosts, the tools
-#   setup_common NODE            setup_network, the repository, the drop-in
+#   setup_common NODE            setup_network, then setup_rollout
+#   setup_rollout NODE           the repository, the drop-in, wheezy's python link
 #   setup_postgres               CL_DBNODE's PostgreSQL and databases
 #   setup_service NODE SVC...    the 0.18.1 stack of those services, pointing at CL_DBNODE
 #   cluster_wait_heartbeats N    until N nodes' heartbeats reach the evidence database
@@ -93,11 +94,14 @@ cluster_collect() {
 # cluster_evidence: what writers left spooled goes in, then both tables, by
 # PostgreSQL's COPY ... CSV HEADER (times in UTC, to the microsecond).
 cluster_evidence() {
-    local n t
+    local n t pids=()
+    # (All at once; waited for by pid: the qemus are this shell's children too.)
     for n in "${NODES[@]}"; do
         [ -n "${CL_PID[$n]:-}" ] || continue
-        on "$n" vm_ssh 'test ! -x /usr/local/lib/fake-cluster/ship-spool || timeout 60 /usr/local/lib/fake-cluster/ship-spool' >/dev/null 2>&1 || true
+        on "$n" vm_ssh 'test ! -x /usr/local/lib/fake-cluster/ship-spool || timeout 60 /usr/local/lib/fake-cluster/ship-spool' >/dev/null 2>&1 &
+        pids+=($!)
     done
+    [ "${#pids[@]}" = 0 ] || wait "${pids[@]}" || true
     for t in "heartbeats:source, node, version" "migrations:node, service, event"; do
         on "$CL_DBNODE" vm_ssh "PGPASSWORD=$CL_DB_PASSWORD PGTZ=UTC psql -X -q -h 127.0.0.1 -U synnefo -d cluster_evidence -c \"COPY (SELECT ${t#*:}, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"') AS time FROM ${t%%:*} ORDER BY time) TO STDOUT WITH (FORMAT csv, HEADER)\"" \
             >"$CL_OUT/${t%%:*}.csv" || return 1
@@ -163,18 +167,29 @@ setup_network() {
         { ip -4 addr show eth1 | grep -q 'inet ${CL_IP[$n]}/' || ifup eth1; }"
 }
 
-# Every node of the roll-out: setup_network, the test drop-in, wheezy's
-# /usr/bin/python, the evidence database's address, the Synnefo repository
-# named as a Debian mirror (prepare derives jessie-backports from that line).
+# Every node of the roll-out: setup_network, then setup_rollout.
 setup_common() {
+    setup_network "$1"
+    setup_rollout "$1"
+}
+
+# setup_rollout NODE: the test drop-in, wheezy's /usr/bin/python, the
+# evidence database's address, the Synnefo repository named as a Debian
+# mirror (prepare derives jessie-backports from that line).
+setup_rollout() {
     local n=$1
-    setup_network "$n"
     vm_write_test_dropin
     # As on wheezy, where the `python` package links /usr/bin/python to 2.7:
     # Ansible's discovery finds python2.7 first, and falls back to
     # /usr/bin/python when a discovery fails (seen once on a guest stalled
     # under TCG, with no such link: the task failed).
     check "/usr/bin/python is Python 2.7, as on wheezy" 'test -e /usr/bin/python || ln -s python2.7 /usr/bin/python'
+    # bookworm's e2scrub_reap.service (jessie has no e2scrub) ran 28-46 s of
+    # shell at every systemd boot, at the guest's idle priority but on the
+    # host's cores: five guests booting at once in the service wave lent it
+    # two minutes of CPU that their boots and finish needed.
+    check "no e2scrub_reap.service at the systemd boots (jessie has none)" \
+        'mkdir -p /etc/systemd/system && ln -sf /dev/null /etc/systemd/system/e2scrub_reap.service'
     printf 'PGHOST=%s\nPGPORT=5432\nPGUSER=synnefo\nPGPASSWORD=%s\nPGDATABASE=cluster_evidence\n' \
         "${CL_IP[$CL_DBNODE]}" "$CL_DB_PASSWORD" | vm_write /etc/fake-cluster/evidence.env 0600
     check "the repository disk mounted at every boot (the roll-out reboots the nodes)" \

@@ -52,9 +52,11 @@ vm_launch() {
     # -nodefaults and the modules kept out: no floppy, parallel port, CD-ROM,
     # PC speaker, KVM or PS/2 input for udev to probe at every boot (a TCG
     # boot to ssh took 33-36 s, 22 s of it sysvinit's rcS and rc2; these
-    # saved 3 s of it); the RNG feeds the guest's entropy pool early.
+    # saved 3 s of it, with a virtio RNG).  No virtio RNG: a two-vCPU guest
+    # locked up loading virtio_rng while a udev worker spun in getrandom()
+    # (a soft lockup, console.log of one .ci/run).
     qemu-system-x86_64 -accel tcg,tb-size=128 -m 1024 -smp "${VM_SMP:-2}" \
-        -nodefaults -display none -vga none -device virtio-rng-pci \
+        -nodefaults -display none -vga none \
         -kernel "$base/vmlinuz" -initrd "$base/initrd.img" \
         -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 reboot=t modprobe.blacklist=$VM_NO_MODULES" \
         -drive "file=$VM_OUT/overlay.qcow2,format=qcow2,if=virtio" \

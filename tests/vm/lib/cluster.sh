@@ -11,11 +11,10 @@
 # What it gives them:
 #   cluster_init                 the state below, the EXIT trap (evidence, qemu down)
 #   on NODE CMD...               a harness function (check, vm_ssh...) against NODE
-#   parallel FUNCTION            FUNCTION NODE on every node at once
+#   parallel FUNCTION [NODE...]  FUNCTION NODE on every node (or those named) at once
 #   db SQL                       a query of the evidence database, from the host
 #   cluster_boot                 every guest of NODES launched on one qemu-only network
 #   setup_network NODE           name, eth1, /etc/hosts, the tools
-#   setup_common NODE            setup_network, then setup_rollout
 #   setup_rollout NODE           the repository, the drop-in, wheezy's python link
 #   setup_postgres               CL_DBNODE's PostgreSQL and databases
 #   setup_service NODE SVC...    the 0.18.1 stack of those services, pointing at CL_DBNODE
@@ -54,18 +53,23 @@ on() {
     CL_BOOT[$n]=$VM_BOOT_ID
 }
 
-# parallel FUNCTION: FUNCTION NODE on every node at once (background subshells:
-# nothing they set survives); fails when any of them failed.
+# parallel FUNCTION [NODE...]: FUNCTION NODE on every node of NODES, or on
+# the nodes named, at once (background subshells: nothing they set survives;
+# waited for by pid, since the qemus are this shell's children too); fails
+# when any of them failed.
 parallel() {
-    local n pids=() bad=()
-    for n in "${NODES[@]}"; do
-        on "$n" "$1" "$n" &
+    local f=$1 n i pids=() bad=()
+    shift
+    local nodes=("$@")
+    [ "${#nodes[@]}" -gt 0 ] || nodes=("${NODES[@]}")
+    for n in "${nodes[@]}"; do
+        on "$n" "$f" "$n" &
         pids+=($!)
     done
-    for n in "${!pids[@]}"; do
-        wait "${pids[$n]}" || bad+=("${NODES[$n]}")
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || bad+=("${nodes[$i]}")
     done
-    [ "${#bad[@]}" = 0 ] || fail "$1 failed on ${bad[*]} (see their progress above and $CL_OUT/NODE/)"
+    [ "${#bad[@]}" = 0 ] || fail "$f failed on ${bad[*]} (see their progress above and $CL_OUT/NODE/)"
 }
 
 # The evidence database on CL_DBNODE, from the host.
@@ -94,14 +98,11 @@ cluster_collect() {
 # cluster_evidence: what writers left spooled goes in, then both tables, by
 # PostgreSQL's COPY ... CSV HEADER (times in UTC, to the microsecond).
 cluster_evidence() {
-    local n t pids=()
-    # (All at once; waited for by pid: the qemus are this shell's children too.)
+    local n t running=()
     for n in "${NODES[@]}"; do
-        [ -n "${CL_PID[$n]:-}" ] || continue
-        on "$n" vm_ssh 'test ! -x /usr/local/lib/fake-cluster/ship-spool || timeout 60 /usr/local/lib/fake-cluster/ship-spool' >/dev/null 2>&1 &
-        pids+=($!)
+        [ -z "${CL_PID[$n]:-}" ] || running+=("$n")
     done
-    [ "${#pids[@]}" = 0 ] || wait "${pids[@]}" || true
+    [ "${#running[@]}" = 0 ] || parallel ship_spool "${running[@]}"
     for t in "heartbeats:source, node, version" "migrations:node, service, event"; do
         on "$CL_DBNODE" vm_ssh "PGPASSWORD=$CL_DB_PASSWORD PGTZ=UTC psql -X -q -h 127.0.0.1 -U synnefo -d cluster_evidence -c \"COPY (SELECT ${t#*:}, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"') AS time FROM ${t%%:*} ORDER BY time) TO STDOUT WITH (FORMAT csv, HEADER)\"" \
             >"$CL_OUT/${t%%:*}.csv" || return 1
@@ -167,13 +168,13 @@ setup_network() {
         { ip -4 addr show eth1 | grep -q 'inet ${CL_IP[$n]}/' || ifup eth1; }"
 }
 
-# Every node of the roll-out: setup_network, then setup_rollout.
-setup_common() {
-    setup_network "$1"
-    setup_rollout "$1"
+# ship_spool NODE: what the node's writers left spooled, shipped now (at
+# most 60 s; a node that cannot is left as it is: its rows stay spooled).
+ship_spool() {
+    vm_ssh 'test ! -x /usr/local/lib/fake-cluster/ship-spool || timeout 60 /usr/local/lib/fake-cluster/ship-spool' >/dev/null 2>&1 || true
 }
 
-# setup_rollout NODE: the test drop-in, wheezy's /usr/bin/python, the
+# setup_rollout NODE: every node of the roll-out, after setup_network: the test drop-in, wheezy's /usr/bin/python, the
 # evidence database's address, the Synnefo repository named as a Debian
 # mirror (prepare derives jessie-backports from that line).
 setup_rollout() {

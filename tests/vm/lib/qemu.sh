@@ -14,16 +14,16 @@ vm_start() {
     vm_wait_ssh
 }
 
+# The modules a guest never loads (kernel command line): devices it has not
+# got, or needs not.
+VM_NO_MODULES=floppy,parport_pc,ppdev,pcspkr,kvm,kvm_amd,kvm_intel,powernow_k8,sr_mod,ata_piix,i2c_piix4,serio_raw,joydev,psmouse,evdev
+
 # vm_launch: start qemu on a fresh overlay without waiting for the guest (the
 # cluster boots its guests at once, then waits for each).  Knobs, all optional:
 # VM_DISK (an image of vm_base_dir: disk.raw, cluster.raw or ganeti.raw),
 # VM_DISK_QCOW2 (instead: a qcow2 root disk to overlay, the cached Ganeti
 # nodes'), VM_SMP and VM_QEMU_EXTRA (an array of further qemu arguments: the
 # cluster's network, a Ganeti node's volume group disk).
-# The modules a guest never loads (kernel command line): devices it has not
-# got, or needs not.
-VM_NO_MODULES=floppy,parport_pc,ppdev,pcspkr,kvm,kvm_amd,kvm_intel,powernow_k8,sr_mod,ata_piix,i2c_piix4,serio_raw,joydev,psmouse,evdev
-
 vm_launch() {
     local base
     base=$(vm_base_dir)

@@ -13,7 +13,7 @@
 #   on NODE CMD...               a harness function (check, vm_ssh...) against NODE
 #   parallel FUNCTION [NODE...]  FUNCTION NODE on every node (or those named) at once
 #   db SQL                       a query of the evidence database, from the host
-#   cluster_boot                 every guest of NODES launched on one qemu-only network
+#   cluster_boot                 every guest of NODES up on one qemu-only network (resumed from saved boots)
 #   setup_network NODE           name, eth1, /etc/hosts, the tools
 #   setup_rollout NODE           the repository, the drop-in, wheezy's python link
 #   setup_postgres               CL_DBNODE's PostgreSQL and databases
@@ -99,6 +99,7 @@ cluster_collect() {
 # PostgreSQL's COPY ... CSV HEADER (times in UTC, to the microsecond).
 cluster_evidence() {
     local n t running=()
+    [ -n "${CL_PID[$CL_DBNODE]:-}" ] || return 1
     for n in "${NODES[@]}"; do
         [ -z "${CL_PID[$n]:-}" ] || running+=("$n")
     done
@@ -110,34 +111,114 @@ cluster_evidence() {
     CL_EVIDENCE_DONE=yes
 }
 
-# cluster_boot: every guest of NODES launched at once on one private network
-# that exists only inside qemu (a socket netdev on a multicast group bound to
+# cluster_boot: every guest of NODES up at once on one private network that
+# exists only inside qemu (a socket netdev on a multicast group bound to
 # 127.0.0.1) besides its user-mode NIC for the host's ssh; waits for their
-# ssh.  A guest boots the cluster image, or, where the scenario set
-# CL_GANETI (ganeti_cluster_disks), a Ganeti node boots overlays of the cached
-# cluster's root and volume-group disks.  One vCPU each: the guests' vCPU
-# threads on two host cores, not twice as many (with two each, the guests'
-# kernels report soft lockups while they all boot).
+# ssh.  The guests resume from their saved boots (cluster_boot_states): a
+# guest boots the cluster image, or, where the scenario set CL_GANETI
+# (ganeti_cluster_disks), a Ganeti node boots overlays of the cached
+# cluster's root and volume-group disks, once; its RAM, devices and disks are
+# kept as they were then.  A resumed guest gets the host's time (its clock
+# stood still while it was saved) and forgets what it read of the repository
+# disk, which is built again at each run.
 cluster_boot() {
-    local n mcast VM_SMP=1 VM_OUT VM_DISK VM_DISK_QCOW2 VM_QEMU_EXTRA
-    mcast=230.0.0.1:$(vm_free_port)
+    local n states
+    CL_MCAST=230.0.0.1:$(vm_free_port)
+    states=$(cluster_boot_states) || exit 1
     for n in "${NODES[@]}"; do
-        mkdir -p "$CL_OUT/$n"
-        VM_OUT=$CL_OUT/$n
-        VM_QEMU_EXTRA=(-netdev "socket,id=cluster,mcast=$mcast,localaddr=127.0.0.1"
-            -device "virtio-net-pci,netdev=cluster,mac=${CL_MAC[$n]}")
-        case $n in
-        ganeti*)
-            VM_DISK= VM_DISK_QCOW2=$CL_GANETI/$n/root.qcow2
-            qemu-img create -q -f qcow2 -b "$CL_GANETI/$n/vg.qcow2" -F qcow2 "$CL_OUT/$n/vg.qcow2"
-            VM_QEMU_EXTRA+=(-drive "file=$CL_OUT/$n/vg.qcow2,format=qcow2,if=virtio")
-            ;;
-        *) VM_DISK=cluster.raw VM_DISK_QCOW2= ;;
-        esac
-        vm_launch
-        CL_PORT[$n]=$VM_PORT CL_PID[$n]=$VM_PID
+        cluster_launch "$n" "$states/$n/root.qcow2" "$states/$n/vg.qcow2" "$states/$n/state"
     done
     for n in "${NODES[@]}"; do on "$n" vm_wait_ssh; done
+    parallel cluster_resumed
+}
+
+cluster_resumed() {
+    vm_ssh "date -u -s @$(date +%s.%N) >/dev/null && blockdev --flushbufs /dev/vdb" ||
+        fail "$1: could not set the clock of the resumed guest"
+}
+
+# cluster_launch NODE ROOT VG [STATE]: NODE's qemu on an overlay of ROOT (the
+# cluster image's name, or a qcow2 disk), a Ganeti node with an overlay of VG
+# as its volume group's disk, resumed from STATE where given.  One vCPU each:
+# the guests' vCPU threads on two host cores, not twice as many (with two
+# each, the guests' kernels report soft lockups while they all boot).
+cluster_launch() {
+    local n=$1 root=$2 vg=$3 VM_SMP=1 VM_OUT=$CL_OUT/$1 VM_DISK VM_DISK_QCOW2 VM_QEMU_EXTRA VM_INCOMING=${4:-}
+    mkdir -p "$VM_OUT"
+    VM_QEMU_EXTRA=(-netdev "socket,id=cluster,mcast=$CL_MCAST,localaddr=127.0.0.1"
+        -device "virtio-net-pci,netdev=cluster,mac=${CL_MAC[$n]}")
+    case $n in
+    ganeti*)
+        qemu-img create -q -f qcow2 -b "$vg" -F qcow2 "$VM_OUT/vg.qcow2"
+        VM_QEMU_EXTRA+=(-drive "file=$VM_OUT/vg.qcow2,format=qcow2,if=virtio")
+        ;;
+    esac
+    case $root in
+    *.raw) VM_DISK=$root VM_DISK_QCOW2= ;;
+    *) VM_DISK= VM_DISK_QCOW2=$root ;;
+    esac
+    vm_launch
+    CL_PORT[$n]=$VM_PORT CL_PID[$n]=$VM_PID
+}
+
+# cluster_boot_states: the directory of the guests' saved boots (NODE/state:
+# RAM and devices; NODE/root.qcow2, and a Ganeti node's NODE/vg.qcow2: its
+# disks as they were), made unless cached: every guest booted once (the
+# Ganeti master's daemons up: its vote with the other node done), then saved.
+# Booting eight guests at once on two host cores took 200 s of every run; a
+# resume takes seconds.  The key: qemu's version and command line (lib/qemu.sh),
+# the image, the Ganeti cluster's disks, the nodes and their MACs.
+cluster_boot_states() {
+    local key dir tmp n pids=() ok=yes
+    key=$({
+        qemu-system-x86_64 --version
+        vm_base_dir
+        echo "${CL_GANETI:-}"
+        declare -p NODES CL_MAC
+        declare -f cluster_launch
+        cat "$VM_HERE/lib/qemu.sh"
+    } | sha256sum | cut -c1-16)
+    dir=$VM_CACHE/cluster-boot-$key
+    if [ -f "$dir/complete" ]; then
+        echo "$dir"
+        return 0
+    fi
+    tmp=$(mktemp -d "$VM_CACHE/cluster-boot.XXXXXX")
+    step "booting the guests once, to keep their booted states (cached in $dir)" >&2
+    local t0=$SECONDS
+    for n in "${NODES[@]}"; do
+        case $n in
+        ganeti*) cluster_launch "$n" "$CL_GANETI/$n/root.qcow2" "$CL_GANETI/$n/vg.qcow2" ;;
+        *) cluster_launch "$n" cluster.raw "" ;;
+        esac
+    done
+    for n in "${NODES[@]}"; do on "$n" vm_wait_ssh; done
+    [ -z "${CL_PORT[ganeti1]:-}" ] || on ganeti1 vm_ssh 'for i in $(seq 60); do gnt-node list >/dev/null 2>&1 && exit 0; sleep 3; done; exit 1' ||
+        fail "the Ganeti master's daemons did not come up on ganeti1"
+    for n in "${NODES[@]}"; do
+        mkdir -p "$tmp/$n"
+        on "$n" vm_save_state "$tmp/$n/state" >&2 &
+        pids+=($!)
+    done
+    for n in "${!pids[@]}"; do wait "${pids[$n]}" || ok=; done
+    for n in "${NODES[@]}"; do
+        on "$n" vm_kill
+        [ -s "$tmp/$n/state" ] || ok=
+        mv "$CL_OUT/$n/overlay.qcow2" "$tmp/$n/root.qcow2" || ok=
+        [ ! -e "$CL_OUT/$n/vg.qcow2" ] || mv "$CL_OUT/$n/vg.qcow2" "$tmp/$n/vg.qcow2" || ok=
+    done
+    CL_PORT=() CL_PID=()
+    if [ -z "$ok" ]; then
+        rm -rf "$tmp"
+        fail "saving the booted guests failed (see $CL_OUT/NODE/qemu.log)"
+    fi
+    echo "$((SECONDS - t0))" >"$tmp/build-seconds"
+    touch "$tmp/complete"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    find "$VM_CACHE" -maxdepth 1 -name 'cluster-boot-*' ! -path "$dir" -exec rm -rf {} +
+    VM_OUT=$CL_OUT timing cluster-boot-states "$((SECONDS - t0))" >&2
+    echo "$dir"
 }
 
 # cluster_hosts: /etc/hosts of every guest: each node's FQDN first, as Ganeti

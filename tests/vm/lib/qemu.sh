@@ -22,8 +22,11 @@ VM_NO_MODULES=floppy,parport_pc,ppdev,pcspkr,kvm,kvm_amd,kvm_intel,powernow_k8,s
 # cluster boots its guests at once, then waits for each).  Knobs, all optional:
 # VM_DISK (an image of vm_base_dir: disk.raw, cluster.raw or ganeti.raw),
 # VM_DISK_QCOW2 (instead: a qcow2 root disk to overlay, the cached Ganeti
-# nodes'), VM_SMP and VM_QEMU_EXTRA (an array of further qemu arguments: the
-# cluster's network, a Ganeti node's volume group disk).
+# nodes'), VM_SMP, VM_QEMU_EXTRA (an array of further qemu arguments: the
+# cluster's network, a Ganeti node's volume group disk) and VM_INCOMING (a
+# state vm_save_state saved: the guest resumes from it instead of booting,
+# over a root disk as it was then, given as VM_DISK_QCOW2, and with the same
+# devices).
 vm_launch() {
     local base
     base=$(vm_base_dir)
@@ -65,6 +68,7 @@ vm_launch() {
         ${VM_QEMU_EXTRA[@]+"${VM_QEMU_EXTRA[@]}"} \
         -serial "file:$VM_OUT/console.log" \
         -monitor "unix:$VM_MONITOR,server=on,wait=off" \
+        ${VM_INCOMING:+-incoming "exec:cat $VM_INCOMING"} \
         >"$VM_OUT/qemu.log" 2>&1 &
     VM_PID=$!
     echo "$VM_PID" >"$VM_OUT/qemu.pid"
@@ -167,6 +171,51 @@ s.sendall(sys.argv[2].encode() + b"\n")
 time.sleep(0.5)
 s.close()
 PY
+}
+
+# vm_save_state FILE: the running guest's RAM and devices saved to FILE
+# (qemu's migration through `exec:`, which every qemu has: `file:` came with
+# 8.2, and bookworm's is 7.2; the human monitor's `migrate` returns when it
+# is complete, the guest paused and its disks flushed), then qemu quit.  FILE
+# is a path without spaces or shell characters.  The
+# guest's disks as they are now go with it: vm_launch with VM_INCOMING=FILE
+# over copies of them resumes it where it was.
+vm_save_state() {
+    python3 - "$VM_MONITOR" "$1" <<'PY' || return 1
+import re, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(600)
+
+
+def command(line):
+    s.sendall(line.encode() + b"\n")
+    out = b""
+    while not out.rstrip().endswith(b"(qemu)"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out.decode(errors="replace")
+
+
+out = b""
+while b"(qemu)" not in out:  # banner and prompt
+    out += s.recv(65536)
+out = command("migrate exec:cat>" + sys.argv[2])
+status = command("info migrate")
+if not re.search(r"status:\s*completed", status, re.I):
+    sys.exit("migration to %s did not complete: %s %s" % (sys.argv[2], out, status))
+s.sendall(b"quit\n")
+time.sleep(0.5)
+PY
+    # (qemu may be this shell's child: a zombie is a qemu that has exited.)
+    local _
+    for _ in $(seq 60); do
+        case $(ps -o stat= -p "$VM_PID" 2>/dev/null) in '' | Z*) break ;; esac
+        sleep 1
+    done
+    vm_kill
 }
 
 # The repository disk is /dev/vdb; mounted on demand (idempotent).

@@ -213,10 +213,7 @@ cluster_boot_states() {
         fail "saving the booted guests failed (see $CL_OUT/NODE/qemu.log)"
     fi
     echo "$((SECONDS - t0))" >"$tmp/build-seconds"
-    touch "$tmp/complete"
-    rm -rf "$dir"
-    mv "$tmp" "$dir"
-    find "$VM_CACHE" -maxdepth 1 -name 'cluster-boot-*' ! -path "$dir" -exec rm -rf {} +
+    vm_cache_keep "$tmp" "$dir"
     VM_OUT=$CL_OUT timing cluster-boot-states "$((SECONDS - t0))" >&2
     echo "$dir"
 }

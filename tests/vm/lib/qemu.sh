@@ -209,13 +209,22 @@ if not re.search(r"status:\s*completed", status, re.I):
 s.sendall(b"quit\n")
 time.sleep(0.5)
 PY
-    # (qemu may be this shell's child: a zombie is a qemu that has exited.)
+    vm_wait_exit 60 || true
+    vm_kill
+}
+
+# vm_wait_exit SECONDS: until the guest's qemu has exited (a guest powering
+# itself off, a `quit`), at most SECONDS; fails when it is still running.
+# (qemu is this shell's child, or a sibling's: a zombie is a qemu that has
+# exited; kill -0, vm_alive's test, says yes to a zombie.)
+vm_wait_exit() {
     local _
-    for _ in $(seq 60); do
-        case $(ps -o stat= -p "$VM_PID" 2>/dev/null) in '' | Z*) break ;; esac
+    for _ in $(seq "$1"); do
+        case $(ps -o stat= -p "$VM_PID" 2>/dev/null) in '' | Z*) return 0 ;; esac
         sleep 1
     done
-    vm_kill
+    case $(ps -o stat= -p "$VM_PID" 2>/dev/null) in '' | Z*) return 0 ;; esac
+    return 1
 }
 
 # The repository disk is /dev/vdb; mounted on demand (idempotent).

@@ -9,6 +9,18 @@ vm_base_dir() {
     echo "$VM_CACHE/base-$key"
 }
 
+# vm_cache_keep TMP DIR: a cache entry built in TMP (beside DIR, in
+# VM_CACHE) becomes DIR, named PREFIX-KEY: marked complete, renamed over any
+# older DIR (an interrupted build is never mistaken for a cached one), and
+# the other keys' PREFIX-* entries, dead weight, removed.
+vm_cache_keep() {
+    local tmp=$1 dir=$2
+    touch "$tmp/complete"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    find "$VM_CACHE" -maxdepth 1 -name "$(basename "${dir%-*}")-*" ! -path "$dir" -exec rm -rf {} +
+}
+
 # Build the base image unless a complete one for this recipe is cached.
 vm_ensure_base() {
     local base tmp t0
@@ -30,11 +42,7 @@ vm_ensure_base() {
         return 1
     fi
     echo "$((SECONDS - t0))" >"$tmp/build-seconds"
-    touch "$tmp/complete"
-    rm -rf "$base"
-    mv "$tmp" "$base"
-    # Older recipes' images are dead weight.
-    find "$VM_CACHE" -maxdepth 1 -name 'base-*' ! -path "$base" -exec rm -rf {} +
+    vm_cache_keep "$tmp" "$base"
     echo "[image] base image built in $((SECONDS - t0))s" >&2
     echo "image-build $((SECONDS - t0))s" >>"$VM_TARGET/timings.txt"
 }
@@ -103,11 +111,7 @@ vm_guest_debs() {
         apt-get "${opts[@]}" -q install --download-only --no-install-recommends -y "$@"; } \
         >"$tmp/apt.log" 2>&1 || fail "downloading $* for the guest failed ($tmp/apt.log)"
     mv "$tmp"/archives/*.deb "$tmp/debs/"
-    touch "$tmp/complete"
-    rm -rf "$dir"
-    mv "$tmp" "$dir"
-    # Those of older images are dead weight.
-    find "$VM_CACHE" -maxdepth 1 -name "$name-*" ! -path "$dir" -exec rm -rf {} +
+    vm_cache_keep "$tmp" "$dir"
 }
 
 # vm_install_guest_debs NAME: copy the debs of vm_guest_debs NAME into the guest

@@ -24,6 +24,23 @@ prints:
       goal: <= 2 s)
   the forecast beside the measured downtime (the fleet report's)
 
+and, to tell finish's own time from what it waits for, per service node:
+
+  after its migrations: from the end of the migrate step to the end of
+      verify-services (the node's share of the outage once the cluster's
+      migrations are over), by step; start-services split into systemd's
+      own lines (the first "Starting"/"Started" of a started unit after the
+      call, the last "Started"): before them (the calls, systemd's queue),
+      between them (the units' own start: the init script, the fork), after
+      them (the jobs' end reaching finish, the step's record)
+  the settle: [services] settle_seconds, and the floor it sets: the watch
+      covers what the steps after verify-services leave of it (the period
+      counts from the units' start), so finish's overhead is about the steps
+      up to verify-services plus the larger of the settle and the later steps
+  what else ran on the node meanwhile: the Ansible modules the journal shows
+      between the migrate step's end and finish's end (in the scenario, run 2
+      resumes while the finishes end: they share the guest's one vCPU)
+
 Exit 0 always when the evidence is readable (it reports, the scenario's
 evidence.py decides), 2 when it is not.  tests/vm/scenarios/cluster prints
 the same after its evidence check.
@@ -31,6 +48,7 @@ the same after its evidence check.
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -57,9 +75,9 @@ def downtime(state):
     return d["restored_at"] - d["stopped_at"]
 
 
-def migrate_done(journal):
-    """The journal time (s) of the last "finish: migrate: done" message."""
-    found = None
+def journal_entries(journal):
+    """(seconds, identifier, message) of every journal entry, in order."""
+    entries = []
     with open(journal, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
@@ -67,9 +85,72 @@ def migrate_done(journal):
                 continue
             entry = json.loads(line)
             message = entry.get("MESSAGE")
-            if isinstance(message, str) and message.startswith("finish: migrate: done"):
-                found = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+            if isinstance(message, list):
+                message = bytes(message).decode("utf-8", "replace")
+            if not isinstance(message, str):
+                continue
+            entries.append((int(entry["__REALTIME_TIMESTAMP"]) / 1e6, entry.get("SYSLOG_IDENTIFIER") or "", message))
+    return entries
+
+
+def last_line(entries, prefix):
+    """The time of the last journal entry of synnefo-upgrade starting with prefix."""
+    found = None
+    for t, ident, message in entries:
+        if ident == "synnefo-upgrade" and message.startswith(prefix):
+            found = t
     return found
+
+
+def migrate_done(journal):
+    """The journal time (s) of the last "finish: migrate: done" message."""
+    return last_line(journal_entries(journal), "finish: migrate: done")
+
+
+def after_migrations(steps, entries):
+    """Lines on the node's path from its migrate step's end to verify-services'
+    end, and on what ran beside it; [] where the evidence lacks it."""
+    ms = {s["id"]: s.get("duration_ms") or 0 for s in steps if s["status"] != "skipped"}
+    ids = [s["id"] for s in steps if s["status"] != "skipped"]
+    if "migrate" not in ids or "verify-services" not in ids:
+        return []
+    path = ids[ids.index("migrate") + 1 : ids.index("verify-services") + 1]
+    total = sum(ms[k] for k in path) / 1000
+    lines = ["after its migrations: %.1f s to verify-services (%s)" % (total, ", ".join("%s %.2f" % (k, ms[k] / 1000) for k in path))]
+    called = last_line(entries, "finish: start-services: start ")
+    ended = last_line(entries, "finish: start-services: done")
+    started = next((s.get("message") or "" for s in steps if s["id"] == "start-services"), "")
+    units = [u.strip() + ".service" for u in started.partition("started: ")[2].split(",") if u.strip() and u.strip() != "none"]
+    if called is not None and ended is not None and units:
+        marks = [
+            (t, m)
+            for t, ident, m in entries
+            if ident == "systemd" and called <= t <= ended and any(m.startswith(w + " " + u) for u in units for w in ("Starting", "Started"))
+        ]
+        if marks:
+            first, last = marks[0][0], max(t for t, m in marks if m.startswith("Started"))
+            lines.append(
+                "  start-services %.2f s: %.2f before systemd's first line (the calls, systemd's queue), %.2f systemd starting the units (%s), %.2f after the last 'Started' (the jobs' end reaching finish, the record)"
+                % (ended - called, first - called, last - first, ", ".join(units), ended - last)
+            )
+    done = last_line(entries, "finish: the upgrade of this node is done")
+    migrated = last_line(entries, "finish: migrate: done")
+    if done is not None and migrated is not None:
+        modules = [ident[len("ansible-") :] for t, ident, m in entries if ident.startswith("ansible-") and migrated <= t <= done]
+        lines.append(
+            "  beside it, from the migrate step's end to finish's end (%.1f s): %s"
+            % (done - migrated, "%d Ansible module run(s): %s" % (len(modules), ", ".join(modules)) if modules else "no Ansible module run")
+        )
+    return lines
+
+
+def settle_seconds(steps):
+    """[services] settle_seconds, as services-settled reported it."""
+    for s in steps:
+        m = re.match(r"active for (\d+)s or more", s.get("message") or "")
+        if s["id"] == "services-settled" and m:
+            return int(m.group(1))
+    return None
 
 
 def notice(out):
@@ -132,6 +213,17 @@ def figures(out):
             "%s   of which services-settled (the watch of what is left of [services] settle_seconds): %.1f s"
             % (node, ms.get("services-settled", 0) / 1000)
         )
+        settle = settle_seconds(steps)
+        if settle is not None:
+            lines.append(
+                "%s   settle_seconds = %d: the steps after verify-services and the watch come to about %d s or more (the settle counts from the units' start), on top of the %.1f s up to verify-services"
+                % (node, settle, settle, on_path)
+            )
+        try:
+            entries = journal_entries(out / node / "journal.json")
+        except (OSError, ValueError, KeyError):
+            entries = []
+        lines.extend("%s %s" % (node, line) for line in after_migrations(steps, entries))
     seen = notice(out)
     if seen is not None:
         lines.append(

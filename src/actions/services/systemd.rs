@@ -96,9 +96,6 @@ pub struct Systemd {
     /// unmasked in this run: their unmask needs no look at systemd's view
     /// (a start that still meets one masked reloads and tries again).
     loaded_ahead: std::sync::Mutex<HashSet<String>>,
-    /// Whether this connection is subscribed to the manager's signals (it
-    /// stays so for the connection's life, across reloads).
-    subscribed: std::sync::atomic::AtomicBool,
 }
 
 impl Systemd {
@@ -117,7 +114,6 @@ impl Systemd {
             conn,
             manager,
             loaded_ahead: Default::default(),
-            subscribed: Default::default(),
         })
     }
 
@@ -243,18 +239,13 @@ impl Systemd {
     /// restart-apache after start-services failed so on the `release` VM
     /// scenario's trixie); older ones (jessie's 215, bookworm's 252) take
     /// it again. Either way the connection is subscribed.
-    /// Asked once per connection: each call is a round trip.
     fn subscribe(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        if self.subscribed.load(Ordering::Acquire) {
-            return Ok(());
-        }
         match self.manager.subscribe() {
-            Err(zbus::Error::MethodError(name, _, _)) if is_already_subscribed(name.as_str()) => {}
-            other => other.context("subscribing to systemd signals")?,
+            Err(zbus::Error::MethodError(name, _, _)) if is_already_subscribed(name.as_str()) => {
+                Ok(())
+            }
+            other => other.context("subscribing to systemd signals"),
         }
-        self.subscribed.store(true, Ordering::Release);
-        Ok(())
     }
 
     fn reload(&self) -> Result<Duration> {
@@ -272,12 +263,12 @@ impl Systemd {
         })
     }
 
-    /// Issues one job per unit with `issue` (the calls concurrent), then waits for every `JobRemoved`.
+    /// Issues one job per unit with `issue` (all at once), then waits for every `JobRemoved`.
     fn run_jobs_with(
         &self,
         verb: &str,
         names: &[String],
-        issue: impl Fn(&str) -> zbus::Result<OwnedObjectPath> + Sync,
+        issue: impl Fn(&str) -> zbus::Result<OwnedObjectPath>,
     ) -> Result<()> {
         if names.is_empty() {
             return Ok(());
@@ -301,30 +292,10 @@ impl Systemd {
                 }
             }
         });
-        let units: Vec<String> = names.iter().map(|n| unit_name(n)).collect();
-        // One call per unit, all in flight at once: each is a round trip
-        // through dbus-daemon and systemd, which on a loaded node is what
-        // the start of the services waited for before systemd began them.
-        let issued: Vec<zbus::Result<OwnedObjectPath>> = match units.as_slice() {
-            [unit] => vec![issue(unit)],
-            _ => std::thread::scope(|scope| {
-                let calls: Vec<_> = units
-                    .iter()
-                    .map(|unit| scope.spawn(|| issue(unit)))
-                    .collect();
-                calls
-                    .into_iter()
-                    .map(|call| {
-                        call.join().unwrap_or_else(|_| {
-                            Err(zbus::Error::Failure("the call's thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            }),
-        };
         let mut pending: HashMap<OwnedObjectPath, String> = HashMap::new();
-        for (unit, job) in units.into_iter().zip(issued) {
-            let job = job.with_context(|| format!("{verb} of unit '{unit}'"))?;
+        for name in names {
+            let unit = unit_name(name);
+            let job = issue(&unit).with_context(|| format!("{verb} of unit '{unit}'"))?;
             pending.insert(job, unit);
         }
         let deadline = Instant::now() + JOB_TIMEOUT;

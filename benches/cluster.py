@@ -102,16 +102,10 @@ def last_line(entries, prefix):
     return found
 
 
-def migrate_done(journal):
-    """The journal time (s) of the last "finish: migrate: done" message."""
-    return last_line(journal_entries(journal), "finish: migrate: done")
-
-
-def after_migrations(steps, entries):
+def after_migrations(steps, ids, ms, entries):
     """Lines on the node's path from its migrate step's end to verify-services'
-    end, and on what ran beside it; [] where the evidence lacks it."""
-    ms = {s["id"]: s.get("duration_ms") or 0 for s in steps if s["status"] != "skipped"}
-    ids = [s["id"] for s in steps if s["status"] != "skipped"]
+    end, and on what ran beside it; [] where the evidence lacks it. ids and
+    ms: the steps that ran, in order, and their durations."""
     if "migrate" not in ids or "verify-services" not in ids:
         return []
     path = ids[ids.index("migrate") + 1 : ids.index("verify-services") + 1]
@@ -127,8 +121,9 @@ def after_migrations(steps, entries):
             for t, ident, m in entries
             if ident == "systemd" and called <= t <= ended and any(m.startswith(w + " " + u) for u in units for w in ("Starting", "Started"))
         ]
-        if marks:
-            first, last = marks[0][0], max(t for t, m in marks if m.startswith("Started"))
+        last = max((t for t, m in marks if m.startswith("Started")), default=None)
+        if last is not None:
+            first = marks[0][0]
             lines.append(
                 "  start-services %.2f s: %.2f before systemd's first line (the calls, systemd's queue), %.2f systemd starting the units (%s), %.2f after the last 'Started' (the jobs' end reaching finish, the record)"
                 % (ended - called, first - called, last - first, ", ".join(units), ended - last)
@@ -153,17 +148,19 @@ def settle_seconds(steps):
     return None
 
 
-def notice(out):
+def notice(out, journals):
     """(seconds, error bound) from the last migrating node's migrate end to
     the waiting node's, on the evidence server's clock; None where the
-    evidence lacks it."""
+    evidence lacks it (journals: each node's entries, None if unreadable)."""
     nodes = MIGRATING + [WAITING]
     try:
         with open(out / "clock.csv", encoding="utf-8") as f:
             clock = {r["node"]: (float(r["offset_s"]), float(r["rtt_s"])) for r in csv.DictReader(f)}
-        ends = {n: migrate_done(out / n / "journal.json") for n in nodes}
     except (OSError, ValueError, KeyError):
         return None
+    if any(journals[n] is None for n in nodes):
+        return None
+    ends = {n: last_line(journals[n], "finish: migrate: done") for n in nodes}
     if None in ends.values() or any(n not in clock for n in nodes):
         return None
     last = max(MIGRATING, key=lambda n: ends[n] + clock[n][0])
@@ -174,6 +171,12 @@ def notice(out):
 def figures(out):
     state = {n: json.load(open(out / n / "state.json", encoding="utf-8")) for n in SERVICE}
     report = json.load(open(out / "fleet-report" / "fleet-report.json", encoding="utf-8"))
+    journals = {}
+    for n in SERVICE:
+        try:
+            journals[n] = journal_entries(out / n / "journal.json")
+        except (OSError, ValueError, KeyError):
+            journals[n] = None
     lines = []
     owns = {n: downtime(state[n]) for n in MIGRATING}
     longest = max(MIGRATING, key=lambda n: owns[n] or 0)
@@ -219,12 +222,9 @@ def figures(out):
                 "%s   settle_seconds = %d: the steps after verify-services and the watch come to about %d s or more (the settle counts from the units' start), on top of the %.1f s up to verify-services"
                 % (node, settle, settle, on_path)
             )
-        try:
-            entries = journal_entries(out / node / "journal.json")
-        except (OSError, ValueError, KeyError):
-            entries = []
-        lines.extend("%s %s" % (node, line) for line in after_migrations(steps, entries))
-    seen = notice(out)
+        entries = journals[node] or []
+        lines.extend("%s %s" % (node, line) for line in after_migrations(steps, ids, ms, entries))
+    seen = notice(out, journals)
     if seen is not None:
         lines.append(
             "%s noticed the end of the migrations after %.2f s (+-%.2f s; goal <= 2 s: %s)"
